@@ -1,0 +1,44 @@
+# One place for automation: the same targets run locally and in .ci/run.
+CARGO ?= cargo
+WASM_DIR := functions/target/wasm32-wasip2/release
+
+.PHONY: setup build functions lint fmt test demo bench-runtime ci clean
+
+setup:
+	@scripts/setup.sh
+
+## The guests: SDK, example processors and misbehaving fixtures (wasm32-wasip2).
+functions: setup
+	cd functions && $(CARGO) build --release --target wasm32-wasip2
+
+build: functions
+	$(CARGO) build --release --workspace
+
+fmt:
+	$(CARGO) fmt --all
+	cd functions && $(CARGO) fmt --all
+
+lint: setup
+	$(CARGO) fmt --all -- --check
+	cd functions && $(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	cd functions && $(CARGO) clippy --release --target wasm32-wasip2 -- -D warnings
+
+## Every test: lint, guests, the workspace (release: the sandbox tests run
+## real compiled guests) and the SDK's own native tests.
+test: lint functions
+	$(CARGO) test --release --workspace
+	cd functions && $(CARGO) test --workspace
+
+## Brings Eddy up locally and shows it working.
+demo: build
+	scripts/demo.sh
+
+bench-runtime: functions
+	$(CARGO) bench -p eddy-runtime --bench invoke
+
+ci: test
+
+clean:
+	$(CARGO) clean
+	cd functions && $(CARGO) clean

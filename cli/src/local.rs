@@ -1,0 +1,232 @@
+//! `eddy run` and `eddy check`: the processor author's inner loop, with no
+//! Redis and no server: the same runtime the workers use.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use eddy_runtime::{Input, Limits, Report, Runtime, RuntimeConfig};
+use serde_json::json;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The processor component (`.wasm`).
+    module: PathBuf,
+    /// Payload file, or `-` for stdin. Empty payload when absent.
+    #[arg(long, short)]
+    input: Option<String>,
+    /// Content type of the payload.
+    #[arg(long, default_value = "application/json")]
+    content_type: String,
+    /// Function config value, `key=value` (repeatable).
+    #[arg(long = "config", short = 'c', value_parser = parse_kv)]
+    config: Vec<(String, String)>,
+    /// Function name the processor sees (default: the module's file stem).
+    #[arg(long)]
+    function: Option<String>,
+    /// Attempt number the processor sees.
+    #[arg(long, default_value_t = 1)]
+    attempt: u32,
+    /// Wall-clock limit, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// Memory limit, in MiB.
+    #[arg(long, default_value_t = 64)]
+    memory_mb: u64,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Artifact cache directory.
+    #[arg(long, env = "EDDY_CACHE_DIR", default_value = ".eddy/artifacts")]
+    cache_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The module to validate.
+    module: PathBuf,
+    /// Artifact cache directory.
+    #[arg(long, env = "EDDY_CACHE_DIR", default_value = ".eddy/artifacts")]
+    cache_dir: PathBuf,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected key=value, got `{s}`"))
+}
+
+fn runtime(cache_dir: PathBuf) -> Result<Runtime> {
+    Runtime::new(RuntimeConfig {
+        cache_dir,
+        max_instances: 16,
+        ..RuntimeConfig::default()
+    })
+    .context("starting the runtime")
+}
+
+fn read_module(path: &PathBuf) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+pub fn check(args: CheckArgs) -> Result<ExitCode> {
+    let bytes = read_module(&args.module)?;
+    let runtime = runtime(args.cache_dir)?;
+    match runtime.load(&bytes) {
+        Ok(p) => {
+            println!(
+                "ok: {} is an eddy:processor@0.1.0 component (sha256 {}, loaded in {:?}{})",
+                args.module.display(),
+                p.sha256(),
+                p.load_time(),
+                if p.from_cache() { ", from cache" } else { "" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", args.module.display());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let payload = match args.input.as_deref() {
+        None => Vec::new(),
+        Some("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading stdin")?;
+            buf
+        }
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {path}"))?,
+    };
+    let bytes = read_module(&args.module)?;
+    let function = match args.function {
+        Some(f) => f,
+        None => args
+            .module
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("processor")
+            .to_string(),
+    };
+    let limits = Limits {
+        timeout: Duration::from_millis(args.timeout_ms),
+        memory_bytes: args.memory_mb << 20,
+        ..Limits::default()
+    };
+    let runtime = runtime(args.cache_dir)?;
+    let processor = match runtime.load(&bytes) {
+        Ok(p) => p,
+        Err(e) => bail!("{}: {e}", args.module.display()),
+    };
+    let id = format!("local-{}", std::process::id());
+    let input = Input {
+        run_id: id.clone(),
+        id,
+        function,
+        attempt: args.attempt,
+        depth: 0,
+        content_type: args.content_type,
+        payload,
+        config: args.config,
+    };
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    let report = tokio.block_on(runtime.invoke(&processor, input, &limits));
+    if args.json {
+        println!("{}", report_json(&report, processor.load_time()));
+    } else {
+        print_report(&report, processor.load_time());
+    }
+    Ok(if report.result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn text_or_base64(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => format!("<{} bytes of binary>", bytes.len()),
+    }
+}
+
+fn report_json(report: &Report, load: Duration) -> serde_json::Value {
+    let result = match &report.result {
+        Ok(out) => json!({
+            "status": "succeeded",
+            "content_type": out.content_type,
+            "output": text_or_base64(&out.payload),
+        }),
+        Err(e) => json!({
+            "status": "failed",
+            "error": { "class": e.class().as_str(), "message": e.to_string(), "retryable": e.is_retryable() },
+        }),
+    };
+    json!({
+        "result": result,
+        "emits": report.emits.iter().map(|e| json!({
+            "function": e.function,
+            "content_type": e.content_type,
+            "payload": text_or_base64(&e.payload),
+        })).collect::<Vec<_>>(),
+        "logs": report.logs.iter().map(|l| json!({
+            "level": l.level.as_str(), "source": l.source.as_str(), "message": l.message,
+        })).collect::<Vec<_>>(),
+        "timings_us": {
+            "load": load.as_micros() as u64,
+            "instantiate": report.timings.instantiate.as_micros() as u64,
+            "run": report.timings.run.as_micros() as u64,
+        },
+        "epoch_ticks": report.epoch_ticks,
+    })
+}
+
+fn print_report(report: &Report, load: Duration) {
+    for l in &report.logs {
+        println!(
+            "log  {:<5} {:<6} {}",
+            l.level.as_str(),
+            l.source.as_str(),
+            l.message
+        );
+    }
+    for e in &report.emits {
+        println!(
+            "emit {} ({}, {} bytes): {}",
+            e.function,
+            e.content_type,
+            e.payload.len(),
+            text_or_base64(&e.payload).trim_end()
+        );
+    }
+    match &report.result {
+        Ok(out) => println!(
+            "output ({}): {}",
+            out.content_type,
+            text_or_base64(&out.payload)
+        ),
+        Err(e) => {
+            println!("error [{}]: {e}", e.class());
+            if let eddy_runtime::InvokeError::Trap {
+                backtrace: Some(bt),
+                ..
+            } = e
+            {
+                println!("{bt}");
+            }
+        }
+    }
+    println!(
+        "timings: load {:?}, instantiate {:?}, run {:?} ({} epoch ticks)",
+        load, report.timings.instantiate, report.timings.run, report.epoch_ticks
+    );
+}

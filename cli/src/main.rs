@@ -1,0 +1,48 @@
+//! `eddy`: one binary for every role and for the client. This file only parses
+//! arguments and hands over to the role crates.
+#![forbid(unsafe_code)]
+
+mod local;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "eddy",
+    version,
+    about = "Eddy: a serverless platform for WebAssembly processors"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one invocation of a processor locally and print what it did.
+    Run(local::RunArgs),
+    /// Validate a module: is it an eddy:processor component?
+    Check(local::CheckArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EDDY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => local::run(args),
+        Command::Check(args) => local::check(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Function specs: one immutable version per deploy, plus its configuration.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{FunctionName, TenantId};
+
+/// How a function runs. Every field has a default, so a deploy may set any
+/// subset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FunctionConfig {
+    /// Wall-clock limit of one invocation, in ms.
+    pub timeout_ms: u64,
+    /// Memory limit, in MiB.
+    pub memory_mb: u64,
+    /// Retries after the first attempt for retryable failures.
+    pub max_retries: u32,
+    /// First retry delay, in ms; doubled per attempt, with jitter.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay, in ms.
+    pub backoff_max_ms: u64,
+    /// Most invocations of this function running at once.
+    pub max_concurrency: u32,
+    /// Idle time after which warm capacity is released, in ms.
+    pub idle_timeout_ms: u64,
+    /// Output size limit, in bytes.
+    pub max_output_bytes: u64,
+    /// Follow-ups one invocation may emit.
+    pub max_emits: u32,
+    /// Total follow-up payload bytes of one invocation.
+    pub max_emit_bytes: u64,
+    /// Captured log bytes of one invocation.
+    pub max_log_bytes: u64,
+    /// Limits of runs rooted at this function.
+    pub run: RunLimits,
+    /// Values handed to the processor as `invocation.config`.
+    pub values: BTreeMap<String, String>,
+}
+
+impl Default for FunctionConfig {
+    fn default() -> Self {
+        FunctionConfig {
+            timeout_ms: 10_000,
+            memory_mb: 64,
+            max_retries: 3,
+            backoff_base_ms: 200,
+            backoff_max_ms: 60_000,
+            max_concurrency: 100,
+            idle_timeout_ms: 60_000,
+            max_output_bytes: 4 << 20,
+            max_emits: 1_000,
+            max_emit_bytes: 4 << 20,
+            max_log_bytes: 64 << 10,
+            run: RunLimits::default(),
+            values: BTreeMap::new(),
+        }
+    }
+}
+
+/// Guards of a run (the tree of work rooted at one client invocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunLimits {
+    /// Deepest follow-up allowed (the root has depth 0).
+    pub max_depth: u32,
+    /// Most invocations in one run, root included.
+    pub max_invocations: u64,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        RunLimits {
+            max_depth: 32,
+            max_invocations: 1_000_000,
+        }
+    }
+}
+
+/// One deployed version of a function. Immutable once written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionSpec {
+    pub tenant: TenantId,
+    pub name: FunctionName,
+    /// 1 for the first deploy, then +1 per deploy.
+    pub version: u32,
+    /// sha256 of the module bytes (the module's content address).
+    pub sha256: String,
+    pub module_bytes: u64,
+    pub config: FunctionConfig,
+    pub created_at_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_config_takes_defaults_and_unknown_fields_are_refused() {
+        let c: FunctionConfig = serde_json::from_str(r#"{"timeout_ms": 5}"#).unwrap();
+        assert_eq!(c.timeout_ms, 5);
+        assert_eq!(c.memory_mb, 64);
+        let e = serde_json::from_str::<FunctionConfig>(r#"{"timeout": 5}"#).unwrap_err();
+        assert!(e.to_string().starts_with("unknown field `timeout`"), "{e}");
+    }
+}

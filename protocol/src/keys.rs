@@ -1,0 +1,116 @@
+//! Every Redis key Eddy uses, defined once.
+//!
+//! **Invariant:** all keys of one tenant share the hash tag `{t:<tenant>}`, so
+//! that a completion script touching the invocation, its stream, its run and
+//! its follow-ups' streams stays in one Redis Cluster slot. Follow-ups stay
+//! inside their tenant. The only untagged keys are global indexes and
+//! content-addressed modules, which no script touches.
+
+use crate::names::{FunctionName, TenantId};
+
+/// The consumer group every stream has.
+pub const GROUP: &str = "workers";
+
+/// Set of all tenants.
+pub const TENANTS: &str = "eddy:tenants";
+
+/// The hash tag of a tenant's keys.
+pub fn tag(tenant: &TenantId) -> String {
+    format!("{{t:{tenant}}}")
+}
+
+/// The stream of pending invocations of one function.
+pub fn stream(tenant: &TenantId, function: &FunctionName) -> String {
+    format!("eddy:{}:q:{function}", tag(tenant))
+}
+
+/// Stream key prefix of a tenant; a function name follows it.
+pub fn stream_prefix(tenant: &TenantId) -> String {
+    format!("eddy:{}:q:", tag(tenant))
+}
+
+/// Hash of one function: `current`, `latest` and `v:<n>` → spec JSON.
+pub fn function(tenant: &TenantId, function: &FunctionName) -> String {
+    format!("eddy:{}:fn:{function}", tag(tenant))
+}
+
+/// Function key prefix of a tenant; a function name follows it.
+pub fn function_prefix(tenant: &TenantId) -> String {
+    format!("eddy:{}:fn:", tag(tenant))
+}
+
+/// Set of a tenant's function names.
+pub fn functions(tenant: &TenantId) -> String {
+    format!("eddy:{}:fns", tag(tenant))
+}
+
+/// Module bytes, content-addressed by sha256 (shared by all tenants).
+pub fn module(sha256: &str) -> String {
+    format!("eddy:mod:{sha256}")
+}
+
+/// Hash of one invocation record.
+pub fn invocation(tenant: &TenantId, id: &str) -> String {
+    format!("eddy:{}:inv:{id}", tag(tenant))
+}
+
+/// Invocation key prefix of a tenant; an id follows it.
+pub fn invocation_prefix(tenant: &TenantId) -> String {
+    format!("eddy:{}:inv:", tag(tenant))
+}
+
+/// Hash of one run record.
+pub fn run(tenant: &TenantId, id: &str) -> String {
+    format!("eddy:{}:run:{id}", tag(tenant))
+}
+
+/// Run key prefix of a tenant; an id follows it.
+pub fn run_prefix(tenant: &TenantId) -> String {
+    format!("eddy:{}:run:", tag(tenant))
+}
+
+/// Sorted set of invocations waiting for a retry, scored by due time (ms).
+pub fn delayed(tenant: &TenantId) -> String {
+    format!("eddy:{}:delayed", tag(tenant))
+}
+
+/// Dead-letter stream of a tenant.
+pub fn dead_letters(tenant: &TenantId) -> String {
+    format!("eddy:{}:dlq", tag(tenant))
+}
+
+/// Stream of callbacks waiting for delivery.
+pub fn callbacks(tenant: &TenantId) -> String {
+    format!("eddy:{}:callbacks", tag(tenant))
+}
+
+/// Idempotency key → invocation id.
+pub fn idempotency(tenant: &TenantId, key: &str) -> String {
+    format!("eddy:{}:idem:{key}", tag(tenant))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_a_tenant_share_one_hash_tag() {
+        let t = TenantId::new("acme").unwrap();
+        let f = FunctionName::new("wordcount").unwrap();
+        for key in [
+            stream(&t, &f),
+            function(&t, &f),
+            functions(&t),
+            invocation(&t, "x"),
+            run(&t, "x"),
+            delayed(&t),
+            dead_letters(&t),
+            callbacks(&t),
+            idempotency(&t, "k"),
+        ] {
+            assert!(key.contains("{t:acme}"), "{key}");
+            assert_eq!(key.matches('{').count(), 1, "{key}");
+        }
+        assert_eq!(stream(&t, &f), "eddy:{t:acme}:q:wordcount");
+    }
+}

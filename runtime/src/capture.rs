@@ -1,0 +1,300 @@
+//! Bounded capture of everything a guest says: `log` calls, stdout and stderr
+//! share one byte budget and land, in order, in the invocation's log.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+
+use crate::error::LimitKind;
+use crate::host::LimitHit;
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogSource {
+    /// The `log` import.
+    Log,
+    /// The guest's stdout.
+    Stdout,
+    /// The guest's stderr.
+    Stderr,
+}
+
+impl LogSource {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogSource::Log => "log",
+            LogSource::Stdout => "stdout",
+            LogSource::Stderr => "stderr",
+        }
+    }
+}
+
+/// One line of an invocation's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub source: LogSource,
+    pub message: String,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    lines: Vec<LogLine>,
+    /// Bytes of stdout / stderr not yet ended by a newline.
+    partial: [Vec<u8>; 2],
+    used: usize,
+    limit: usize,
+    exceeded: bool,
+}
+
+impl Inner {
+    /// Charges `n` bytes to the budget; false (and remembered) when over.
+    fn charge(&mut self, n: usize) -> bool {
+        if self.exceeded || self.used.saturating_add(n) > self.limit {
+            self.exceeded = true;
+            return false;
+        }
+        self.used += n;
+        true
+    }
+
+    fn push_stream(&mut self, source: LogSource, bytes: &[u8]) {
+        let (idx, level) = match source {
+            LogSource::Stderr => (1, LogLevel::Warn),
+            _ => (0, LogLevel::Info),
+        };
+        let mut rest = bytes;
+        while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
+            let mut line = std::mem::take(&mut self.partial[idx]);
+            line.extend_from_slice(&rest[..pos]);
+            self.lines.push(LogLine {
+                level,
+                source,
+                message: String::from_utf8_lossy(&line).into_owned(),
+            });
+            rest = &rest[pos + 1..];
+        }
+        self.partial[idx].extend_from_slice(rest);
+    }
+
+    fn flush_partials(&mut self) {
+        for (idx, source, level) in [
+            (0, LogSource::Stdout, LogLevel::Info),
+            (1, LogSource::Stderr, LogLevel::Warn),
+        ] {
+            if !self.partial[idx].is_empty() {
+                let line = std::mem::take(&mut self.partial[idx]);
+                self.lines.push(LogLine {
+                    level,
+                    source,
+                    message: String::from_utf8_lossy(&line).into_owned(),
+                });
+            }
+        }
+    }
+}
+
+/// The shared, bounded log of one invocation.
+#[derive(Debug, Clone)]
+pub(crate) struct Capture(Arc<Mutex<Inner>>);
+
+impl Capture {
+    pub(crate) fn new(limit: usize) -> Self {
+        Capture(Arc::new(Mutex::new(Inner {
+            limit,
+            ..Inner::default()
+        })))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock only means a panic elsewhere while holding it; the
+        // log itself is still consistent enough to keep.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a `log` call. Returns false when the budget is exhausted.
+    pub(crate) fn log(&self, level: LogLevel, message: String) -> bool {
+        let mut inner = self.lock();
+        if !inner.charge(message.len()) {
+            return false;
+        }
+        inner.lines.push(LogLine {
+            level,
+            source: LogSource::Log,
+            message,
+        });
+        true
+    }
+
+    fn write(&self, source: LogSource, bytes: &[u8]) -> bool {
+        let mut inner = self.lock();
+        if !inner.charge(bytes.len()) {
+            return false;
+        }
+        inner.push_stream(source, bytes);
+        true
+    }
+
+    pub(crate) fn exceeded(&self) -> bool {
+        self.lock().exceeded
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.lock().limit
+    }
+
+    /// The guest's panic message, if its stderr holds one.
+    ///
+    /// Rust guests print `panicked at <file>:<line>:<col>:` followed by the
+    /// message, then abort with `unreachable`.
+    pub(crate) fn panic_message(&self) -> Option<String> {
+        let mut inner = self.lock();
+        inner.flush_partials();
+        let lines: Vec<&str> = inner
+            .lines
+            .iter()
+            .filter(|l| l.source == LogSource::Stderr)
+            .map(|l| l.message.as_str())
+            .collect();
+        let start = lines.iter().rposition(|l| l.contains("panicked at "))?;
+        let location = lines[start]
+            .split("panicked at ")
+            .nth(1)
+            .map(|l| l.trim_end_matches(':').to_string())
+            .unwrap_or_default();
+        let message: Vec<&str> = lines[start + 1..]
+            .iter()
+            .take_while(|l| !l.starts_with("note:"))
+            .copied()
+            .collect();
+        Some(format!("{} (panicked at {location})", message.join("\n")))
+    }
+
+    /// Takes the lines out, ending any unterminated stdout/stderr line.
+    pub(crate) fn take(&self) -> Vec<LogLine> {
+        let mut inner = self.lock();
+        inner.flush_partials();
+        std::mem::take(&mut inner.lines)
+    }
+
+    pub(crate) fn stream(&self, source: LogSource) -> CaptureStream {
+        CaptureStream {
+            capture: self.clone(),
+            source,
+        }
+    }
+}
+
+/// stdout or stderr of one guest, writing into its [`Capture`].
+#[derive(Debug, Clone)]
+pub(crate) struct CaptureStream {
+    capture: Capture,
+    source: LogSource,
+}
+
+/// How much the guest may write per `check-write` permit.
+const PERMIT: usize = 64 * 1024;
+
+impl CaptureStream {
+    fn over_limit(&self) -> LimitHit {
+        LimitHit {
+            limit: LimitKind::Logs,
+            detail: format!(
+                "the processor wrote more than {} bytes of logs (log calls, stdout and stderr)",
+                self.capture.limit()
+            ),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl OutputStream for CaptureStream {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        if self.capture.write(self.source, &bytes) {
+            Ok(())
+        } else {
+            Err(StreamError::Trap(wasmtime::Error::new(self.over_limit())))
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(PERMIT)
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for CaptureStream {
+    async fn ready(&mut self) {}
+}
+
+impl AsyncWrite for CaptureStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.capture.write(self.source, buf) {
+            Poll::Ready(Ok(buf.len()))
+        } else {
+            Poll::Ready(Err(io::Error::other(self.over_limit().detail)))
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl IsTerminal for CaptureStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CaptureStream {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}

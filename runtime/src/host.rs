@@ -1,0 +1,179 @@
+//! The per-invocation host state and the imports a processor may call.
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::eddy::processor::{host, types};
+use crate::capture::{Capture, LogLevel};
+use crate::error::LimitKind;
+use crate::limits::Limits;
+
+/// A follow-up invocation requested by a processor through `emit`.
+///
+/// Emits are values: they are committed by the worker only if the invocation
+/// that made them succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emit {
+    pub function: String,
+    pub payload: Vec<u8>,
+    pub content_type: String,
+}
+
+/// A limit hit inside a host call; the trap carries it out of the guest.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("limit exceeded: {limit}: {detail}")]
+pub(crate) struct LimitHit {
+    pub(crate) limit: LimitKind,
+    pub(crate) detail: String,
+}
+
+/// A guest that broke the host contract; reported as a trap.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct GuestFault(pub(crate) String);
+
+/// Longest function name a processor may emit to.
+const MAX_FUNCTION_NAME: usize = 128;
+
+/// Denies memory growth past the function's limit and remembers that it did,
+/// so that the trap the guest raises next is classified as out-of-memory.
+#[derive(Debug)]
+pub(crate) struct MemoryLimiter {
+    pub(crate) limit: usize,
+    pub(crate) hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = desired <= self.limit && maximum.is_none_or(|max| desired <= max);
+        if !ok {
+            self.hit = true;
+        }
+        Ok(ok)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
+}
+
+/// Everything one store owns. Dropped with the store after the invocation.
+pub(crate) struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) memory: MemoryLimiter,
+    pub(crate) capture: Capture,
+    pub(crate) emits: Vec<Emit>,
+    pub(crate) emit_bytes: usize,
+    pub(crate) max_emits: u32,
+    pub(crate) max_emit_bytes: usize,
+    /// The first limit a host call refused, kept even if the guest ignores it.
+    pub(crate) limit_hit: Option<LimitHit>,
+}
+
+impl HostState {
+    pub(crate) fn new(wasi: WasiCtx, capture: Capture, limits: &Limits) -> Self {
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryLimiter {
+                limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+                hit: false,
+            },
+            capture,
+            emits: Vec::new(),
+            emit_bytes: 0,
+            max_emits: limits.max_emits,
+            max_emit_bytes: limits.max_emit_bytes,
+            limit_hit: None,
+        }
+    }
+
+    fn refuse(&mut self, limit: LimitKind, detail: String) -> wasmtime::Error {
+        let hit = LimitHit { limit, detail };
+        self.limit_hit.get_or_insert_with(|| hit.clone());
+        wasmtime::Error::new(hit)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl host::Host for HostState {
+    fn emit(
+        &mut self,
+        function: String,
+        payload: Vec<u8>,
+        options: types::EmitOptions,
+    ) -> wasmtime::Result<()> {
+        if self.emits.len() >= self.max_emits as usize {
+            let detail = format!(
+                "the processor emitted more than {} follow-ups",
+                self.max_emits
+            );
+            return Err(self.refuse(LimitKind::Emits, detail));
+        }
+        let total = self.emit_bytes.saturating_add(payload.len());
+        if total > self.max_emit_bytes {
+            let detail = format!(
+                "the processor's follow-ups total more than {} bytes",
+                self.max_emit_bytes
+            );
+            return Err(self.refuse(LimitKind::EmitBytes, detail));
+        }
+        if function.is_empty() || function.len() > MAX_FUNCTION_NAME {
+            // Not a resource limit but a contract violation: surface it as a
+            // trap with a clear message instead of queueing garbage.
+            return Err(wasmtime::Error::new(GuestFault(format!(
+                "emit: the function name must be 1 to {MAX_FUNCTION_NAME} bytes, got {}",
+                function.len()
+            ))));
+        }
+        self.emit_bytes = total;
+        self.emits.push(Emit {
+            function,
+            payload,
+            content_type: options
+                .content_type
+                .unwrap_or_else(|| "application/json".to_string()),
+        });
+        Ok(())
+    }
+
+    fn log(&mut self, level: types::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            types::Level::Trace => LogLevel::Trace,
+            types::Level::Debug => LogLevel::Debug,
+            types::Level::Info => LogLevel::Info,
+            types::Level::Warn => LogLevel::Warn,
+            types::Level::Error => LogLevel::Error,
+        };
+        if self.capture.log(level, message) {
+            return Ok(());
+        }
+        let detail = format!(
+            "the processor wrote more than {} bytes of logs (log calls, stdout and stderr)",
+            self.capture.limit()
+        );
+        Err(self.refuse(LimitKind::Logs, detail))
+    }
+}

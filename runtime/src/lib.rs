@@ -1,0 +1,30 @@
+//! The sandbox: a wasmtime host that runs one processor invocation at a time in a
+//! fresh instance and returns everything it did as values.
+//!
+//! This crate owns the [`Runtime`] (one wasmtime `Engine` per process, on the
+//! pooling allocator with copy-on-write memory images), the on-disk artifact
+//! cache, the per-function [`Limits`], the host imports (`emit`, `log`, captured
+//! stdout/stderr) and the classification of every failure into an
+//! [`InvokeError`].
+//!
+//! It never touches Redis or the network: `invoke` takes bytes and limits and
+//! returns output, logs and follow-ups. The worker does the I/O.
+
+mod bindings;
+mod cache;
+mod capture;
+mod error;
+mod host;
+mod limits;
+mod runtime;
+mod ticker;
+
+pub use cache::ArtifactCache;
+pub use capture::{LogLevel, LogLine, LogSource};
+pub use error::{ErrorClass, InvokeError, LimitKind, LoadError};
+pub use host::Emit;
+pub use limits::Limits;
+pub use runtime::{Input, Output, Processor, Report, Runtime, RuntimeConfig, Timings, sha256_hex};
+
+/// Result type of this crate's fallible set-up functions.
+pub type Result<T, E = LoadError> = std::result::Result<T, E>;

@@ -1,0 +1,439 @@
+//! The engine, module loading and the invocation itself.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    WasmBacktrace,
+};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use crate::bindings::{self, ProcessorPre};
+use crate::cache::ArtifactCache;
+use crate::capture::{Capture, LogLine, LogSource};
+use crate::error::{InvokeError, LimitKind, LoadError};
+use crate::host::{Emit, GuestFault, HostState, LimitHit};
+use crate::limits::Limits;
+use crate::ticker::Ticker;
+
+/// Process-wide runtime settings. Per-function limits are [`Limits`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where precompiled artifacts are kept.
+    pub cache_dir: PathBuf,
+    /// Instances that may be alive at once (pooling allocator slots).
+    pub max_instances: u32,
+    /// Upper bound for any function's memory limit.
+    pub max_memory_bytes: u64,
+    /// Largest module accepted.
+    pub max_module_bytes: usize,
+    /// Granularity of wall-clock timeouts.
+    pub epoch_tick: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: PathBuf::from(".eddy/artifacts"),
+            max_instances: 1_000,
+            max_memory_bytes: 512 << 20,
+            max_module_bytes: 64 << 20,
+            epoch_tick: Duration::from_millis(1),
+        }
+    }
+}
+
+/// One invocation as the runtime sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    pub id: String,
+    pub run_id: String,
+    pub function: String,
+    pub attempt: u32,
+    pub depth: u32,
+    pub content_type: String,
+    pub payload: Vec<u8>,
+    pub config: Vec<(String, String)>,
+}
+
+/// A processor's successful result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub content_type: String,
+    pub payload: Vec<u8>,
+}
+
+/// Time spent per phase of one invocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Creating the store and instantiating the component.
+    pub instantiate: Duration,
+    /// The `handle` call.
+    pub run: Duration,
+}
+
+/// Everything one invocation did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The output, or why there is none.
+    pub result: Result<Output, InvokeError>,
+    /// Follow-ups to commit. Always empty when `result` is an error: emits
+    /// exist only if the invocation succeeded.
+    pub emits: Vec<Emit>,
+    /// `log` calls, stdout and stderr, in order.
+    pub logs: Vec<LogLine>,
+    pub timings: Timings,
+    /// Epoch ticks that passed while it ran.
+    pub epoch_ticks: u64,
+}
+
+/// A loaded function version: compiled, linked, ready to instantiate.
+pub struct Processor {
+    sha256: String,
+    pre: ProcessorPre<HostState>,
+    load_time: Duration,
+    from_cache: bool,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor")
+            .field("sha256", &self.sha256)
+            .field("load_time", &self.load_time)
+            .field("from_cache", &self.from_cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Processor {
+    /// sha256 of the module bytes, lower-case hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// How long loading took (deserialize or compile, plus linking).
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// Whether the artifact came from the on-disk cache.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
+    }
+}
+
+/// The wasmtime host of one process.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: ArtifactCache,
+    ticker: Ticker,
+    config: RuntimeConfig,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// sha256 of `bytes` as lower-case hex: the content address of a module.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Extra time the async timeout grants over the epoch deadline. The epoch
+/// trap is the normal path; the async timeout catches a guest blocked in a
+/// host call, where no epoch check runs.
+fn async_grace(timeout: Duration) -> Duration {
+    (timeout / 2).clamp(Duration::from_millis(20), Duration::from_secs(5))
+}
+
+impl Runtime {
+    /// Builds the engine, the linker and the artifact cache.
+    pub fn new(config: RuntimeConfig) -> Result<Self, LoadError> {
+        let mut pool = PoolingAllocationConfig::default();
+        let n = config.max_instances.max(1);
+        pool.total_component_instances(n)
+            // A Rust wasip2 component instantiates a few core modules (the
+            // program plus wit-component's shims) and one memory.
+            .total_core_instances(n.saturating_mul(4))
+            .total_memories(n)
+            .total_tables(n.saturating_mul(2))
+            .total_stacks(n)
+            .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX))
+            // Reset small memories with memset instead of madvise + page
+            // faults on the next use: teardown and re-instantiation dominate
+            // the cost of a short invocation otherwise.
+            .linear_memory_keep_resident(2 << 20)
+            .table_keep_resident(64 << 10)
+            .async_stack_keep_resident(64 << 10)
+            .max_unused_warm_slots(n.min(100))
+            .pagemap_scan(Enabled::Auto);
+
+        let mut wasm = Config::new();
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            .wasm_backtrace_max_frames(NonZeroUsize::new(32))
+            .wasm_component_model(true);
+        let engine = Engine::new(&wasm)
+            .map_err(|e| LoadError::Host(format!("creating the wasmtime engine: {e}")))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| LoadError::Host(format!("linking WASI: {e}")))?;
+        bindings::Processor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| LoadError::Host(format!("linking the eddy host: {e}")))?;
+
+        let cache = ArtifactCache::open(&config.cache_dir, &engine)?;
+        let ticker = Ticker::start(engine.clone(), config.epoch_tick)
+            .map_err(|e| LoadError::Host(format!("starting the epoch ticker: {e}")))?;
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+            ticker,
+            config,
+        })
+    }
+
+    /// The artifact cache.
+    pub fn cache(&self) -> &ArtifactCache {
+        &self.cache
+    }
+
+    /// Validates and compiles `bytes` (or maps its cached artifact) and links
+    /// it against the `eddy:processor` world.
+    pub fn load(&self, bytes: &[u8]) -> Result<Arc<Processor>, LoadError> {
+        let start = Instant::now();
+        if bytes.len() > self.config.max_module_bytes {
+            return Err(LoadError::InvalidModule(format!(
+                "module is {} bytes, more than the limit of {} bytes",
+                bytes.len(),
+                self.config.max_module_bytes
+            )));
+        }
+        let sha256 = sha256_hex(bytes);
+        let (component, from_cache) = match self.cache.get(&self.engine, &sha256) {
+            Some(component) => (component, true),
+            None => {
+                let component = self.compile(bytes)?;
+                let artifact = component
+                    .serialize()
+                    .map_err(|e| LoadError::Host(format!("serializing artifact: {e}")))?;
+                self.cache.put(&sha256, &artifact)?;
+                (component, false)
+            }
+        };
+        self.link(sha256, &component, start, from_cache)
+    }
+
+    /// Loads the artifact of `sha256` from the cache only: `Ok(None)` when it
+    /// is not there (the caller then fetches the module bytes and calls
+    /// [`Runtime::load`]).
+    pub fn load_cached(&self, sha256: &str) -> Result<Option<Arc<Processor>>, LoadError> {
+        let start = Instant::now();
+        match self.cache.get(&self.engine, sha256) {
+            Some(component) => self
+                .link(sha256.to_string(), &component, start, true)
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Compiles without touching the cache (for benchmarks and validation).
+    pub fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
+        check_header(bytes)?;
+        Component::new(&self.engine, bytes).map_err(|e| {
+            LoadError::InvalidModule(format!("failed to compile the component: {e:#}"))
+        })
+    }
+
+    fn link(
+        &self,
+        sha256: String,
+        component: &Component,
+        start: Instant,
+        from_cache: bool,
+    ) -> Result<Arc<Processor>, LoadError> {
+        let pre = self.linker.instantiate_pre(component).map_err(|e| {
+            LoadError::InvalidModule(format!(
+                "the component does not fit the eddy:processor@0.1.0 world: {e:#}"
+            ))
+        })?;
+        let pre = ProcessorPre::new(pre).map_err(|e| {
+            LoadError::InvalidModule(format!(
+                "the component does not export `handle` of the eddy:processor@0.1.0 world: {e:#}"
+            ))
+        })?;
+        Ok(Arc::new(Processor {
+            sha256,
+            pre,
+            load_time: start.elapsed(),
+            from_cache,
+        }))
+    }
+
+    /// Runs one invocation in a fresh instance.
+    pub async fn invoke(&self, processor: &Processor, input: Input, limits: &Limits) -> Report {
+        let capture = Capture::new(limits.max_log_bytes);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(capture.stream(LogSource::Stdout))
+            .stderr(capture.stream(LogSource::Stderr))
+            .build();
+        let mut store = Store::new(&self.engine, HostState::new(wasi, capture.clone(), limits));
+        store.limiter(|state| &mut state.memory);
+        store.epoch_deadline_trap();
+        // A new store's deadline is 0 (already expired): always set it. One
+        // tick more than the limit, because the current tick is partly gone.
+        let tick = self.ticker.tick().as_nanos().max(1);
+        let ticks = u64::try_from(limits.timeout.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX);
+        store.set_epoch_deadline(ticks.saturating_add(1));
+
+        let running = self.ticker.enter();
+        let epoch_start = self.ticker.now();
+        let start = Instant::now();
+        let invocation = bindings::eddy::processor::types::Invocation {
+            id: input.id,
+            run_id: input.run_id,
+            function: input.function,
+            attempt: input.attempt,
+            depth: input.depth,
+            content_type: input.content_type,
+            payload: input.payload,
+            config: input.config,
+        };
+
+        let mut timings = Timings::default();
+        let outcome = tokio::time::timeout(limits.timeout + async_grace(limits.timeout), async {
+            let instance = processor.pre.instantiate_async(&mut store).await?;
+            timings.instantiate = start.elapsed();
+            instance.call_handle(&mut store, &invocation).await
+        })
+        .await;
+        let total = start.elapsed();
+        timings.run = total.saturating_sub(timings.instantiate);
+        let epoch_ticks = self.ticker.now().saturating_sub(epoch_start);
+        drop(running);
+
+        let state = store.data_mut();
+        let result = match outcome {
+            Err(_elapsed) => Err(InvokeError::Timeout {
+                limit: limits.timeout,
+            }),
+            Ok(Err(error)) => Err(classify(&error, state, limits)),
+            Ok(Ok(Err(e))) => Err(InvokeError::Processor {
+                code: e.code,
+                message: e.message,
+                retryable: e.retryable,
+            }),
+            Ok(Ok(Ok(out))) if out.payload.len() > limits.max_output_bytes => {
+                Err(InvokeError::LimitExceeded {
+                    limit: LimitKind::Output,
+                    detail: format!(
+                        "the output is {} bytes, more than the limit of {} bytes",
+                        out.payload.len(),
+                        limits.max_output_bytes
+                    ),
+                })
+            }
+            Ok(Ok(Ok(out))) => Ok(Output {
+                content_type: out.content_type,
+                payload: out.payload,
+            }),
+        };
+        let emits = match result {
+            Ok(_) => std::mem::take(&mut state.emits),
+            Err(_) => Vec::new(),
+        };
+        Report {
+            result,
+            emits,
+            logs: capture.take(),
+            timings,
+            epoch_ticks,
+        }
+    }
+}
+
+/// Rejects what is plainly not a component before handing it to the compiler,
+/// with a message that says what it is instead.
+fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+        return Err(LoadError::InvalidModule(
+            "not a WebAssembly binary (missing the `\\0asm` magic number)".into(),
+        ));
+    }
+    match bytes[4..8] {
+        [0x01, 0x00, 0x00, 0x00] => Err(LoadError::InvalidModule(
+            "this is a core WebAssembly module, not a component: build the processor for \
+             wasm32-wasip2 (or wrap it with `wasm-tools component new`)"
+                .into(),
+        )),
+        [_, _, 0x01, 0x00] => Ok(()),
+        _ => Err(LoadError::InvalidModule(format!(
+            "unsupported WebAssembly version/layer {:02x?}",
+            &bytes[4..8]
+        ))),
+    }
+}
+
+/// Turns the error out of a call into its class. The host's own records (a
+/// limit it refused, memory it denied) come first: they say why the guest
+/// trapped even when the guest reported it as something else.
+fn classify(error: &wasmtime::Error, state: &HostState, limits: &Limits) -> InvokeError {
+    if let Some(hit) = error
+        .downcast_ref::<LimitHit>()
+        .or(state.limit_hit.as_ref())
+    {
+        return InvokeError::LimitExceeded {
+            limit: hit.limit,
+            detail: hit.detail.clone(),
+        };
+    }
+    if state.capture.exceeded() {
+        return InvokeError::LimitExceeded {
+            limit: LimitKind::Logs,
+            detail: format!(
+                "the processor wrote more than {} bytes of logs (log calls, stdout and stderr)",
+                limits.max_log_bytes
+            ),
+        };
+    }
+    if state.memory.hit {
+        return InvokeError::OutOfMemory {
+            limit_bytes: limits.memory_bytes,
+        };
+    }
+    let backtrace = || error.downcast_ref::<WasmBacktrace>().map(|b| b.to_string());
+    if let Some(fault) = error.downcast_ref::<GuestFault>() {
+        return InvokeError::Trap {
+            trap: fault.0.clone(),
+            guest_message: None,
+            backtrace: backtrace(),
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => InvokeError::Timeout {
+            limit: limits.timeout,
+        },
+        Some(Trap::StackOverflow) => InvokeError::StackOverflow,
+        Some(trap) => InvokeError::Trap {
+            trap: trap
+                .to_string()
+                .trim_start_matches("wasm trap: ")
+                .to_string(),
+            guest_message: state.capture.panic_message(),
+            backtrace: backtrace(),
+        },
+        None => InvokeError::Host(format!("{error:#}")),
+    }
+}
