@@ -27,6 +27,7 @@ lint: setup
 ## Every test: lint, guests, the workspace (release: the sandbox tests run
 ## real compiled guests) and the SDK's own native tests.
 test: lint functions
+	$(CARGO) build --release --workspace --bins
 	$(CARGO) test --release --workspace
 	cd functions && $(CARGO) test --workspace
 

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod local;
+mod roles;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,11 @@ enum Command {
     Run(local::RunArgs),
     /// Validate a module: is it an eddy:processor component?
     Check(local::CheckArgs),
+    /// Run a worker: consume streams, run invocations, complete them.
+    Worker(roles::WorkerArgs),
+    /// Run every role in one process, with a private redis-server when
+    /// REDIS_URL is unset.
+    Up(roles::UpArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +43,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(args) => local::run(args),
         Command::Check(args) => local::check(args),
+        Command::Worker(args) => roles::worker(args),
+        Command::Up(args) => roles::up(args),
     };
     match result {
         Ok(code) => code,

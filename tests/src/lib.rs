@@ -1,3 +1,294 @@
-//! End-to-end tests: a real `redis-server` on a free port and real `eddy`
-//! processes. (Filled from issue 3 on.)
+//! The end-to-end harness: a real `redis-server` on a free port per test, real
+//! `eddy` processes, and helpers to deploy the guests and wait for outcomes.
 #![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use eddy_protocol::{Envelope, FunctionConfig, FunctionName, RunRecord, TenantId};
+use eddy_queue::{Queue, QueueConfig};
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The workspace's `target/<profile>` directory (where `eddy` is built).
+pub fn bin_dir() -> PathBuf {
+    // The test binary lives in target/<profile>/deps.
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// A guest's compiled bytes.
+pub fn wasm(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../functions/target/wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}. Build the guests first: `make functions`",
+            path.display()
+        )
+    })
+}
+
+/// A `redis-server` of this test's own, on a free port, with AOF
+/// (`appendfsync always`) in a temporary directory, so it can be killed and
+/// restarted without losing anything it acknowledged.
+#[derive(Debug)]
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let mut server = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .args(["--logfile", "redis.log"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (`make setup`)");
+        self.child = Some(child);
+        wait_for(Duration::from_secs(10), "redis to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+        // Listening is not loaded: wait until the AOF is replayed.
+        wait_for(Duration::from_secs(10), "redis to load", || {
+            Command::new("redis-cli")
+                .args(["-p", &self.port.to_string(), "PING"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
+                .unwrap_or(false)
+        });
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: no goodbye, the AOF is all that survives.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(&c, libc::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port and data.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `redis-cli` against this server.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status();
+}
+
+/// A real `eddy` process.
+#[derive(Debug)]
+pub struct EddyProcess {
+    child: Option<Child>,
+    pub name: String,
+}
+
+impl EddyProcess {
+    /// `eddy worker` against `redis_url`, with extra environment.
+    pub fn worker(redis_url: &str, cache_dir: &Path, name: &str, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(bin_dir().join("eddy"));
+        cmd.arg("worker")
+            .env("REDIS_URL", redis_url)
+            .env("EDDY_CACHE_DIR", cache_dir)
+            .env("EDDY_CONSUMER", name)
+            .env("EDDY_LOG", "eddy=info,warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "starting {}: {e} (build it: cargo build --release)",
+                bin_dir().join("eddy").display()
+            )
+        });
+        EddyProcess {
+            child: Some(child),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(&c, libc::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        signal(&c, libc::SIGTERM);
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                signal(&c, libc::SIGKILL);
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for EddyProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` until it holds, or panics after `timeout` naming `what`.
+pub fn wait_for(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The async twin of [`wait_for`], returning the last value seen.
+pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn tenant(name: &str) -> TenantId {
+    TenantId::new(name).unwrap()
+}
+
+pub fn function(name: &str) -> FunctionName {
+    FunctionName::new(name).unwrap()
+}
+
+/// Connects a queue client that retries through Redis restarts.
+pub async fn queue(redis: &RedisServer) -> Queue {
+    Queue::connect(&redis.url(), QueueConfig::default())
+        .await
+        .unwrap()
+}
+
+/// Deploys guest `guest` as `name` for `tenant`.
+pub async fn deploy(
+    q: &Queue,
+    tenant: &TenantId,
+    name: &str,
+    guest: &str,
+    config: FunctionConfig,
+) -> u32 {
+    let bytes = wasm(guest);
+    let sha = eddy_runtime::sha256_hex(&bytes);
+    q.deploy(tenant, &function(name), &bytes, &sha, config)
+        .await
+        .unwrap()
+        .version
+}
+
+/// Enqueues a root invocation of `name` with a JSON payload; returns its id.
+pub async fn invoke(q: &Queue, tenant: &TenantId, name: &str, payload: &str) -> String {
+    let spec = q
+        .function(tenant, &function(name), None)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut env = Envelope::root(tenant.clone(), function(name), "application/json".into());
+    env.version = Some(spec.version);
+    q.enqueue(&env, payload.as_bytes(), spec.config.run)
+        .await
+        .unwrap()
+        .id
+}
+
+/// Waits until run `id` is no longer running and returns it.
+pub async fn finished_run(q: &Queue, tenant: &TenantId, id: &str, timeout: Duration) -> RunRecord {
+    wait_until(timeout, &format!("run {id} to finish"), || async {
+        match q.run(tenant, id).await {
+            Ok(Some(r)) if r.status != eddy_protocol::RunStatus::Running => Some(r),
+            _ => None,
+        }
+    })
+    .await
+}

@@ -1,3 +1,15 @@
-//! Consumes assigned streams, runs each invocation in the runtime, completes it
-//! atomically, reclaims crashed work and drains on SIGTERM. (Built in issue 3.)
+//! The worker: consumes streams, runs each invocation in a fresh sandbox,
+//! completes it atomically, reclaims work of crashed workers, retries with
+//! backoff, and drains on shutdown.
+//!
+//! **Invariant:** an invocation's effects reach Redis only through
+//! [`eddy_queue::Queue::complete`], one atomic script gated on the XACK of the
+//! delivery: a duplicate execution (a reclaimed entry whose first worker was
+//! only slow) changes nothing.
 #![forbid(unsafe_code)]
+
+mod functions;
+mod process;
+mod worker;
+
+pub use worker::{Worker, WorkerConfig, WorkerError};

@@ -1,0 +1,341 @@
+//! Reading streams as a consumer group member: new entries, reclaimed
+//! entries of crashed consumers, lease extension, release on drain, trimming.
+
+use eddy_protocol::envelope::{FIELD_ENVELOPE, FIELD_PAYLOAD};
+use eddy_protocol::{Envelope, TenantId, keys};
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamId, StreamReadReply};
+
+use crate::scripts::{FORGET, RELEASE};
+use crate::{Error, Queue, Result};
+
+/// One stream entry handed to this consumer.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The stream it came from.
+    pub stream: String,
+    /// The stream entry id (not the invocation id).
+    pub entry_id: String,
+    pub envelope: Envelope,
+    pub payload: Vec<u8>,
+    /// How many times the entry was delivered, this time included.
+    pub deliveries: u64,
+}
+
+/// An entry that could not be parsed into a delivery.
+#[derive(Debug, Clone)]
+pub struct Malformed {
+    pub stream: String,
+    pub entry_id: String,
+    pub reason: String,
+}
+
+fn bytes(v: Option<&Value>) -> Option<Vec<u8>> {
+    match v? {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        _ => None,
+    }
+}
+
+fn parse(stream: &str, entry: &StreamId, deliveries: u64) -> Result<Delivery, Malformed> {
+    let malformed = |reason: String| Malformed {
+        stream: stream.to_string(),
+        entry_id: entry.id.clone(),
+        reason,
+    };
+    let env =
+        bytes(entry.map.get(FIELD_ENVELOPE)).ok_or_else(|| malformed("no envelope".into()))?;
+    let envelope: Envelope =
+        serde_json::from_slice(&env).map_err(|e| malformed(format!("bad envelope: {e}")))?;
+    Ok(Delivery {
+        stream: stream.to_string(),
+        entry_id: entry.id.clone(),
+        envelope,
+        payload: bytes(entry.map.get(FIELD_PAYLOAD)).unwrap_or_default(),
+        deliveries,
+    })
+}
+
+/// The tenant a stream key belongs to (`eddy:{t:<tenant>}:q:<fn>`).
+fn tenant_of(stream: &str) -> Option<TenantId> {
+    let start = stream.find("{t:")? + 3;
+    let end = start + stream[start..].find('}')?;
+    TenantId::new(&stream[start..end]).ok()
+}
+
+impl Queue {
+    /// Reads new entries from `streams` for `consumer`, at most `count` per
+    /// stream, blocking up to `block_ms`. Uses `conn`, a connection of its own
+    /// (see [`Queue::blocking_connection`]).
+    pub async fn read(
+        &self,
+        conn: &mut MultiplexedConnection,
+        consumer: &str,
+        streams: &[String],
+        count: usize,
+        block_ms: u64,
+    ) -> Result<(Vec<Delivery>, Vec<Malformed>)> {
+        if streams.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(keys::GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count.max(1))
+            .arg("BLOCK")
+            .arg(block_ms)
+            .arg("STREAMS")
+            .arg(streams);
+        for _ in streams {
+            cmd.arg(">");
+        }
+        let reply: redis::RedisResult<Option<StreamReadReply>> = cmd.query_async(conn).await;
+        let reply = match reply {
+            Ok(r) => r,
+            // A stream deleted or recreated under us: make sure the group
+            // exists again; the next read goes on.
+            Err(e) if e.code() == Some("NOGROUP") => {
+                for s in streams {
+                    self.ensure_group(s).await?;
+                }
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in &key.ids {
+                match parse(&key.key, entry, 1) {
+                    Ok(d) => out.push(d),
+                    Err(m) => bad.push(m),
+                }
+            }
+        }
+        Ok((out, bad))
+    }
+
+    /// Takes over entries of `stream` idle for at least `min_idle_ms` (their
+    /// consumer crashed or stalled), at most `count`. Each comes with its
+    /// delivery count, so that the caller can dead-letter poison entries.
+    pub async fn reclaim(
+        &self,
+        stream: &str,
+        consumer: &str,
+        min_idle_ms: u64,
+        count: usize,
+    ) -> Result<(Vec<Delivery>, Vec<Malformed>)> {
+        let mut conn = self.conn();
+        let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(keys::GROUP)
+            .arg("IDLE")
+            .arg(min_idle_ms)
+            .arg("-")
+            .arg("+")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        if pending.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let ids: Vec<&str> = pending.iter().map(|p| p.0.as_str()).collect();
+        let claimed: redis::streams::StreamClaimReply = redis::cmd("XCLAIM")
+            .arg(stream)
+            .arg(keys::GROUP)
+            .arg(consumer)
+            .arg(min_idle_ms)
+            .arg(&ids)
+            .query_async(&mut conn)
+            .await?;
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for entry in &claimed.ids {
+            let before = pending
+                .iter()
+                .find(|p| p.0 == entry.id)
+                .map(|p| p.3)
+                .unwrap_or(0);
+            match parse(stream, entry, before + 1) {
+                Ok(d) => out.push(d),
+                Err(m) => bad.push(m),
+            }
+        }
+        Ok((out, bad))
+    }
+
+    /// Resets the idle time of entries this consumer is still working on, so
+    /// that nobody reclaims them (the lease).
+    pub async fn extend(&self, stream: &str, consumer: &str, entry_ids: &[String]) -> Result<()> {
+        if entry_ids.is_empty() {
+            return Ok(());
+        }
+        let _: Value = redis::cmd("XCLAIM")
+            .arg(stream)
+            .arg(keys::GROUP)
+            .arg(consumer)
+            .arg(0)
+            .arg(entry_ids)
+            .arg("JUSTID")
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Gives a delivered, not started entry back to the group at once.
+    pub async fn release(&self, delivery: &Delivery) -> Result<bool> {
+        let env = serde_json::to_string(&delivery.envelope)
+            .map_err(|e| Error::Corrupt(format!("encoding: {e}")))?;
+        let n: i64 = RELEASE
+            .key(&delivery.stream)
+            .arg(keys::GROUP)
+            .arg(&delivery.entry_id)
+            .arg(env)
+            .arg(delivery.payload.as_slice())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Leaves the group if `consumer` holds nothing pending in `stream`.
+    pub async fn forget_consumer(&self, stream: &str, consumer: &str) -> Result<bool> {
+        let n: i64 = FORGET
+            .key(stream)
+            .arg(keys::GROUP)
+            .arg(consumer)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Entries `consumer` holds pending in `stream`.
+    pub async fn pending_of(&self, stream: &str, consumer: &str) -> Result<u64> {
+        let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(keys::GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(10_000)
+            .arg(consumer)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(pending.len() as u64)
+    }
+
+    /// Moves an unparseable entry to its tenant's dead-letter stream with the
+    /// reason, and acknowledges it: garbage is kept, visibly, not retried.
+    pub async fn quarantine(&self, m: &Malformed) -> Result<()> {
+        let mut conn = self.conn();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if let Some(t) = tenant_of(&m.stream) {
+            pipe.xadd(
+                keys::dead_letters(&t),
+                "*",
+                &[
+                    ("id", ""),
+                    ("class", "malformed"),
+                    ("error", m.reason.as_str()),
+                    ("status", "failed"),
+                    ("stream", m.stream.as_str()),
+                    ("entry", m.entry_id.as_str()),
+                ],
+            );
+        }
+        pipe.xack(&m.stream, keys::GROUP, &[&m.entry_id]);
+        pipe.exec_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Trims `stream` behind the group: only entries that were delivered and
+    /// acknowledged go, so lag and pending stay true for autoscalers.
+    pub async fn trim(&self, stream: &str) -> Result<u64> {
+        let mut conn = self.conn();
+        let groups: Vec<HashMapValue> = match redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream)
+            .query_async::<Vec<HashMapValue>>(&mut conn)
+            .await
+        {
+            Ok(g) => g,
+            Err(e) if e.code() == Some("ERR") => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(group) = groups
+            .iter()
+            .find(|g| g.str("name").as_deref() == Some(keys::GROUP))
+        else {
+            return Ok(0);
+        };
+        let pending = group.int("pending").unwrap_or(0);
+        let min_id = if pending > 0 {
+            let summary: (u64, Option<String>, Option<String>, Value) = redis::cmd("XPENDING")
+                .arg(stream)
+                .arg(keys::GROUP)
+                .query_async(&mut conn)
+                .await?;
+            summary.1
+        } else {
+            group.str("last-delivered-id")
+        };
+        let Some(min_id) = min_id.filter(|id| id != "0-0") else {
+            return Ok(0);
+        };
+        let trimmed: u64 = redis::cmd("XTRIM")
+            .arg(stream)
+            .arg("MINID")
+            .arg("~")
+            .arg(&min_id)
+            .query_async(&mut conn)
+            .await?;
+        Ok(trimmed)
+    }
+}
+
+/// A flat `[k, v, k, v, ...]` reply (XINFO) as lookups.
+#[derive(Debug)]
+struct HashMapValue(Vec<(String, Value)>);
+
+impl redis::FromRedisValue for HashMapValue {
+    fn from_redis_value(v: Value) -> Result<Self, redis::ParsingError> {
+        let items: Vec<(String, Value)> = match v {
+            Value::Map(m) => m
+                .into_iter()
+                .filter_map(|(k, v)| redis::from_redis_value::<String>(k).ok().map(|k| (k, v)))
+                .collect(),
+            Value::Array(a) => a
+                .chunks(2)
+                .filter_map(|c| match c {
+                    [k, v] => redis::from_redis_value::<String>(k.clone())
+                        .ok()
+                        .map(|k| (k, v.clone())),
+                    _ => None,
+                })
+                .collect(),
+            other => {
+                return Err(redis::ParsingError::from(format!(
+                    "expected a map, got {other:?}"
+                )));
+            }
+        };
+        Ok(HashMapValue(items))
+    }
+}
+
+impl HashMapValue {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+    fn str(&self, key: &str) -> Option<String> {
+        self.get(key)
+            .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+    }
+    fn int(&self, key: &str) -> Option<i64> {
+        self.get(key)
+            .and_then(|v| redis::from_redis_value::<i64>(v.clone()).ok())
+    }
+}

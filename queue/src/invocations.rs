@@ -1,0 +1,288 @@
+//! Enqueue, completion, and the records clients read back.
+
+use std::collections::HashMap;
+
+use eddy_protocol::{
+    Envelope, FunctionName, InvocationRecord, InvocationStatus, Outcome, RunLimits, RunRecord,
+    RunStatus, TenantId, keys,
+};
+use redis::AsyncCommands;
+
+use crate::consume::Delivery;
+use crate::scripts::{COMPLETE, ENQUEUE};
+use crate::{Error, Queue, Result};
+
+/// What `enqueue` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The invocation id: the new one, or the earlier one for a duplicate
+    /// idempotency key.
+    pub id: String,
+    /// Whether the idempotency key had been seen: nothing was enqueued.
+    pub duplicate: bool,
+}
+
+/// A follow-up to commit with a successful completion.
+#[derive(Debug, Clone)]
+pub struct FollowUp {
+    pub envelope: Envelope,
+    pub payload: Vec<u8>,
+}
+
+/// How an invocation ended, as far as this delivery is concerned.
+#[derive(Debug, Clone)]
+pub enum Disposition {
+    /// It succeeded: store the output, commit the follow-ups.
+    Succeeded {
+        output: Vec<u8>,
+        content_type: String,
+        follow_ups: Vec<FollowUp>,
+    },
+    /// It failed and will run again at `at_ms` (attempt + 1).
+    Retry { at_ms: u64 },
+    /// It failed for good with a non-retryable error.
+    Failed,
+    /// It failed for good: retries or deliveries exhausted.
+    Dead,
+}
+
+/// One completion: the disposition plus the record's outcome part (error,
+/// timings, logs).
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub disposition: Disposition,
+    pub outcome: Outcome,
+}
+
+/// What the completion script did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    /// `succeeded`, `retry`, `failed`, `dead`, or `stale` when the delivery
+    /// had already been completed by someone else (nothing changed).
+    pub status: String,
+    /// The run's status after this completion.
+    pub run_status: Option<RunStatus>,
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Corrupt(format!("encoding: {e}")))
+}
+
+impl Queue {
+    /// Accepts a root invocation in one atomic script: checks that the
+    /// function exists, dedupes on the idempotency key, appends the stream
+    /// entry, writes the invocation record and opens its run.
+    pub async fn enqueue(
+        &self,
+        envelope: &Envelope,
+        payload: &[u8],
+        limits: RunLimits,
+    ) -> Result<Enqueued> {
+        let t = &envelope.tenant;
+        let idem = envelope.idempotency_key.as_deref().unwrap_or("");
+        let reply: Vec<String> = ENQUEUE
+            .key(keys::stream(t, &envelope.function))
+            .key(keys::invocation(t, &envelope.id))
+            .key(keys::run(t, &envelope.run_id))
+            .key(keys::idempotency(t, idem))
+            .key(keys::function(t, &envelope.function))
+            .arg(encode(envelope)?)
+            .arg(payload)
+            .arg(&envelope.id)
+            .arg(envelope.function.as_str())
+            .arg(envelope.enqueued_at_ms)
+            .arg(self.ttl_secs())
+            .arg(idem)
+            .arg(t.as_str())
+            .arg(limits.max_depth)
+            .arg(limits.max_invocations)
+            .arg(envelope.version.map(|v| v.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.conn())
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(Enqueued {
+                id: envelope.id.clone(),
+                duplicate: false,
+            }),
+            Some("duplicate") => Ok(Enqueued {
+                id: reply.get(1).cloned().unwrap_or_default(),
+                duplicate: true,
+            }),
+            Some("no-function") => Err(Error::NoFunction(envelope.function.to_string())),
+            other => Err(Error::Corrupt(format!("enqueue script replied {other:?}"))),
+        }
+    }
+
+    /// Completes one delivery atomically (see `lua/complete.lua`): result,
+    /// follow-ups, run counts, retry or dead letter, callbacks, XACK.
+    pub async fn complete(
+        &self,
+        delivery: &Delivery,
+        completion: &Completion,
+    ) -> Result<Completed> {
+        let env = &delivery.envelope;
+        let t = &env.tenant;
+        let mut inv = COMPLETE.prepare_invoke();
+        inv.key(&delivery.stream)
+            .key(keys::invocation(t, &env.id))
+            .key(keys::run(t, &env.run_id))
+            .key(keys::delayed(t))
+            .key(keys::dead_letters(t))
+            .key(keys::callbacks(t));
+
+        let (outcome, output, content_type, follow_ups, retry_at, attempt): (
+            &str,
+            &[u8],
+            &str,
+            &[FollowUp],
+            u64,
+            u32,
+        ) = match &completion.disposition {
+            Disposition::Succeeded {
+                output,
+                content_type,
+                follow_ups,
+            } => ("ok", output, content_type, follow_ups, 0, env.attempt),
+            Disposition::Retry { at_ms } => ("retry", &[], "", &[], *at_ms, env.attempt + 1),
+            Disposition::Failed => ("fail", &[], "", &[], 0, env.attempt),
+            Disposition::Dead => ("dead", &[], "", &[], 0, env.attempt),
+        };
+        // The envelope and payload go back to Redis only where they may be
+        // needed: a retry, a dead letter, or a guard that may fail the emits.
+        let carry = outcome != "ok" || !follow_ups.is_empty();
+        let carried_env = if carry {
+            let mut next = env.clone();
+            next.attempt = attempt;
+            encode(&next)?
+        } else {
+            String::new()
+        };
+        let error = completion.outcome.error.as_ref();
+        for f in follow_ups {
+            let fe = &f.envelope;
+            inv.key(keys::stream(t, &fe.function))
+                .key(keys::invocation(t, &fe.id))
+                .key(keys::function(t, &fe.function));
+        }
+        inv.arg(&delivery.entry_id)
+            .arg(keys::GROUP)
+            .arg(outcome)
+            .arg(eddy_protocol::now_ms())
+            .arg(self.ttl_secs())
+            .arg(encode(&completion.outcome)?)
+            .arg(output)
+            .arg(content_type)
+            .arg(retry_at)
+            .arg(delayed_member(&env.function, &env.id))
+            .arg(carried_env)
+            .arg(if carry {
+                delivery.payload.as_slice()
+            } else {
+                &[]
+            })
+            .arg(error.map(|e| e.class.as_str()).unwrap_or(""))
+            .arg(error.map(|e| e.message.as_str()).unwrap_or(""))
+            .arg(follow_ups.len())
+            .arg(env.callback_url.as_deref().unwrap_or(""))
+            .arg(&env.id)
+            .arg(&env.run_id)
+            .arg(attempt)
+            .arg(env.depth + 1)
+            .arg(t.as_str());
+        for f in follow_ups {
+            inv.arg(encode(&f.envelope)?)
+                .arg(f.payload.as_slice())
+                .arg(&f.envelope.id)
+                .arg(f.envelope.function.as_str());
+        }
+        let reply: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+        Ok(Completed {
+            status: reply.first().cloned().unwrap_or_default(),
+            run_status: reply.get(1).and_then(|s| RunStatus::parse(s)),
+        })
+    }
+
+    /// The record of invocation `id`.
+    pub async fn invocation(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<InvocationRecord>> {
+        let map: HashMap<String, Vec<u8>> =
+            self.conn().hgetall(keys::invocation(tenant, id)).await?;
+        if map.is_empty() {
+            return Ok(None);
+        }
+        let s = |k: &str| map.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
+        let n = |k: &str| s(k).and_then(|v| v.parse::<u64>().ok());
+        let status = s("status")
+            .as_deref()
+            .and_then(InvocationStatus::parse)
+            .ok_or_else(|| Error::Corrupt(format!("invocation {id}: no status")))?;
+        let outcome: Outcome = match map.get("outcome") {
+            Some(json) => serde_json::from_slice(json)
+                .map_err(|e| Error::Corrupt(format!("invocation {id} outcome: {e}")))?,
+            None => Outcome::default(),
+        };
+        Ok(Some(InvocationRecord {
+            id: id.to_string(),
+            tenant: tenant.to_string(),
+            function: s("function").unwrap_or_default(),
+            version: n("version").map(|v| v as u32),
+            status,
+            run_id: s("run").unwrap_or_default(),
+            parent_id: s("parent"),
+            depth: n("depth").unwrap_or(0) as u32,
+            attempt: n("attempt").unwrap_or(1) as u32,
+            completions: n("completions").unwrap_or(0) as u32,
+            created_at_ms: n("created").unwrap_or(0),
+            completed_at_ms: n("completed"),
+            content_type: s("ct"),
+            output: if status == InvocationStatus::Succeeded {
+                map.get("output").cloned()
+            } else {
+                None
+            },
+            outcome,
+        }))
+    }
+
+    /// The record of run `id`.
+    pub async fn run(&self, tenant: &TenantId, id: &str) -> Result<Option<RunRecord>> {
+        let map: HashMap<String, String> = self.conn().hgetall(keys::run(tenant, id)).await?;
+        if map.is_empty() {
+            return Ok(None);
+        }
+        let n = |k: &str| {
+            map.get(k)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+                .max(0) as u64
+        };
+        Ok(Some(RunRecord {
+            id: id.to_string(),
+            tenant: tenant.to_string(),
+            function: map.get("function").cloned().unwrap_or_default(),
+            status: map
+                .get("status")
+                .and_then(|s| RunStatus::parse(s))
+                .ok_or_else(|| Error::Corrupt(format!("run {id}: no status")))?,
+            total: n("total"),
+            outstanding: n("outstanding"),
+            succeeded: n("succeeded"),
+            failed: n("failed"),
+            dead: n("dead"),
+            max_depth: n("max_depth") as u32,
+            max_invocations: n("max_invocations"),
+            created_at_ms: n("created"),
+            completed_at_ms: map.get("completed").and_then(|v| v.parse().ok()),
+            error: map.get("error").cloned(),
+        }))
+    }
+}
+
+/// The delayed-set member of a retry: the function (to find its stream) and
+/// the invocation id (to find its record).
+pub(crate) fn delayed_member(function: &FunctionName, id: &str) -> String {
+    format!("{function}|{id}")
+}

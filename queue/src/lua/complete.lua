@@ -1,0 +1,131 @@
+-- Completes one delivered invocation, all or nothing: result, follow-ups (the
+-- outbox: they exist only if the invocation succeeded), run count, retry or
+-- dead letter, callbacks, XACK.
+--
+-- The XACK comes first and gates everything: if the entry is no longer pending
+-- (another worker reclaimed and completed it), this completion is stale and
+-- changes nothing. That makes completion exactly-once per delivery.
+--
+-- KEYS: 1 stream, 2 invocation record, 3 run record, 4 delayed zset,
+--       5 dead-letter stream, 6 callbacks stream,
+--       then per follow-up i (0-based): 7+3i its stream, 8+3i its record,
+--       9+3i its function hash
+-- ARGV: 1 entry id, 2 group, 3 outcome ('ok' | 'retry' | 'fail' | 'dead'),
+--       4 now ms, 5 ttl s, 6 outcome json (error, timings, logs, follow-up ids),
+--       7 output, 8 output content type, 9 retry due ms, 10 delayed member,
+--       11 envelope json (for a retry: the next attempt's), 12 payload,
+--       13 error class, 14 error message, 15 number of follow-ups,
+--       16 callback url, 17 invocation id, 18 run id, 19 attempt,
+--       20 follow-up depth, 21 tenant,
+--       then per follow-up i: 22+4i envelope json, 23+4i payload, 24+4i id,
+--       25+4i function
+if redis.call('XACK', KEYS[1], ARGV[2], ARGV[1]) == 0 then
+  return {'stale'}
+end
+
+local outcome = ARGV[3]
+local now = ARGV[4]
+local ttl = tonumber(ARGV[5])
+local outcome_json = ARGV[6]
+local class = ARGV[13]
+local message = ARGV[14]
+local nf = tonumber(ARGV[15])
+local id = ARGV[17]
+
+-- Run guards and follow-up targets are checked here, against the run as it
+-- is now, so that they hold under any number of concurrent completions.
+if outcome == 'ok' and nf > 0 then
+  local run = redis.call('HMGET', KEYS[3], 'total', 'max_depth', 'max_invocations')
+  local total = tonumber(run[1]) or 0
+  local max_depth = tonumber(run[2]) or 0
+  local max_inv = tonumber(run[3]) or 0
+  local depth = tonumber(ARGV[20])
+  for i = 0, nf - 1 do
+    if redis.call('EXISTS', KEYS[9 + 3 * i]) == 0 then
+      outcome = 'fail'
+      class = 'unknown-function'
+      message = 'emit to unknown function `' .. ARGV[25 + 4 * i] .. '`'
+      break
+    end
+  end
+  if outcome == 'ok' and depth > max_depth then
+    outcome = 'fail'
+    class = 'run-limit'
+    message = 'run depth limit: a follow-up at depth ' .. depth ..
+      ' exceeds the maximum depth of ' .. max_depth
+  elseif outcome == 'ok' and total + nf > max_inv then
+    outcome = 'fail'
+    class = 'run-limit'
+    message = 'run size limit: ' .. nf .. ' more follow-ups would exceed the maximum of ' ..
+      max_inv .. ' invocations in the run (' .. total .. ' so far)'
+  end
+  if outcome ~= 'ok' then
+    local decoded = cjson.decode(outcome_json)
+    decoded['error'] = {class = class, message = message, retryable = false}
+    decoded['follow_ups'] = nil
+    outcome_json = cjson.encode(decoded)
+  end
+end
+
+local final = true
+local run_field = nil
+if outcome == 'ok' then
+  redis.call('HSET', KEYS[2], 'status', 'succeeded', 'completed', now,
+    'outcome', outcome_json, 'output', ARGV[7], 'ct', ARGV[8], 'attempt', ARGV[19])
+  for i = 0, nf - 1 do
+    local env = ARGV[22 + 4 * i]
+    redis.call('XADD', KEYS[7 + 3 * i], '*', 'e', env, 'p', ARGV[23 + 4 * i])
+    redis.call('HSET', KEYS[8 + 3 * i],
+      'id', ARGV[24 + 4 * i], 'tenant', ARGV[21], 'function', ARGV[25 + 4 * i],
+      'status', 'queued', 'run', ARGV[18], 'parent', id, 'depth', ARGV[20],
+      'attempt', 1, 'completions', 0, 'created', now)
+    redis.call('EXPIRE', KEYS[8 + 3 * i], ttl)
+  end
+  if nf > 0 then
+    redis.call('HINCRBY', KEYS[3], 'total', nf)
+    redis.call('HINCRBY', KEYS[3], 'outstanding', nf)
+  end
+  run_field = 'succeeded'
+elseif outcome == 'retry' then
+  final = false
+  redis.call('HSET', KEYS[2], 'status', 'retrying', 'attempt', ARGV[19],
+    'outcome', outcome_json, 're', ARGV[11], 'rp', ARGV[12])
+  redis.call('ZADD', KEYS[4], ARGV[9], ARGV[10])
+else
+  redis.call('HSET', KEYS[2], 'status', (outcome == 'dead') and 'dead' or 'failed',
+    'completed', now, 'outcome', outcome_json, 'attempt', ARGV[19])
+  redis.call('XADD', KEYS[5], '*', 'id', id, 'e', ARGV[11], 'p', ARGV[12],
+    'class', class, 'error', message, 'status', (outcome == 'dead') and 'dead' or 'failed',
+    'at', now)
+  run_field = (outcome == 'dead') and 'dead' or 'failed'
+  if class == 'run-limit' then
+    redis.call('HSETNX', KEYS[3], 'error', message)
+  end
+end
+redis.call('EXPIRE', KEYS[2], ttl)
+
+local run_status = 'running'
+if final then
+  redis.call('HINCRBY', KEYS[2], 'completions', 1)
+  if ARGV[16] ~= '' then
+    redis.call('XADD', KEYS[6], '*', 'kind', 'invocation', 'id', id, 'url', ARGV[16], 'at', now)
+  end
+  redis.call('HINCRBY', KEYS[3], run_field, 1)
+  local left = redis.call('HINCRBY', KEYS[3], 'outstanding', -1)
+  if left <= 0 then
+    local bad = redis.call('HMGET', KEYS[3], 'failed', 'dead', 'callback')
+    if (tonumber(bad[1]) or 0) + (tonumber(bad[2]) or 0) > 0 then
+      run_status = 'failed'
+    else
+      run_status = 'succeeded'
+    end
+    redis.call('HSET', KEYS[3], 'status', run_status, 'completed', now)
+    if bad[3] then
+      redis.call('XADD', KEYS[6], '*', 'kind', 'run', 'id', ARGV[18], 'url', bad[3], 'at', now)
+    end
+  end
+  redis.call('EXPIRE', KEYS[3], ttl)
+end
+local status = outcome
+if outcome == 'ok' then status = 'succeeded' elseif outcome == 'fail' then status = 'failed' end
+return {status, run_status}

@@ -1,0 +1,28 @@
+-- Accepts one root invocation: idempotency, stream entry, record, run. Atomic.
+-- KEYS: 1 stream, 2 invocation record, 3 run record, 4 idempotency key, 5 function hash
+-- ARGV: 1 envelope json, 2 payload, 3 id, 4 function, 5 now ms, 6 ttl s,
+--       7 idempotency key ('' = none), 8 tenant, 9 max depth, 10 max invocations,
+--       11 version
+if redis.call('EXISTS', KEYS[5]) == 0 then
+  return {'no-function'}
+end
+local ttl = tonumber(ARGV[6])
+if ARGV[7] ~= '' then
+  local existing = redis.call('GET', KEYS[4])
+  if existing then
+    return {'duplicate', existing}
+  end
+  redis.call('SET', KEYS[4], ARGV[3], 'EX', ttl)
+end
+local entry = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1], 'p', ARGV[2])
+redis.call('HSET', KEYS[2],
+  'id', ARGV[3], 'tenant', ARGV[8], 'function', ARGV[4], 'version', ARGV[11],
+  'status', 'queued', 'run', ARGV[3], 'depth', 0, 'attempt', 1,
+  'completions', 0, 'created', ARGV[5])
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('HSET', KEYS[3],
+  'id', ARGV[3], 'tenant', ARGV[8], 'function', ARGV[4], 'status', 'running',
+  'total', 1, 'outstanding', 1, 'succeeded', 0, 'failed', 0, 'dead', 0,
+  'max_depth', ARGV[9], 'max_invocations', ARGV[10], 'created', ARGV[5])
+redis.call('EXPIRE', KEYS[3], ttl)
+return {'ok', entry}

@@ -1,0 +1,155 @@
+//! Retries (a delayed sorted set per tenant) and dead letters (a stream per
+//! tenant), with redrive.
+
+use std::collections::HashMap;
+
+use eddy_protocol::{Envelope, FunctionName, TenantId, keys};
+use redis::AsyncCommands;
+use redis::streams::StreamRangeReply;
+
+use crate::scripts::{PROMOTE, REDRIVE};
+use crate::{Error, Queue, Result};
+
+/// One dead-lettered invocation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetter {
+    /// The dead-letter stream entry id (what redrive takes).
+    pub entry_id: String,
+    /// The invocation id (empty for a malformed stream entry).
+    pub invocation_id: String,
+    pub function: Option<String>,
+    /// `failed` (non-retryable error) or `dead` (retries or deliveries
+    /// exhausted).
+    pub status: String,
+    pub class: String,
+    pub error: String,
+    pub attempts: Option<u32>,
+    pub at_ms: u64,
+}
+
+impl Queue {
+    /// Moves retries of `tenant` that are due by `now_ms` back into their
+    /// streams, at most `limit`. Returns how many moved.
+    pub async fn promote_due(&self, tenant: &TenantId, now_ms: u64, limit: usize) -> Result<usize> {
+        let mut conn = self.conn();
+        let delayed = keys::delayed(tenant);
+        let due: Vec<String> = conn
+            .zrangebyscore_limit(&delayed, 0, now_ms, 0, limit as isize)
+            .await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        // Retries are the exception, not the hot path: one script call each
+        // (EVALSHA with EVAL fallback, so a restarted Redis is fine).
+        let mut moved = 0;
+        for member in &due {
+            let parsed = member
+                .split_once('|')
+                .and_then(|(f, id)| FunctionName::new(f).ok().map(|f| (f, id)));
+            let Some((function, id)) = parsed else {
+                let _: i64 = conn.zrem(&delayed, member).await?;
+                continue;
+            };
+            let n: i64 = PROMOTE
+                .key(&delayed)
+                .key(keys::invocation(tenant, id))
+                .key(keys::stream(tenant, &function))
+                .arg(member)
+                .invoke_async(&mut conn)
+                .await?;
+            if n == 1 {
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Invocations waiting for a retry.
+    pub async fn delayed_count(&self, tenant: &TenantId) -> Result<u64> {
+        Ok(self.conn().zcard(keys::delayed(tenant)).await?)
+    }
+
+    /// The oldest `count` dead letters of `tenant`.
+    pub async fn dead_letters(&self, tenant: &TenantId, count: usize) -> Result<Vec<DeadLetter>> {
+        let reply: StreamRangeReply = self
+            .conn()
+            .xrange_count(keys::dead_letters(tenant), "-", "+", count)
+            .await?;
+        Ok(reply
+            .ids
+            .iter()
+            .map(|e| {
+                let f: HashMap<&str, String> = e
+                    .map
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        redis::from_redis_value::<String>(v.clone())
+                            .ok()
+                            .map(|v| (k.as_str(), v))
+                    })
+                    .collect();
+                let env: Option<Envelope> = f.get("e").and_then(|e| serde_json::from_str(e).ok());
+                DeadLetter {
+                    entry_id: e.id.clone(),
+                    invocation_id: f.get("id").cloned().unwrap_or_default(),
+                    function: env.as_ref().map(|e| e.function.to_string()),
+                    status: f.get("status").cloned().unwrap_or_default(),
+                    class: f.get("class").cloned().unwrap_or_default(),
+                    error: f.get("error").cloned().unwrap_or_default(),
+                    attempts: env.as_ref().map(|e| e.attempt),
+                    at_ms: f.get("at").and_then(|a| a.parse().ok()).unwrap_or(0),
+                }
+            })
+            .collect())
+    }
+
+    /// Puts dead letter `entry_id` back into its stream as a fresh first
+    /// attempt, on the current version, and reopens its run. Returns the invocation id, or `None` when
+    /// there is no such dead letter (already redriven).
+    pub async fn redrive(&self, tenant: &TenantId, entry_id: &str) -> Result<Option<String>> {
+        let mut conn = self.conn();
+        let dlq = keys::dead_letters(tenant);
+        let reply: StreamRangeReply = conn.xrange_count(&dlq, entry_id, entry_id, 1).await?;
+        let Some(entry) = reply.ids.first() else {
+            return Ok(None);
+        };
+        let field = |k: &str| -> Option<Vec<u8>> {
+            entry
+                .map
+                .get(k)
+                .and_then(|v| redis::from_redis_value::<Vec<u8>>(v.clone()).ok())
+        };
+        let Some(env) = field("e") else {
+            return Err(Error::Corrupt(format!(
+                "dead letter {entry_id} has no envelope (a malformed entry cannot be redriven)"
+            )));
+        };
+        let mut envelope: Envelope = serde_json::from_slice(&env)
+            .map_err(|e| Error::Corrupt(format!("dead letter {entry_id}: {e}")))?;
+        if envelope.tenant != *tenant {
+            return Err(Error::Corrupt(format!(
+                "dead letter {entry_id} of another tenant"
+            )));
+        }
+        // A redrive is a fresh start on the function's current version: the
+        // usual reason to redrive is that a fix was deployed.
+        envelope.attempt = 1;
+        envelope.version = None;
+        let status = field("status")
+            .map(|s| String::from_utf8_lossy(&s).into_owned())
+            .unwrap_or_else(|| "failed".into());
+        let moved: i64 = REDRIVE
+            .key(&dlq)
+            .key(keys::invocation(tenant, &envelope.id))
+            .key(keys::run(tenant, &envelope.run_id))
+            .key(keys::stream(tenant, &envelope.function))
+            .arg(entry_id)
+            .arg(serde_json::to_string(&envelope).map_err(|e| Error::Corrupt(e.to_string()))?)
+            .arg(field("p").unwrap_or_default())
+            .arg(if status == "dead" { "dead" } else { "failed" })
+            .arg(self.ttl_secs())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((moved == 1).then_some(envelope.id))
+    }
+}

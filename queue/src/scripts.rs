@@ -1,0 +1,19 @@
+//! The Lua scripts, loaded once per process (EVALSHA, falling back to EVAL
+//! after a Redis restart flushed the script cache).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+pub(crate) static ENQUEUE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
+pub(crate) static COMPLETE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/complete.lua")));
+pub(crate) static PROMOTE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
+pub(crate) static REDRIVE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/redrive.lua")));
+pub(crate) static RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
+pub(crate) static FORGET: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/forget.lua")));

@@ -1,0 +1,82 @@
+//! The happy path: enqueue → worker → record; follow-ups grow a run that
+//! knows when it is finished.
+
+use std::time::Duration;
+
+use eddy_protocol::{FunctionConfig, InvocationStatus, RunStatus};
+use eddy_tests::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invocation_and_fanout_run_complete_with_exact_counts() {
+    let redis = RedisServer::start();
+    let q = queue(&redis).await;
+    let t = tenant("acme");
+    deploy(&q, &t, "wordcount", "wordcount", FunctionConfig::default()).await;
+    deploy(&q, &t, "fanout", "fanout", FunctionConfig::default()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let _w = EddyProcess::worker(&redis.url(), cache.path(), "w1", &[]);
+
+    let id = invoke(&q, &t, "wordcount", r#"{"text":"a b a"}"#).await;
+    let run = finished_run(&q, &t, &id, Duration::from_secs(20)).await;
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!((run.total, run.succeeded, run.outstanding), (1, 1, 0));
+    let rec = q.invocation(&t, &id).await.unwrap().unwrap();
+    assert_eq!(rec.status, InvocationStatus::Succeeded);
+    assert_eq!(rec.completions, 1);
+    let out: serde_json::Value = serde_json::from_slice(rec.output.as_ref().unwrap()).unwrap();
+    assert_eq!(out["words"], 3);
+    assert!(rec.outcome.timings.run_us > 0);
+    assert_eq!(rec.outcome.worker.as_deref(), Some("w1"));
+
+    // B=4, D=4: 1 + 4 + 16 + 64 + 256 = 341 invocations.
+    let root = invoke(&q, &t, "fanout", r#"{"branch":4,"depth":4}"#).await;
+    let run = finished_run(&q, &t, &root, Duration::from_secs(60)).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    assert_eq!(
+        (
+            run.total,
+            run.succeeded,
+            run.failed,
+            run.dead,
+            run.outstanding
+        ),
+        (341, 341, 0, 0, 0)
+    );
+    let rec = q.invocation(&t, &root).await.unwrap().unwrap();
+    assert_eq!(rec.outcome.follow_ups.len(), 4);
+    let child = q
+        .invocation(&t, &rec.outcome.follow_ups[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(child.parent_id.as_deref(), Some(root.as_str()));
+    assert_eq!((child.depth, child.run_id.as_str()), (1, root.as_str()));
+    assert_eq!(child.status, InvocationStatus::Succeeded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_function_and_idempotency_key() {
+    let redis = RedisServer::start();
+    let q = queue(&redis).await;
+    let t = tenant("acme");
+    deploy(&q, &t, "echo", "echo", FunctionConfig::default()).await;
+    let mut env =
+        eddy_protocol::Envelope::root(t.clone(), function("nope"), "application/json".into());
+    let err = q
+        .enqueue(&env, b"{}", Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "function `nope` not found");
+
+    env.function = function("echo");
+    env.idempotency_key = Some("order-42".into());
+    let first = q.enqueue(&env, b"{}", Default::default()).await.unwrap();
+    let mut again =
+        eddy_protocol::Envelope::root(t.clone(), function("echo"), "application/json".into());
+    again.idempotency_key = Some("order-42".into());
+    let second = q.enqueue(&again, b"{}", Default::default()).await.unwrap();
+    assert!(!first.duplicate);
+    assert!(second.duplicate);
+    assert_eq!(second.id, first.id);
+    assert_eq!(redis.cli(&["XLEN", "eddy:{t:acme}:q:echo"]), "1");
+}

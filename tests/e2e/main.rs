@@ -1,0 +1,7 @@
+//! End-to-end: real `redis-server` per test, real `eddy worker` processes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod crash;
+mod drain;
+mod failures;
+mod flow;

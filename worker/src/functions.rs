@@ -1,0 +1,142 @@
+//! Loaded function versions, kept warm in this worker.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eddy_protocol::{FunctionName, FunctionSpec, TenantId};
+use eddy_queue::Queue;
+use eddy_runtime::{Limits, Processor, Runtime};
+
+/// A function version ready to invoke.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) spec: FunctionSpec,
+    pub(crate) processor: Arc<Processor>,
+    pub(crate) limits: Limits,
+    pub(crate) config: Vec<(String, String)>,
+}
+
+/// Why a function could not be loaded.
+#[derive(Debug)]
+pub(crate) enum LoadFailure {
+    /// Not there (never deployed, or deleted): a final error.
+    Missing(String),
+    /// The module is not a processor: a final error.
+    Invalid(String),
+    /// Redis or the disk failed: try again later.
+    Transient(String),
+}
+
+type Key = (TenantId, FunctionName, u32);
+
+/// How long a resolved "current version" is trusted. A deploy is picked up by
+/// new invocations within this time; pinned versions never go stale.
+const CURRENT_TTL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Default)]
+pub(crate) struct Functions {
+    loaded: Mutex<HashMap<Key, Arc<Loaded>>>,
+    current: Mutex<HashMap<(TenantId, FunctionName), (u32, Instant)>>,
+}
+
+fn limits_of(spec: &FunctionSpec) -> Limits {
+    let c = &spec.config;
+    Limits {
+        memory_bytes: c.memory_mb.saturating_mul(1 << 20),
+        timeout: Duration::from_millis(c.timeout_ms),
+        max_output_bytes: usize::try_from(c.max_output_bytes).unwrap_or(usize::MAX),
+        max_emits: c.max_emits,
+        max_emit_bytes: usize::try_from(c.max_emit_bytes).unwrap_or(usize::MAX),
+        max_log_bytes: usize::try_from(c.max_log_bytes).unwrap_or(usize::MAX),
+    }
+}
+
+impl Functions {
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The version to run: the pinned one, or the current one.
+    pub(crate) async fn resolve(
+        &self,
+        queue: &Queue,
+        tenant: &TenantId,
+        name: &FunctionName,
+        pinned: Option<u32>,
+    ) -> Result<u32, LoadFailure> {
+        if let Some(v) = pinned {
+            return Ok(v);
+        }
+        let key = (tenant.clone(), name.clone());
+        if let Some((v, at)) = Self::lock(&self.current).get(&key)
+            && at.elapsed() < CURRENT_TTL
+        {
+            return Ok(*v);
+        }
+        match queue.current_version(tenant, name).await {
+            Ok(Some(v)) => {
+                Self::lock(&self.current).insert(key, (v, Instant::now()));
+                Ok(v)
+            }
+            Ok(None) => Err(LoadFailure::Missing(format!("function `{name}` not found"))),
+            Err(e) => Err(LoadFailure::Transient(e.to_string())),
+        }
+    }
+
+    /// The loaded version, loading it if needed. The flag says whether this
+    /// call loaded it (a cold start).
+    pub(crate) async fn get(
+        &self,
+        queue: &Queue,
+        runtime: &Runtime,
+        tenant: &TenantId,
+        name: &FunctionName,
+        version: u32,
+    ) -> Result<(Arc<Loaded>, Option<Duration>), LoadFailure> {
+        let key = (tenant.clone(), name.clone(), version);
+        if let Some(l) = Self::lock(&self.loaded).get(&key) {
+            return Ok((l.clone(), None));
+        }
+        let start = Instant::now();
+        let spec = match queue.function(tenant, name, Some(version)).await {
+            Ok(Some(spec)) => spec,
+            Ok(None) => {
+                return Err(LoadFailure::Missing(format!(
+                    "function `{name}` version {version} not found"
+                )));
+            }
+            Err(e) => return Err(LoadFailure::Transient(e.to_string())),
+        };
+        let processor = match runtime.load_cached(&spec.sha256) {
+            Ok(Some(p)) => p,
+            Ok(None) | Err(_) => {
+                let bytes = match queue.module(&spec.sha256).await {
+                    Ok(Some(b)) => b,
+                    Ok(None) => {
+                        return Err(LoadFailure::Missing(format!(
+                            "module {} of `{name}` is missing",
+                            spec.sha256
+                        )));
+                    }
+                    Err(e) => return Err(LoadFailure::Transient(e.to_string())),
+                };
+                match runtime.load(&bytes) {
+                    Ok(p) => p,
+                    Err(eddy_runtime::LoadError::InvalidModule(m)) => {
+                        return Err(LoadFailure::Invalid(m));
+                    }
+                    Err(e) => return Err(LoadFailure::Transient(e.to_string())),
+                }
+            }
+        };
+        let loaded = Arc::new(Loaded {
+            limits: limits_of(&spec),
+            config: spec.config.values.clone().into_iter().collect(),
+            spec,
+            processor,
+        });
+        Self::lock(&self.loaded).insert(key, loaded.clone());
+        Ok((loaded, Some(start.elapsed())))
+    }
+}
