@@ -26,6 +26,13 @@ enum Command {
     Check(local::CheckArgs),
     /// Run a worker: consume streams, run invocations, complete them.
     Worker(roles::WorkerArgs),
+    /// Run the HTTP gateway.
+    Gateway {
+        #[command(flatten)]
+        gateway: roles::GatewayArgs,
+        #[command(flatten)]
+        worker: roles::WorkerArgs,
+    },
     /// Run every role in one process, with a private redis-server when
     /// REDIS_URL is unset.
     Up(roles::UpArgs),
@@ -44,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => local::run(args),
         Command::Check(args) => local::check(args),
         Command::Worker(args) => roles::worker(args),
+        Command::Gateway { gateway, worker } => roles::gateway(gateway, worker),
         Command::Up(args) => roles::up(args),
     };
     match result {

@@ -5,8 +5,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use anyhow::{Context, Result, bail};
-use eddy_worker::{Worker, WorkerConfig};
+use eddy_gateway::{AppState, GatewayConfig, ModuleValidator};
+use eddy_protocol::callback::Allowlist;
+use eddy_runtime::{Runtime, RuntimeConfig};
+use eddy_worker::{CallbackConfig, Worker, WorkerConfig};
 use tokio::sync::watch;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -33,11 +39,110 @@ pub struct WorkerArgs {
     /// How long invocation and run records are kept, in seconds.
     #[arg(long, env = "EDDY_RECORD_TTL_S", default_value_t = 86_400)]
     record_ttl_s: u64,
+    #[command(flatten)]
+    callbacks: CallbackArgs,
+}
+
+/// Callback targets and delivery.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CallbackArgs {
+    /// Internal addresses or networks callbacks may target anyway
+    /// (comma-separated, e.g. `127.0.0.1,10.0.0.0/8`).
+    #[arg(long, env = "EDDY_CALLBACK_ALLOWLIST", default_value = "")]
+    callback_allowlist: String,
+    /// Dead-letter a callback this long after its first attempt.
+    #[arg(long, env = "EDDY_CALLBACK_MAX_AGE_MS", default_value_t = 86_400_000)]
+    callback_max_age_ms: u64,
+    /// First callback retry delay (doubled per attempt, with jitter).
+    #[arg(long, env = "EDDY_CALLBACK_BACKOFF_MS", default_value_t = 500)]
+    callback_backoff_ms: u64,
+}
+
+impl CallbackArgs {
+    fn allowlist(&self) -> Result<Allowlist> {
+        Allowlist::parse(&self.callback_allowlist)
+            .map_err(|e| anyhow::anyhow!("EDDY_CALLBACK_ALLOWLIST: {e}"))
+    }
+
+    fn config(&self) -> Result<CallbackConfig> {
+        Ok(CallbackConfig {
+            allowlist: self.allowlist()?,
+            max_age: Duration::from_millis(self.callback_max_age_ms),
+            backoff_base: Duration::from_millis(self.callback_backoff_ms),
+            ..CallbackConfig::default()
+        })
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayArgs {
+    /// Address to listen on (`eddy gateway`: 0.0.0.0:8080; `eddy up`:
+    /// 127.0.0.1:8080).
+    #[arg(long, env = "EDDY_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// The admin API key (creates tenants, sets quotas).
+    #[arg(long, env = "EDDY_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+    /// Largest invocation payload, in bytes.
+    #[arg(long, env = "EDDY_MAX_PAYLOAD_BYTES", default_value_t = 1 << 20)]
+    max_payload_bytes: usize,
+    /// How long a sync invoke waits for its result before answering 202.
+    #[arg(long, env = "EDDY_SYNC_TIMEOUT_MS", default_value_t = 30_000)]
+    sync_timeout_ms: u64,
+    /// Requests in flight before new ones are shed with 503.
+    #[arg(long, env = "EDDY_MAX_IN_FLIGHT", default_value_t = 10_000)]
+    max_in_flight: usize,
+}
+
+impl GatewayArgs {
+    fn config(
+        &self,
+        redis_url: String,
+        worker: &WorkerArgs,
+        admin_key: Option<String>,
+        default_listen: SocketAddr,
+    ) -> Result<GatewayConfig> {
+        Ok(GatewayConfig {
+            listen: self.listen.unwrap_or(default_listen),
+            redis_url,
+            admin_key,
+            max_payload_bytes: self.max_payload_bytes,
+            sync_timeout: Duration::from_millis(self.sync_timeout_ms),
+            max_in_flight: self.max_in_flight,
+            callback_allowlist: worker.callbacks.allowlist()?,
+            record_ttl: Duration::from_secs(worker.record_ttl_s),
+            ..GatewayConfig::default()
+        })
+    }
+}
+
+/// Validates modules for the gateway with the real runtime: a module is
+/// accepted only if it compiles and links as an `eddy:processor` component.
+/// The artifact lands in this process's cache as a side effect.
+struct RuntimeValidator(Runtime);
+
+impl ModuleValidator for RuntimeValidator {
+    fn validate(&self, module: &[u8]) -> Result<String, String> {
+        self.0
+            .load(module)
+            .map(|p| p.sha256().to_string())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn validator(cache_dir: &std::path::Path) -> Result<Arc<dyn ModuleValidator>> {
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: cache_dir.to_path_buf(),
+        max_instances: 4,
+        ..RuntimeConfig::default()
+    })
+    .context("starting the validating runtime")?;
+    Ok(Arc::new(RuntimeValidator(runtime)))
 }
 
 impl WorkerArgs {
-    fn config(&self, redis_url: String) -> WorkerConfig {
-        WorkerConfig {
+    fn config(&self, redis_url: String) -> Result<WorkerConfig> {
+        Ok(WorkerConfig {
             redis_url,
             concurrency: self.concurrency,
             lease: Duration::from_millis(self.lease_ms),
@@ -46,7 +151,8 @@ impl WorkerArgs {
             max_instances: (self.concurrency as u32).max(16) * 2,
             consumer: self.consumer.clone(),
             record_ttl: Duration::from_secs(self.record_ttl_s),
-        }
+            callbacks: self.callbacks.config()?,
+        })
     }
 }
 
@@ -54,6 +160,8 @@ impl WorkerArgs {
 pub struct UpArgs {
     #[command(flatten)]
     worker: WorkerArgs,
+    #[command(flatten)]
+    gateway: GatewayArgs,
     /// Where `eddy up` keeps its private Redis data (AOF).
     #[arg(long, env = "EDDY_DATA_DIR", default_value = ".eddy")]
     data_dir: PathBuf,
@@ -91,10 +199,29 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     };
     tokio_runtime()?.block_on(async {
         let shutdown = shutdown_signal()?;
-        let worker = Worker::start(args.config(url))
+        let worker = Worker::start(args.config(url)?)
             .await
             .context("starting the worker")?;
         worker.run(shutdown).await.context("running the worker")?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn gateway(gateway: GatewayArgs, worker: WorkerArgs) -> Result<ExitCode> {
+    let Some(url) = worker.redis_url.clone() else {
+        bail!("set REDIS_URL (or --redis-url); `eddy up` starts a private Redis instead");
+    };
+    tokio_runtime()?.block_on(async {
+        let mut shutdown = shutdown_signal()?;
+        let listen = SocketAddr::from(([0, 0, 0, 0], 8080));
+        let config = gateway.config(url, &worker, gateway.admin_key.clone(), listen)?;
+        let state = AppState::connect(config, validator(&worker.cache_dir)?)
+            .await
+            .context("connecting to redis")?;
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        eddy_gateway::serve(state, stop).await.context("serving HTTP")?;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -159,6 +286,34 @@ impl Drop for RedisChild {
     }
 }
 
+/// The admin key of `eddy up`: `EDDY_ADMIN_KEY`, or one generated once and
+/// kept in `<data dir>/admin-key` (mode 0600).
+fn admin_key(args: &UpArgs) -> Result<String> {
+    if let Some(k) = &args.gateway.admin_key {
+        return Ok(k.clone());
+    }
+    let path = args.data_dir.join("admin-key");
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        return Ok(k.trim().to_string());
+    }
+    let key: String = (0..24).map(|_| format!("{:02x}", rand_byte())).collect();
+    let key = format!("eddy_admin_{key}");
+    std::fs::create_dir_all(&args.data_dir)?;
+    std::fs::write(&path, &key).with_context(|| format!("writing {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    eprintln!("eddy up: admin key written to {}", path.display());
+    Ok(key)
+}
+
+fn rand_byte() -> u8 {
+    // Good enough entropy for a local admin key without another dependency:
+    // the OS random source.
+    let mut b = [0u8; 1];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+    b[0]
+}
+
 pub fn up(args: UpArgs) -> Result<ExitCode> {
     let redis = match &args.worker.redis_url {
         Some(_) => None,
@@ -170,16 +325,28 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         (None, None) => bail!("no redis"),
     };
     eprintln!("eddy up: redis at {url}");
+    let admin_key = admin_key(&args)?;
     let result = tokio_runtime()?.block_on(async {
         let shutdown = shutdown_signal()?;
-        let worker = Worker::start(args.worker.config(url))
+        let worker = Worker::start(args.worker.config(url.clone())?)
             .await
             .context("starting the worker")?;
-        eprintln!(
-            "eddy up: worker {} running; Ctrl-C drains and stops",
-            worker.consumer()
-        );
+        let listen = SocketAddr::from(([127, 0, 0, 1], 8080));
+        let config = args.gateway.config(url, &args.worker, Some(admin_key), listen)?;
+        let state = AppState::connect(config, validator(&args.worker.cache_dir)?)
+            .await
+            .context("connecting the gateway")?;
+        let mut gateway_stop = shutdown.clone();
+        let (addr, gateway) = eddy_gateway::bind(state, async move {
+            let _ = gateway_stop.wait_for(|s| *s).await;
+        })
+        .await
+        .context("binding the gateway")?;
+        eprintln!("eddy up: gateway on http://{addr}");
+        eprintln!("eddy up: worker {} running; Ctrl-C drains and stops", worker.consumer());
+        eprintln!("eddy up: ready");
         worker.run(shutdown).await.context("running the worker")?;
+        gateway.await.context("gateway task")?.context("serving HTTP")?;
         anyhow::Ok(ExitCode::SUCCESS)
     });
     drop(redis);

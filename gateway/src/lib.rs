@@ -1,3 +1,209 @@
-//! The HTTP API (axum + tower): deploy, invoke, status, runs, tenants.
-//! (Built in issue 4; never links wasmtime.)
+//! The HTTP API (axum + tower): deploy, invoke (sync, async, batch), records,
+//! runs, dead letters, tenants and keys, health, OpenAPI.
+//!
+//! **Invariant:** the gateway never links wasmtime. Modules are validated
+//! through a [`ModuleValidator`] that the `eddy` binary provides.
+//! **Invariant:** it replies 202 only after Redis accepted the invocation,
+//! never a fake one.
 #![forbid(unsafe_code)]
+
+mod auth;
+mod error;
+mod openapi;
+mod routes;
+mod waiters;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, put};
+use eddy_protocol::callback::Allowlist;
+use eddy_queue::{Queue, QueueConfig};
+use tower::ServiceBuilder;
+use tower_http::trace::TraceLayer;
+
+pub use auth::Caller;
+pub use error::{ApiError, ErrorBody};
+
+/// Validates and precompiles a module before it is accepted. The `eddy`
+/// binary implements it with the runtime; the gateway itself stays free of
+/// wasmtime.
+pub trait ModuleValidator: Send + Sync + 'static {
+    /// `Ok(sha256)` or the reason the module is not a processor.
+    fn validate(&self, module: &[u8]) -> Result<String, String>;
+}
+
+/// Settings of the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    pub redis_url: String,
+    /// The admin API key; without it only tenant keys work.
+    pub admin_key: Option<String>,
+    pub max_payload_bytes: usize,
+    pub max_module_bytes: usize,
+    pub max_batch_bytes: usize,
+    /// How long a sync invoke waits before answering 202.
+    pub sync_timeout: Duration,
+    /// Requests in flight before new ones are shed with 503.
+    pub max_in_flight: usize,
+    pub callback_allowlist: Allowlist,
+    pub record_ttl: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            admin_key: None,
+            max_payload_bytes: 1 << 20,
+            max_module_bytes: 64 << 20,
+            max_batch_bytes: 1 << 30,
+            sync_timeout: Duration::from_secs(30),
+            max_in_flight: 10_000,
+            callback_allowlist: Allowlist::default(),
+            record_ttl: QueueConfig::default().record_ttl,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub queue: Queue,
+    pub config: Arc<GatewayConfig>,
+    pub validator: Arc<dyn ModuleValidator>,
+    pub waiters: Arc<waiters::Waiters>,
+    /// This gateway instance's reply channel.
+    pub reply_channel: String,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .field("reply_channel", &self.reply_channel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Connects to Redis and subscribes to this instance's reply channel.
+    pub async fn connect(config: GatewayConfig, validator: Arc<dyn ModuleValidator>) -> Result<Self, eddy_queue::Error> {
+        let queue = Queue::connect(
+            &config.redis_url,
+            QueueConfig {
+                record_ttl: config.record_ttl,
+            },
+        )
+        .await?;
+        let instance = eddy_protocol::new_id();
+        let reply_channel = eddy_protocol::keys::reply_channel(&instance);
+        let waiters = Arc::new(waiters::Waiters::default());
+        waiters.listen(queue.replies(reply_channel.clone()));
+        Ok(AppState {
+            queue,
+            config: Arc::new(config),
+            validator,
+            waiters,
+            reply_channel,
+        })
+    }
+}
+
+/// The whole API. Layers, outermost first: trace → load shed → concurrency
+/// limit → (per route) body limit → auth. Per-tenant rate limits and pending
+/// quotas are enforced atomically in Redis by the enqueue script, so that
+/// they hold across any number of gateways.
+pub fn app(state: AppState) -> Router {
+    let c = &state.config;
+    let tenant_routes = Router::new()
+        .route(
+            "/functions/{name}",
+            put(routes::functions::deploy)
+                .layer(DefaultBodyLimit::max(c.max_module_bytes))
+                .get(routes::functions::get)
+                .patch(routes::functions::patch)
+                .delete(routes::functions::delete),
+        )
+        .route("/functions", get(routes::functions::list))
+        .route("/functions/{name}/rollback", post(routes::functions::rollback))
+        .route(
+            "/invoke/{name}",
+            post(routes::invoke::invoke).layer(DefaultBodyLimit::max(c.max_payload_bytes)),
+        )
+        .route(
+            "/invoke/{name}/batch",
+            post(routes::invoke::batch).layer(DefaultBodyLimit::max(c.max_batch_bytes)),
+        )
+        .route("/invocations/{id}", get(routes::records::invocation))
+        .route("/runs/{id}", get(routes::records::run))
+        .route("/dead-letters", get(routes::records::dead_letters))
+        .route("/dead-letters/{entry}/redrive", post(routes::records::redrive))
+        .route("/tenants", post(routes::tenants::create))
+        .route("/tenants/{tenant}", get(routes::tenants::get))
+        .route("/tenants/{tenant}/quota", put(routes::tenants::set_quota))
+        .route(
+            "/tenants/{tenant}/keys",
+            post(routes::tenants::create_key).get(routes::tenants::list_keys),
+        )
+        .route("/tenants/{tenant}/keys/{key}", delete(routes::tenants::revoke_key))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
+
+    let open_routes = Router::new()
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/openapi.json", get(openapi::serve));
+
+    let max_in_flight = c.max_in_flight;
+    Router::new()
+        .merge(tenant_routes)
+        .merge(open_routes)
+        .fallback(routes::health::not_found)
+        .layer(
+            ServiceBuilder::new()
+                // One span per request, with method, path and status.
+                .layer(TraceLayer::new_for_http())
+                // Turn a shed request into a clean 503 with a JSON body.
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    axum::response::IntoResponse::into_response(ApiError::Overloaded)
+                }))
+                // Refuse at once instead of queueing when full: memory stays
+                // bounded under overload.
+                .load_shed()
+                .concurrency_limit(max_in_flight),
+        )
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(state.config.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "gateway listening");
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
+    Ok(addr)
+}
+
+/// Binds first, then serves in the background: the caller learns the real
+/// address (port 0 → a free port) before any request.
+pub async fn bind(
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(state.config.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "gateway listening");
+    let handle = tokio::spawn(async move {
+        axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    });
+    Ok((addr, handle))
+}

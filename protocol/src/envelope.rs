@@ -45,6 +45,10 @@ pub struct Envelope {
     pub idempotency_key: Option<String>,
     /// When the invocation was first accepted, ms since epoch.
     pub enqueued_at_ms: u64,
+    /// Channel of the gateway waiting for this invocation's result (sync
+    /// invoke): the completion publishes the id there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
 }
 
 impl Envelope {
@@ -66,6 +70,7 @@ impl Envelope {
             traceparent: None,
             idempotency_key: None,
             enqueued_at_ms: crate::now_ms(),
+            reply_to: None,
         }
     }
 
@@ -86,6 +91,7 @@ impl Envelope {
             traceparent: self.traceparent.clone(),
             idempotency_key: None,
             enqueued_at_ms: crate::now_ms(),
+            reply_to: None,
         }
     }
 

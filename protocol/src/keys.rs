@@ -84,6 +84,40 @@ pub fn callbacks(tenant: &TenantId) -> String {
     format!("eddy:{}:callbacks", tag(tenant))
 }
 
+/// Hash of a tenant: quotas, the webhook secret, the `pending` counter.
+pub fn tenant(tenant: &TenantId) -> String {
+    format!("eddy:{}:tenant", tag(tenant))
+}
+
+/// Fixed one-second window counter of a tenant's invocations.
+pub fn rate_window(tenant: &TenantId, unix_sec: u64) -> String {
+    format!("eddy:{}:rate:{unix_sec}", tag(tenant))
+}
+
+/// Sorted set of callbacks waiting for their next delivery attempt.
+pub fn callback_retries(tenant: &TenantId) -> String {
+    format!("eddy:{}:cb:retry", tag(tenant))
+}
+
+/// Stream of callbacks that could not be delivered within their max age.
+pub fn callback_dead_letters(tenant: &TenantId) -> String {
+    format!("eddy:{}:cb:dlq", tag(tenant))
+}
+
+/// Hash of API keys: sha256(key) → key JSON (global: a key names its tenant).
+pub const API_KEYS: &str = "eddy:keys";
+
+/// Hash of a tenant's keys: key id → sha256 of the key.
+pub fn tenant_keys(tenant: &TenantId) -> String {
+    format!("eddy:{}:keys", tag(tenant))
+}
+
+/// Pub/sub channel on which a gateway instance hears about finished sync
+/// invocations.
+pub fn reply_channel(gateway: &str) -> String {
+    format!("eddy:reply:{gateway}")
+}
+
 /// Idempotency key → invocation id.
 pub fn idempotency(tenant: &TenantId, key: &str) -> String {
     format!("eddy:{}:idem:{key}", tag(tenant))
@@ -107,6 +141,10 @@ mod tests {
             dead_letters(&t),
             callbacks(&t),
             idempotency(&t, "k"),
+            tenant(&t),
+            rate_window(&t, 1),
+            callback_retries(&t),
+            callback_dead_letters(&t),
         ] {
             assert!(key.contains("{t:acme}"), "{key}");
             assert_eq!(key.matches('{').count(), 1, "{key}");

@@ -8,6 +8,7 @@
 //! - [`keys`]: every Redis key name.
 #![forbid(unsafe_code)]
 
+pub mod callback;
 pub mod envelope;
 pub mod function;
 pub mod keys;

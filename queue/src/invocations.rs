@@ -77,15 +77,63 @@ impl Queue {
         envelope: &Envelope,
         payload: &[u8],
         limits: RunLimits,
+        run_callback: Option<&str>,
     ) -> Result<Enqueued> {
+        let reply: Vec<String> = self
+            .enqueue_invocation(envelope, payload, limits, run_callback)?
+            .invoke_async(&mut self.conn())
+            .await?;
+        enqueue_reply(envelope, &reply)
+    }
+
+    /// Enqueues many root invocations in one pipelined round trip (bulk
+    /// ingestion). Each gets its own result; a quota refusal of one does not
+    /// stop the others.
+    pub async fn enqueue_batch(
+        &self,
+        batch: &[(Envelope, Vec<u8>)],
+        limits: RunLimits,
+    ) -> Result<Vec<Result<Enqueued>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        // Pipelined scripts go as EVALSHA: make sure Redis knows the script
+        // (after a restart it does not).
+        let _: String = ENQUEUE.prepare_invoke().load_async(&mut conn).await?;
+        let mut pipe = redis::pipe();
+        for (envelope, payload) in batch {
+            pipe.invoke_script(&self.enqueue_invocation(envelope, payload, limits, None)?);
+        }
+        let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        Ok(batch
+            .iter()
+            .zip(replies)
+            .map(|((envelope, _), reply)| {
+                let reply: Vec<String> = redis::from_redis_value(reply)
+                    .map_err(|e| Error::Corrupt(format!("enqueue reply: {e}")))?;
+                enqueue_reply(envelope, &reply)
+            })
+            .collect())
+    }
+
+    fn enqueue_invocation<'a>(
+        &self,
+        envelope: &Envelope,
+        payload: &[u8],
+        limits: RunLimits,
+        run_callback: Option<&str>,
+    ) -> Result<redis::ScriptInvocation<'a>> {
         let t = &envelope.tenant;
         let idem = envelope.idempotency_key.as_deref().unwrap_or("");
-        let reply: Vec<String> = ENQUEUE
-            .key(keys::stream(t, &envelope.function))
+        let mut inv = ENQUEUE.prepare_invoke();
+        inv.key(keys::stream(t, &envelope.function))
             .key(keys::invocation(t, &envelope.id))
             .key(keys::run(t, &envelope.run_id))
             .key(keys::idempotency(t, idem))
             .key(keys::function(t, &envelope.function))
+            .key(keys::tenant(t))
+            .key(keys::rate_window(t, eddy_protocol::now_ms() / 1000))
             .arg(encode(envelope)?)
             .arg(payload)
             .arg(&envelope.id)
@@ -97,20 +145,8 @@ impl Queue {
             .arg(limits.max_depth)
             .arg(limits.max_invocations)
             .arg(envelope.version.map(|v| v.to_string()).unwrap_or_default())
-            .invoke_async(&mut self.conn())
-            .await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(Enqueued {
-                id: envelope.id.clone(),
-                duplicate: false,
-            }),
-            Some("duplicate") => Ok(Enqueued {
-                id: reply.get(1).cloned().unwrap_or_default(),
-                duplicate: true,
-            }),
-            Some("no-function") => Err(Error::NoFunction(envelope.function.to_string())),
-            other => Err(Error::Corrupt(format!("enqueue script replied {other:?}"))),
-        }
+            .arg(run_callback.unwrap_or(""));
+        Ok(inv)
     }
 
     /// Completes one delivery atomically (see `lua/complete.lua`): result,
@@ -128,7 +164,8 @@ impl Queue {
             .key(keys::run(t, &env.run_id))
             .key(keys::delayed(t))
             .key(keys::dead_letters(t))
-            .key(keys::callbacks(t));
+            .key(keys::callbacks(t))
+            .key(keys::tenant(t));
 
         let (outcome, output, content_type, follow_ups, retry_at, attempt): (
             &str,
@@ -188,7 +225,8 @@ impl Queue {
             .arg(&env.run_id)
             .arg(attempt)
             .arg(env.depth + 1)
-            .arg(t.as_str());
+            .arg(t.as_str())
+            .arg(env.reply_to.as_deref().unwrap_or(""));
         for f in follow_ups {
             inv.arg(encode(&f.envelope)?)
                 .arg(f.payload.as_slice())
@@ -278,6 +316,25 @@ impl Queue {
             completed_at_ms: map.get("completed").and_then(|v| v.parse().ok()),
             error: map.get("error").cloned(),
         }))
+    }
+}
+
+fn enqueue_reply(envelope: &Envelope, reply: &[String]) -> Result<Enqueued> {
+    match reply.first().map(String::as_str) {
+            Some("ok") => Ok(Enqueued {
+                id: envelope.id.clone(),
+                duplicate: false,
+            }),
+            Some("duplicate") => Ok(Enqueued {
+                id: reply.get(1).cloned().unwrap_or_default(),
+                duplicate: true,
+            }),
+            Some("no-function") => Err(Error::NoFunction(envelope.function.to_string())),
+            Some("quota") => Err(Error::Quota {
+                which: reply.get(1).cloned().unwrap_or_default(),
+                limit: reply.get(2).and_then(|l| l.parse().ok()).unwrap_or(0),
+            }),
+        other => Err(Error::Corrupt(format!("enqueue script replied {other:?}"))),
     }
 }
 

@@ -12,19 +12,26 @@
 //! connection would hit the default response timeout and hold up everyone.
 #![forbid(unsafe_code)]
 
+mod callbacks;
 mod consume;
 mod invocations;
 mod registry;
+mod replies;
 mod retries;
 mod scripts;
+mod tenants;
 
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 
+pub use callbacks::{CALLBACK_GROUP, Callback, DeadCallback};
 pub use consume::Delivery;
 pub use invocations::{Completed, Completion, Disposition, Enqueued, FollowUp};
+pub use replies::Reply;
+pub use registry::{Backlog, FunctionVersions};
 pub use retries::DeadLetter;
+pub use tenants::{ApiKey, Quota, TenantInfo};
 
 /// Errors of the queue.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +45,9 @@ pub enum Error {
     /// The function does not exist.
     #[error("function `{0}` not found")]
     NoFunction(String),
+    /// A tenant quota refused the invocation: `which` is `pending` or `rate`.
+    #[error("quota exceeded: {which} (limit {limit})")]
+    Quota { which: String, limit: u64 },
 }
 
 impl Error {

@@ -125,3 +125,103 @@ impl Queue {
         Ok(names)
     }
 }
+
+/// A function with all its versions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FunctionVersions {
+    pub current: Option<u32>,
+    /// Oldest first.
+    pub versions: Vec<FunctionSpec>,
+}
+
+/// Backlog of a function's stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Backlog {
+    /// Entries not yet delivered to any worker.
+    pub lag: u64,
+    /// Entries delivered and not yet acknowledged (running).
+    pub pending: u64,
+}
+
+impl Queue {
+    /// Every version of `name` and which one is current.
+    pub async fn versions(&self, tenant: &TenantId, name: &FunctionName) -> Result<Option<FunctionVersions>> {
+        let map: std::collections::HashMap<String, String> =
+            self.conn().hgetall(keys::function(tenant, name)).await?;
+        if map.is_empty() {
+            return Ok(None);
+        }
+        let mut versions = Vec::new();
+        for (k, v) in &map {
+            if k.starts_with("v:") {
+                versions.push(parse_spec(v)?);
+            }
+        }
+        versions.sort_by_key(|s| s.version);
+        Ok(Some(FunctionVersions {
+            current: map.get("current").and_then(|c| c.parse().ok()),
+            versions,
+        }))
+    }
+
+    /// Makes `version` current. False if there is no such version.
+    pub async fn set_current(&self, tenant: &TenantId, name: &FunctionName, version: u32) -> Result<bool> {
+        let mut conn = self.conn();
+        let fkey = keys::function(tenant, name);
+        if !conn.hexists::<_, _, bool>(&fkey, format!("v:{version}")).await? {
+            return Ok(false);
+        }
+        let _: () = conn.hset(&fkey, "current", version).await?;
+        Ok(true)
+    }
+
+    /// Lag and pending of a stream (0 when it does not exist).
+    pub async fn backlog(&self, stream: &str) -> Result<Backlog> {
+        let groups: redis::RedisResult<Vec<std::collections::HashMap<String, redis::Value>>> =
+            redis::cmd("XINFO").arg("GROUPS").arg(stream).query_async(&mut self.conn()).await;
+        let groups = match groups {
+            Ok(g) => g,
+            Err(e) if e.code() == Some("ERR") => return Ok(Backlog::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(g) = groups.iter().find(|g| {
+            g.get("name")
+                .and_then(|n| redis::from_redis_value::<String>(n.clone()).ok())
+                .as_deref()
+                == Some(keys::GROUP)
+        }) else {
+            return Ok(Backlog::default());
+        };
+        let int = |k: &str| {
+            g.get(k)
+                .and_then(|v| redis::from_redis_value::<i64>(v.clone()).ok())
+                .unwrap_or(0)
+                .max(0) as u64
+        };
+        Ok(Backlog {
+            lag: int("lag"),
+            pending: int("pending"),
+        })
+    }
+
+    /// Deletes a function whose stream is empty: its versions, its stream.
+    /// Returns the backlog instead when work is still queued or running
+    /// (deleting it would lose accepted invocations).
+    pub async fn delete_function(&self, tenant: &TenantId, name: &FunctionName) -> Result<Result<bool, Backlog>> {
+        let stream = keys::stream(tenant, name);
+        let backlog = self.backlog(&stream).await?;
+        if backlog.lag > 0 || backlog.pending > 0 {
+            return Ok(Err(backlog));
+        }
+        let (removed,): (u64,) = redis::pipe()
+            .atomic()
+            .srem(keys::functions(tenant), name.as_str())
+            .del(keys::function(tenant, name))
+            .ignore()
+            .del(&stream)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(Ok(removed == 1))
+    }
+}

@@ -143,6 +143,7 @@ impl Queue {
             .key(keys::invocation(tenant, &envelope.id))
             .key(keys::run(tenant, &envelope.run_id))
             .key(keys::stream(tenant, &envelope.function))
+            .key(keys::tenant(tenant))
             .arg(entry_id)
             .arg(serde_json::to_string(&envelope).map_err(|e| Error::Corrupt(e.to_string()))?)
             .arg(field("p").unwrap_or_default())

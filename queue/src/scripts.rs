@@ -17,3 +17,7 @@ pub(crate) static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
 pub(crate) static FORGET: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/forget.lua")));
+pub(crate) static CALLBACK_RETRY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/cb_retry.lua")));
+pub(crate) static CALLBACK_PROMOTE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/cb_promote.lua")));

@@ -63,18 +63,18 @@ async fn unknown_function_and_idempotency_key() {
     let mut env =
         eddy_protocol::Envelope::root(t.clone(), function("nope"), "application/json".into());
     let err = q
-        .enqueue(&env, b"{}", Default::default())
+        .enqueue(&env, b"{}", Default::default(), None)
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "function `nope` not found");
 
     env.function = function("echo");
     env.idempotency_key = Some("order-42".into());
-    let first = q.enqueue(&env, b"{}", Default::default()).await.unwrap();
+    let first = q.enqueue(&env, b"{}", Default::default(), None).await.unwrap();
     let mut again =
         eddy_protocol::Envelope::root(t.clone(), function("echo"), "application/json".into());
     again.idempotency_key = Some("order-42".into());
-    let second = q.enqueue(&again, b"{}", Default::default()).await.unwrap();
+    let second = q.enqueue(&again, b"{}", Default::default(), None).await.unwrap();
     assert!(!first.duplicate);
     assert!(second.duplicate);
     assert_eq!(second.id, first.id);

@@ -276,7 +276,7 @@ pub async fn invoke(q: &Queue, tenant: &TenantId, name: &str, payload: &str) -> 
         .unwrap();
     let mut env = Envelope::root(tenant.clone(), function(name), "application/json".into());
     env.version = Some(spec.version);
-    q.enqueue(&env, payload.as_bytes(), spec.config.run)
+    q.enqueue(&env, payload.as_bytes(), spec.config.run, None)
         .await
         .unwrap()
         .id

@@ -8,8 +8,10 @@
 //! only slow) changes nothing.
 #![forbid(unsafe_code)]
 
+mod callbacks;
 mod functions;
 mod process;
 mod worker;
 
+pub use callbacks::{CallbackConfig, sign};
 pub use worker::{Worker, WorkerConfig, WorkerError};

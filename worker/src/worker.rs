@@ -12,6 +12,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use crate::callbacks::{CallbackConfig, Dispatcher};
 use crate::functions::Functions;
 use crate::process;
 
@@ -32,6 +33,8 @@ pub struct WorkerConfig {
     /// This consumer's name; unique per process when absent.
     pub consumer: Option<String>,
     pub record_ttl: Duration,
+    /// Callback delivery.
+    pub callbacks: CallbackConfig,
 }
 
 impl Default for WorkerConfig {
@@ -45,6 +48,7 @@ impl Default for WorkerConfig {
             max_instances: 256,
             consumer: None,
             record_ttl: QueueConfig::default().record_ttl,
+            callbacks: CallbackConfig::default(),
         }
     }
 }
@@ -56,6 +60,8 @@ pub enum WorkerError {
     Runtime(#[from] eddy_runtime::LoadError),
     #[error("queue: {0}")]
     Queue(#[from] eddy_queue::Error),
+    #[error("callback client: {0}")]
+    Http(#[from] reqwest::Error),
 }
 
 /// Entries this worker holds, per stream: started ones need their lease
@@ -127,7 +133,13 @@ impl Worker {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), WorkerError> {
         let this = Arc::new(self);
         let (stop_maint, maint_rx) = watch::channel(false);
-        let maintenance = tokio::spawn(this.clone().maintain(maint_rx));
+        let maintenance = tokio::spawn(this.clone().maintain(maint_rx.clone()));
+        let dispatcher = Arc::new(Dispatcher::new(
+            this.queue.clone(),
+            this.config.callbacks.clone(),
+            this.consumer.clone(),
+        )?);
+        let callbacks = tokio::spawn(dispatcher.run(maint_rx));
 
         let slots = Arc::new(Semaphore::new(this.config.concurrency.max(1)));
         let mut tasks = JoinSet::new();
@@ -221,6 +233,7 @@ impl Worker {
         while tasks.join_next().await.is_some() {}
         let _ = stop_maint.send(true);
         let _ = maintenance.await;
+        let _ = callbacks.await;
         let streams = lock(&this.streams).clone();
         for stream in streams {
             match this.queue.forget_consumer(&stream, &this.consumer).await {

@@ -8,17 +8,20 @@
 --
 -- KEYS: 1 stream, 2 invocation record, 3 run record, 4 delayed zset,
 --       5 dead-letter stream, 6 callbacks stream,
---       then per follow-up i (0-based): 7+3i its stream, 8+3i its record,
---       9+3i its function hash
+--       7 tenant hash, then per follow-up i (0-based): 8+3i its stream,
+--       9+3i its record, 10+3i its function hash
 -- ARGV: 1 entry id, 2 group, 3 outcome ('ok' | 'retry' | 'fail' | 'dead'),
 --       4 now ms, 5 ttl s, 6 outcome json (error, timings, logs, follow-up ids),
 --       7 output, 8 output content type, 9 retry due ms, 10 delayed member,
 --       11 envelope json (for a retry: the next attempt's), 12 payload,
 --       13 error class, 14 error message, 15 number of follow-ups,
 --       16 callback url, 17 invocation id, 18 run id, 19 attempt,
---       20 follow-up depth, 21 tenant,
---       then per follow-up i: 22+4i envelope json, 23+4i payload, 24+4i id,
---       25+4i function
+--       20 follow-up depth, 21 tenant, 22 reply channel ('' = none),
+--       then per follow-up i: 23+4i envelope json, 24+4i payload, 25+4i id,
+--       26+4i function
+-- KEYS also: 7 tenant hash (its `pending` counts accepted, unfinished
+--       invocations), so follow-ups start at 8+3i:
+--       8+3i stream, 9+3i record, 10+3i function hash
 if redis.call('XACK', KEYS[1], ARGV[2], ARGV[1]) == 0 then
   return {'stale'}
 end
@@ -41,10 +44,10 @@ if outcome == 'ok' and nf > 0 then
   local max_inv = tonumber(run[3]) or 0
   local depth = tonumber(ARGV[20])
   for i = 0, nf - 1 do
-    if redis.call('EXISTS', KEYS[9 + 3 * i]) == 0 then
+    if redis.call('EXISTS', KEYS[10 + 3 * i]) == 0 then
       outcome = 'fail'
       class = 'unknown-function'
-      message = 'emit to unknown function `' .. ARGV[25 + 4 * i] .. '`'
+      message = 'emit to unknown function `' .. ARGV[26 + 4 * i] .. '`'
       break
     end
   end
@@ -73,17 +76,18 @@ if outcome == 'ok' then
   redis.call('HSET', KEYS[2], 'status', 'succeeded', 'completed', now,
     'outcome', outcome_json, 'output', ARGV[7], 'ct', ARGV[8], 'attempt', ARGV[19])
   for i = 0, nf - 1 do
-    local env = ARGV[22 + 4 * i]
-    redis.call('XADD', KEYS[7 + 3 * i], '*', 'e', env, 'p', ARGV[23 + 4 * i])
-    redis.call('HSET', KEYS[8 + 3 * i],
-      'id', ARGV[24 + 4 * i], 'tenant', ARGV[21], 'function', ARGV[25 + 4 * i],
+    local env = ARGV[23 + 4 * i]
+    redis.call('XADD', KEYS[8 + 3 * i], '*', 'e', env, 'p', ARGV[24 + 4 * i])
+    redis.call('HSET', KEYS[9 + 3 * i],
+      'id', ARGV[25 + 4 * i], 'tenant', ARGV[21], 'function', ARGV[26 + 4 * i],
       'status', 'queued', 'run', ARGV[18], 'parent', id, 'depth', ARGV[20],
       'attempt', 1, 'completions', 0, 'created', now)
-    redis.call('EXPIRE', KEYS[8 + 3 * i], ttl)
+    redis.call('EXPIRE', KEYS[9 + 3 * i], ttl)
   end
   if nf > 0 then
     redis.call('HINCRBY', KEYS[3], 'total', nf)
     redis.call('HINCRBY', KEYS[3], 'outstanding', nf)
+    redis.call('HINCRBY', KEYS[7], 'pending', nf)
   end
   run_field = 'succeeded'
 elseif outcome == 'retry' then
@@ -107,6 +111,10 @@ redis.call('EXPIRE', KEYS[2], ttl)
 local run_status = 'running'
 if final then
   redis.call('HINCRBY', KEYS[2], 'completions', 1)
+  redis.call('HINCRBY', KEYS[7], 'pending', -1)
+  if ARGV[22] ~= '' then
+    redis.call('PUBLISH', ARGV[22], id)
+  end
   if ARGV[16] ~= '' then
     redis.call('XADD', KEYS[6], '*', 'kind', 'invocation', 'id', id, 'url', ARGV[16], 'at', now)
   end

@@ -1,0 +1,100 @@
+//! Who is calling: `Authorization: Bearer <key>`. The admin key comes from
+//! the gateway's config; tenant keys are looked up by their sha256. Every
+//! tenant-scoped route takes a [`TenantCtx`], so nothing of another tenant
+//! can be named, let alone touched.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use eddy_protocol::TenantId;
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    Tenant(TenantId),
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (ha, hb) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    ha.iter().zip(hb.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Authenticates every request that reaches it; puts the [`Caller`] into
+/// the request's extensions.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+    let header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .ok_or(ApiError::MissingKey)?;
+    let key = header
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or(ApiError::MissingKey)?;
+    let caller = if state.config.admin_key.as_deref().is_some_and(|admin| same_secret(admin, key)) {
+        Caller::Admin
+    } else {
+        match state.queue.lookup_key(key).await? {
+            Some(k) if k.revoked => return Err(ApiError::KeyRevoked),
+            Some(k) => Caller::Tenant(k.tenant),
+            None => return Err(ApiError::InvalidKey),
+        }
+    };
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts.extensions.get::<Caller>().cloned().ok_or(ApiError::MissingKey)
+    }
+}
+
+/// The tenant a request acts for: the key's own tenant, or, for the admin
+/// key, the tenant named by `X-Eddy-Tenant`.
+#[derive(Debug, Clone)]
+pub struct TenantCtx(pub TenantId);
+
+impl<S: Send + Sync> FromRequestParts<S> for TenantCtx {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::Tenant(t) => Ok(TenantCtx(t)),
+            Caller::Admin => {
+                let name = parts
+                    .headers
+                    .get("x-eddy-tenant")
+                    .and_then(|h| h.to_str().ok())
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(
+                            "the admin key acts for a tenant only with an `X-Eddy-Tenant` header".into(),
+                        )
+                    })?;
+                TenantId::new(name).map(TenantCtx).map_err(|e| ApiError::BadRequest(e.to_string()))
+            }
+        }
+    }
+}
+
+/// Only the admin key.
+#[derive(Debug, Clone)]
+pub struct Admin;
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::Admin => Ok(Admin),
+            Caller::Tenant(_) => Err(ApiError::Forbidden("this route needs the admin key".into())),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The one error type of the API: every variant maps to a status and a
+//! stable machine-readable `code`. Internal details go to the log, never to
+//! the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An API error.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing `Authorization: Bearer <key>` header")]
+    MissingKey,
+    #[error("the API key is not valid")]
+    InvalidKey,
+    #[error("the API key has been revoked")]
+    KeyRevoked,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{what} `{name}` not found")]
+    NotFound { what: &'static str, name: String },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    InvalidModule(String),
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    BadCallback(String),
+    #[error("request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("quota exceeded: {0}")]
+    Quota(String, u64),
+    #[error("the gateway is overloaded; retry later")]
+    Overloaded,
+    #[error("the queue is unavailable; retry later")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(String),
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable, machine-readable.
+    pub code: &'static str,
+    /// For people.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MissingKey | ApiError::InvalidKey | ApiError::KeyRevoked => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_)
+            | ApiError::InvalidModule(_)
+            | ApiError::InvalidJson(_)
+            | ApiError::BadCallback(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Quota(..) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MissingKey => "missing_key",
+            ApiError::InvalidKey => "invalid_key",
+            ApiError::KeyRevoked => "key_revoked",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound { what, .. } => match *what {
+                "function" => "function_not_found",
+                "invocation" => "invocation_not_found",
+                "run" => "run_not_found",
+                "tenant" => "tenant_not_found",
+                "dead letter" => "dead_letter_not_found",
+                "key" => "key_not_found",
+                _ => "not_found",
+            },
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::InvalidModule(_) => "invalid_module",
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::BadCallback(_) => "bad_callback_url",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Quota(..) => "quota_exceeded",
+            ApiError::Overloaded => "overloaded",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<eddy_queue::Error> for ApiError {
+    fn from(e: eddy_queue::Error) -> Self {
+        match e {
+            eddy_queue::Error::NoFunction(name) => ApiError::NotFound { what: "function", name },
+            eddy_queue::Error::Quota { which, limit } => ApiError::Quota(
+                match which.as_str() {
+                    "pending" => format!("the tenant has {limit} invocations pending, its maximum"),
+                    "rate" => format!("the tenant's limit of {limit} invocations per second is used up"),
+                    other => other.to_string(),
+                },
+                if which == "rate" { 1 } else { 5 },
+            ),
+            e if e.is_transient() => {
+                tracing::warn!(error = %e, "queue unavailable");
+                ApiError::Unavailable
+            }
+            e => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(error = %detail, "internal error");
+        }
+        let status = self.status();
+        let body = ErrorBody {
+            code: self.code(),
+            message: self.to_string(),
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let ApiError::Quota(_, retry_after) = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        if matches!(self, ApiError::Unavailable | ApiError::Overloaded) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,30 @@
+//! Liveness, readiness, and the JSON 404.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: Redis answers.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "Redis unreachable")))]
+pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state.queue.ping().await.map_err(|_| ApiError::Unavailable)?;
+    Ok("ready")
+}
+
+pub async fn not_found() -> (StatusCode, axum::Json<crate::ErrorBody>) {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(crate::ErrorBody {
+            code: "route_not_found",
+            message: "no such route; see /openapi.json".into(),
+        }),
+    )
+}

@@ -1,0 +1,328 @@
+//! `POST /invoke/{name}` (sync by default, async on request) and
+//! `POST /invoke/{name}/batch` (NDJSON bulk ingestion).
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use eddy_protocol::{Envelope, FunctionName, FunctionSpec, InvocationRecord, InvocationStatus, TenantId};
+use futures::StreamExt;
+use serde_json::json;
+
+use super::{body, function_name};
+use crate::AppState;
+use crate::auth::TenantCtx;
+use crate::error::{ApiError, ApiResult};
+
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<Option<&'a str>> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().map_err(|_| ApiError::BadRequest(format!("header `{name}` is not valid text"))))
+        .transpose()
+}
+
+/// What `Prefer` asks for: async, and/or a wait time for sync.
+fn prefer(headers: &HeaderMap) -> (bool, Option<Duration>) {
+    let mut asynchronous = false;
+    let mut wait = None;
+    for value in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
+        for token in value.split(',').map(str::trim) {
+            if token.eq_ignore_ascii_case("respond-async") {
+                asynchronous = true;
+            } else if let Some(secs) = token.strip_prefix("wait=").and_then(|s| s.parse::<u64>().ok()) {
+                wait = Some(Duration::from_secs(secs));
+            }
+        }
+    }
+    (asynchronous, wait)
+}
+
+async fn current_spec(state: &AppState, tenant: &TenantId, name: &FunctionName) -> ApiResult<FunctionSpec> {
+    state
+        .queue
+        .function(tenant, name, None)
+        .await?
+        .ok_or_else(|| ApiError::NotFound { what: "function", name: name.to_string() })
+}
+
+fn check_callback(state: &AppState, url: Option<&str>) -> ApiResult<()> {
+    if let Some(url) = url {
+        eddy_protocol::callback::check_url(url, &state.config.callback_allowlist)
+            .map_err(|e| ApiError::BadCallback(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn check_payload(content_type: &str, payload: &[u8]) -> ApiResult<()> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if media == "application/json" || media.ends_with("+json") {
+        serde_json::from_slice::<serde::de::IgnoredAny>(payload).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn accepted(id: &str, run_id: &str, replayed: bool) -> Response {
+    let location = format!("/invocations/{id}");
+    let mut r = (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "id": id, "run_id": run_id, "status": "queued", "location": location })),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    if replayed {
+        r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    r
+}
+
+/// The HTTP answer of a finished sync invocation: the output itself, or the
+/// error with a status for its class.
+fn finished(rec: InvocationRecord) -> Response {
+    let id = HeaderValue::from_str(&rec.id).ok();
+    let run = HeaderValue::from_str(&rec.run_id).ok();
+    let mut r = match rec.status {
+        InvocationStatus::Succeeded => {
+            let ct = rec.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());
+            let mut r = (StatusCode::OK, rec.output.unwrap_or_default()).into_response();
+            if let Ok(v) = HeaderValue::from_str(&ct) {
+                r.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+            r
+        }
+        _ => {
+            let error = rec.outcome.error.clone();
+            let class = error.as_ref().map(|e| e.class.as_str()).unwrap_or("host-error");
+            let status = match class {
+                "processor-error" => StatusCode::UNPROCESSABLE_ENTITY,
+                "timeout" => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (
+                status,
+                axum::Json(json!({
+                    "code": class.replace('-', "_"),
+                    "message": error.as_ref().map(|e| e.message.as_str()).unwrap_or("the invocation failed"),
+                    "invocation_id": rec.id,
+                    "status": rec.status.as_str(),
+                    "attempts": rec.attempt,
+                    "error": error,
+                })),
+            )
+                .into_response()
+        }
+    };
+    if let Some(v) = id {
+        r.headers_mut().insert("x-eddy-invocation-id", v);
+    }
+    if let Some(v) = run {
+        r.headers_mut().insert("x-eddy-run-id", v);
+    }
+    r
+}
+
+/// Invokes a function. Sync by default: answers with the processor's output
+/// (200) or its error, or 202 after the sync timeout. Async with
+/// `Prefer: respond-async` or a callback: 202 + `Location` once Redis
+/// accepted it.
+#[utoipa::path(post, path = "/invoke/{name}", params(("name" = String, Path),
+        ("Prefer" = Option<String>, Header, description = "`respond-async` and/or `wait=<seconds>`"),
+        ("Idempotency-Key" = Option<String>, Header, description = "dedupes retries of the same request"),
+        ("X-Callback-Url" = Option<String>, Header, description = "POSTed the signed result when the invocation ends"),
+        ("X-Run-Callback-Url" = Option<String>, Header, description = "POSTed the signed run record when the run ends")),
+    request_body(content = Vec<u8>, description = "the payload, any content type"),
+    responses((status = 200, description = "the processor's output"),
+              (status = 202, description = "accepted; poll Location", body = Object),
+              (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
+              (status = 413, body = crate::ErrorBody), (status = 422, description = "the processor returned an error", body = Object),
+              (status = 429, body = crate::ErrorBody), (status = 503, body = crate::ErrorBody)))]
+pub async fn invoke(
+    State(state): State<AppState>,
+    TenantCtx(tenant): TenantCtx,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    payload: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let name = function_name(&name)?;
+    let payload = body(payload, state.config.max_payload_bytes)?;
+    let content_type = header_str(&headers, "content-type")?.unwrap_or("application/json").to_string();
+    let callback = header_str(&headers, "x-callback-url")?.map(str::to_string);
+    let run_callback = header_str(&headers, "x-run-callback-url")?.map(str::to_string);
+    let idempotency = header_str(&headers, "idempotency-key")?.map(str::to_string);
+    if idempotency.as_ref().is_some_and(|k| k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY) {
+        return Err(ApiError::BadRequest(format!("`Idempotency-Key` must be 1 to {MAX_IDEMPOTENCY_KEY} characters")));
+    }
+    check_callback(&state, callback.as_deref())?;
+    check_callback(&state, run_callback.as_deref())?;
+    check_payload(&content_type, &payload)?;
+    let spec = current_spec(&state, &tenant, &name).await?;
+
+    let (prefer_async, wait) = prefer(&headers);
+    let sync = !prefer_async && callback.is_none();
+    let mut env = Envelope::root(tenant.clone(), name, content_type);
+    env.version = Some(spec.version);
+    env.callback_url = callback;
+    env.idempotency_key = idempotency;
+    env.traceparent = header_str(&headers, "traceparent")?.map(str::to_string);
+    if sync {
+        env.reply_to = Some(state.reply_channel.clone());
+    }
+    // Register before enqueueing: the reply cannot outrun the waiter.
+    let registration = sync.then(|| state.waiters.register(&env.id));
+    let done = state.queue.enqueue(&env, &payload, spec.config.run, run_callback.as_deref()).await?;
+    if done.duplicate {
+        // The same request again: answer with the first invocation.
+        let rec = state.queue.invocation(&tenant, &done.id).await?;
+        return Ok(match rec {
+            Some(rec) if sync && rec.status.is_final() => finished(rec),
+            Some(rec) => accepted(&rec.id, &rec.run_id, true),
+            None => accepted(&done.id, &done.id, true),
+        });
+    }
+    let Some(registration) = registration else {
+        return Ok(accepted(&env.id, &env.run_id, false));
+    };
+    let timeout = wait.unwrap_or(state.config.sync_timeout).min(state.config.sync_timeout);
+    match registration.wait(&state.queue, &tenant, timeout).await? {
+        Some(rec) => Ok(finished(rec)),
+        None => Ok(accepted(&env.id, &env.run_id, false)),
+    }
+}
+
+/// Enqueues one invocation per NDJSON line, for bulk ingestion. The response
+/// streams one NDJSON line per input line, in order: `{"line":n,"id":…}` or
+/// `{"line":n,"error":{"code":…,"message":…}}`. Lines are enqueued in
+/// pipelined batches as they arrive, so a million rows never sit in memory.
+#[utoipa::path(post, path = "/invoke/{name}/batch", params(("name" = String, Path)),
+    request_body(content = String, content_type = "application/x-ndjson", description = "one JSON payload per line"),
+    responses((status = 200, description = "NDJSON, one result per line", content_type = "application/x-ndjson"),
+              (status = 404, body = crate::ErrorBody)))]
+pub async fn batch(
+    State(state): State<AppState>,
+    TenantCtx(tenant): TenantCtx,
+    Path(name): Path<String>,
+    request: Body,
+) -> ApiResult<Response> {
+    const CHUNK: usize = 512;
+    let name = function_name(&name)?;
+    let spec = current_spec(&state, &tenant, &name).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let max_line = state.config.max_payload_bytes;
+    tokio::spawn(async move {
+        let mut stream = request.into_data_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut line_no = 0usize;
+        let mut pending: Vec<(usize, Result<(Envelope, Vec<u8>), ApiError>)> = Vec::new();
+        let mut ended = false;
+        // Inside a line already reported as too long: drop bytes up to its end.
+        let mut skipping = false;
+        while !ended {
+            match stream.next().await {
+                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
+                None => {
+                    ended = true;
+                    if !buf.is_empty() && buf.last() != Some(&b'\n') {
+                        buf.push(b'\n');
+                    }
+                }
+            }
+            if skipping {
+                match buf.iter().position(|b| *b == b'\n') {
+                    Some(pos) => {
+                        buf.drain(..=pos);
+                        skipping = false;
+                    }
+                    None => buf.clear(),
+                }
+            }
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                let line = line.trim_ascii();
+                if line.is_empty() {
+                    continue;
+                }
+                line_no += 1;
+                let item = if line.len() > max_line {
+                    Err(ApiError::PayloadTooLarge(max_line))
+                } else {
+                    check_payload("application/json", line).map(|()| {
+                        let mut env = Envelope::root(tenant.clone(), spec.name.clone(), "application/json".into());
+                        env.version = Some(spec.version);
+                        (env, line.to_vec())
+                    })
+                };
+                pending.push((line_no, item));
+            }
+            if buf.len() > max_line + 1 {
+                line_no += 1;
+                pending.push((line_no, Err(ApiError::PayloadTooLarge(max_line))));
+                buf.clear();
+                skipping = true;
+            }
+            if pending.len() >= CHUNK || (ended && !pending.is_empty()) {
+                let out = enqueue_chunk(&state, &spec, std::mem::take(&mut pending)).await;
+                if tx.send(Ok(out)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let stream = tokio_stream_from(rx);
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::Internal(e.to_string()))?)
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+async fn enqueue_chunk(
+    state: &AppState,
+    spec: &FunctionSpec,
+    items: Vec<(usize, Result<(Envelope, Vec<u8>), ApiError>)>,
+) -> Bytes {
+    let mut lines = Vec::with_capacity(items.len());
+    let good: Vec<(Envelope, Vec<u8>)> = items
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().cloned())
+        .collect();
+    let results = state.queue.enqueue_batch(&good, spec.config.run).await;
+    let mut results = match results {
+        Ok(r) => r.into_iter().map(|r| r.map_err(ApiError::from)).collect::<Vec<_>>(),
+        Err(e) => {
+            let e = ApiError::from(e);
+            good.iter().map(|_| Err(ApiError::BadRequest(e.to_string()))).collect()
+        }
+    }
+    .into_iter();
+    for (line, item) in items {
+        let result = match item {
+            Ok(_) => results.next().unwrap_or_else(|| Err(ApiError::Internal("missing result".into()))),
+            Err(e) => Err(e),
+        };
+        let v = match result {
+            Ok(done) => json!({ "line": line, "id": done.id }),
+            Err(e) => json!({ "line": line, "error": { "code": e.code(), "message": e.to_string() } }),
+        };
+        lines.push(v.to_string());
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    Bytes::from(out)
+}

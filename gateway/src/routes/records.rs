@@ -1,0 +1,100 @@
+//! Invocation and run records, dead letters and redrive.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use eddy_protocol::{InvocationRecord, RunRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::auth::TenantCtx;
+use crate::error::{ApiError, ApiResult};
+
+/// An invocation: status, output or error, attempts, timings per phase,
+/// logs, follow-ups.
+#[utoipa::path(get, path = "/invocations/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+pub async fn invocation(
+    State(state): State<AppState>,
+    TenantCtx(tenant): TenantCtx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<InvocationRecord>> {
+    if id.len() > 64 {
+        return Err(ApiError::NotFound { what: "invocation", name: id.chars().take(64).collect() });
+    }
+    state
+        .queue
+        .invocation(&tenant, &id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound { what: "invocation", name: id })
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    run: RunRecord,
+    /// Finished invocations / accepted ones, 0 to 100.
+    percent: f64,
+}
+
+/// A run: status, counts and progress.
+#[utoipa::path(get, path = "/runs/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = RunView), (status = 404, body = crate::ErrorBody)))]
+pub async fn run(
+    State(state): State<AppState>,
+    TenantCtx(tenant): TenantCtx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunView>> {
+    if id.len() > 64 {
+        return Err(ApiError::NotFound { what: "run", name: id.chars().take(64).collect() });
+    }
+    let run = state
+        .queue
+        .run(&tenant, &id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "run", name: id })?;
+    let done = run.total.saturating_sub(run.outstanding);
+    let percent = if run.total == 0 { 0.0 } else { 100.0 * done as f64 / run.total as f64 };
+    Ok(Json(RunView { run, percent }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DeadLetterQuery {
+    /// At most this many, oldest first (default 100).
+    limit: Option<usize>,
+}
+
+/// The tenant's dead letters, oldest first.
+#[utoipa::path(get, path = "/dead-letters", params(DeadLetterQuery), responses((status = 200, body = Vec<Object>)))]
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    TenantCtx(tenant): TenantCtx,
+    Query(q): Query<DeadLetterQuery>,
+) -> ApiResult<Json<Vec<eddy_queue::DeadLetter>>> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    Ok(Json(state.queue.dead_letters(&tenant, limit).await?))
+}
+
+/// Puts a dead letter back into its stream (attempt 1, current version) and
+/// reopens its run.
+#[utoipa::path(post, path = "/dead-letters/{entry}/redrive", params(("entry" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+pub async fn redrive(
+    State(state): State<AppState>,
+    TenantCtx(tenant): TenantCtx,
+    Path(entry): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let valid = entry.split_once('-').is_some_and(|(a, b)| {
+        !a.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit())
+    });
+    if !valid {
+        return Err(ApiError::NotFound { what: "dead letter", name: entry.chars().take(64).collect() });
+    }
+    match state.queue.redrive(&tenant, &entry).await {
+        Ok(Some(id)) => Ok(Json(serde_json::json!({ "entry": entry, "id": id, "status": "queued" }))),
+        Ok(None) => Err(ApiError::NotFound { what: "dead letter", name: entry }),
+        Err(eddy_queue::Error::Corrupt(m)) => Err(ApiError::Conflict(m)),
+        Err(e) => Err(e.into()),
+    }
+}

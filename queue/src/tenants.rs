@@ -1,0 +1,192 @@
+//! Tenants, their quotas and webhook secrets, and API keys (stored hashed).
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use eddy_protocol::{TenantId, keys};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Queue, Result};
+
+/// Per-tenant limits. 0 means unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Quota {
+    /// Accepted, unfinished invocations (client invocations are refused past it).
+    pub max_pending: u64,
+    /// Invocations of the tenant running at once (the controller's cap).
+    pub max_concurrency: u32,
+    /// Client invocations accepted per second.
+    pub rate_per_sec: u64,
+}
+
+/// A tenant as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantInfo {
+    pub id: TenantId,
+    pub created_at_ms: u64,
+    pub quota: Quota,
+    /// Accepted, unfinished invocations now.
+    pub pending: u64,
+}
+
+/// An API key, without its secret part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub tenant: TenantId,
+    pub created_at_ms: u64,
+    pub revoked: bool,
+}
+
+fn hash_key(plaintext: &str) -> String {
+    hex::encode(Sha256::digest(plaintext.as_bytes()))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let buf: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    hex::encode(buf)
+}
+
+impl Queue {
+    /// Creates a tenant with `quota`. Returns its info and its webhook signing
+    /// secret (`whsec_…`, Standard Webhooks), or `None` if it already exists.
+    pub async fn create_tenant(&self, id: &TenantId, quota: Quota) -> Result<Option<(TenantInfo, String)>> {
+        let mut conn = self.conn();
+        let key = keys::tenant(id);
+        let secret_bytes: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+        let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(secret_bytes));
+        let now = eddy_protocol::now_ms();
+        let created: bool = conn.hset_nx(&key, "created", now).await?;
+        if !created {
+            return Ok(None);
+        }
+        redis::pipe()
+            .hset_multiple(
+                &key,
+                &[
+                    ("secret", secret.clone()),
+                    ("max_pending", quota.max_pending.to_string()),
+                    ("max_concurrency", quota.max_concurrency.to_string()),
+                    ("rate_per_sec", quota.rate_per_sec.to_string()),
+                ],
+            )
+            .hset_nx(&key, "pending", 0)
+            .sadd(keys::TENANTS, id.as_str())
+            .exec_async(&mut conn)
+            .await?;
+        let info = TenantInfo {
+            id: id.clone(),
+            created_at_ms: now,
+            quota,
+            pending: 0,
+        };
+        Ok(Some((info, secret)))
+    }
+
+    /// A tenant's info, if it exists.
+    pub async fn tenant(&self, id: &TenantId) -> Result<Option<TenantInfo>> {
+        let map: HashMap<String, String> = self.conn().hgetall(keys::tenant(id)).await?;
+        let Some(created) = map.get("created") else {
+            return Ok(None);
+        };
+        let n = |k: &str| map.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0).max(0) as u64;
+        Ok(Some(TenantInfo {
+            id: id.clone(),
+            created_at_ms: created.parse().unwrap_or(0),
+            quota: Quota {
+                max_pending: n("max_pending"),
+                max_concurrency: n("max_concurrency") as u32,
+                rate_per_sec: n("rate_per_sec"),
+            },
+            pending: n("pending"),
+        }))
+    }
+
+    /// Replaces a tenant's quota. False if the tenant does not exist.
+    pub async fn set_quota(&self, id: &TenantId, quota: Quota) -> Result<bool> {
+        let mut conn = self.conn();
+        let key = keys::tenant(id);
+        if !conn.exists::<_, bool>(&key).await? {
+            return Ok(false);
+        }
+        let _: () = conn
+            .hset_multiple(
+                &key,
+                &[
+                    ("max_pending", quota.max_pending),
+                    ("max_concurrency", u64::from(quota.max_concurrency)),
+                    ("rate_per_sec", quota.rate_per_sec),
+                ],
+            )
+            .await?;
+        Ok(true)
+    }
+
+    /// The tenant's webhook signing secret.
+    pub async fn webhook_secret(&self, id: &TenantId) -> Result<Option<String>> {
+        Ok(self.conn().hget(keys::tenant(id), "secret").await?)
+    }
+
+    /// Creates an API key for `tenant`; the plaintext is returned once and
+    /// only its sha256 is stored.
+    pub async fn create_key(&self, tenant: &TenantId) -> Result<(ApiKey, String)> {
+        let id = random_hex(6);
+        let plaintext = format!("eddy_{id}_{}", random_hex(24));
+        let key = ApiKey {
+            id: id.clone(),
+            tenant: tenant.clone(),
+            created_at_ms: eddy_protocol::now_ms(),
+            revoked: false,
+        };
+        let json = serde_json::to_string(&key).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let hash = hash_key(&plaintext);
+        redis::pipe()
+            .atomic()
+            .hset(keys::API_KEYS, &hash, json)
+            .hset(keys::tenant_keys(tenant), &id, &hash)
+            .exec_async(&mut self.conn())
+            .await?;
+        Ok((key, plaintext))
+    }
+
+    /// Marks key `key_id` of `tenant` revoked. False if there is no such key.
+    pub async fn revoke_key(&self, tenant: &TenantId, key_id: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let Some(hash): Option<String> = conn.hget(keys::tenant_keys(tenant), key_id).await? else {
+            return Ok(false);
+        };
+        let Some(json): Option<String> = conn.hget(keys::API_KEYS, &hash).await? else {
+            return Ok(false);
+        };
+        let mut key: ApiKey = serde_json::from_str(&json).map_err(|e| Error::Corrupt(e.to_string()))?;
+        key.revoked = true;
+        let json = serde_json::to_string(&key).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let _: () = conn.hset(keys::API_KEYS, &hash, json).await?;
+        Ok(true)
+    }
+
+    /// The key a plaintext bearer token names, if any (revoked keys included:
+    /// the caller tells them apart).
+    pub async fn lookup_key(&self, plaintext: &str) -> Result<Option<ApiKey>> {
+        let json: Option<String> = self.conn().hget(keys::API_KEYS, hash_key(plaintext)).await?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| Error::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// A tenant's keys (without secrets).
+    pub async fn keys_of(&self, tenant: &TenantId) -> Result<Vec<ApiKey>> {
+        let mut conn = self.conn();
+        let hashes: HashMap<String, String> = conn.hgetall(keys::tenant_keys(tenant)).await?;
+        let mut out = Vec::new();
+        for hash in hashes.values() {
+            if let Some(json) = conn.hget::<_, _, Option<String>>(keys::API_KEYS, hash).await? {
+                out.push(serde_json::from_str(&json).map_err(|e| Error::Corrupt(e.to_string()))?);
+            }
+        }
+        out.sort_by_key(|k: &ApiKey| k.created_at_ms);
+        Ok(out)
+    }
+}
