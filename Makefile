@@ -2,7 +2,7 @@
 CARGO ?= cargo
 WASM_DIR := functions/target/wasm32-wasip2/release
 
-.PHONY: setup build functions lint fmt test demo bench-runtime ci clean
+.PHONY: setup build functions lint fmt test chart-check demo bench-runtime ci clean
 
 setup:
 	@scripts/setup.sh
@@ -26,10 +26,15 @@ lint: setup
 
 ## Every test: lint, guests, the workspace (release: the sandbox tests run
 ## real compiled guests) and the SDK's own native tests.
-test: lint functions
+test: lint functions chart-check
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) test --release --workspace
 	cd functions && $(CARGO) test --workspace
+
+## Renders the Helm chart with every values file and validates it offline
+## (kubernetes-validate --strict, the KEDA CRD, yamllint); broken values must fail.
+chart-check:
+	scripts/chart-check.sh
 
 ## Brings Eddy up locally and shows it working.
 demo: build

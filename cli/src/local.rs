@@ -11,8 +11,11 @@ use eddy_runtime::{Input, Limits, Report, Runtime, RuntimeConfig};
 use serde_json::json;
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "eddy run <module.wasm> runs a processor locally; eddy run <run-id> [--watch] shows a run (as `eddy runs`)."
+)]
 pub struct RunArgs {
-    /// The processor component (`.wasm`).
+    /// The processor component (`.wasm`), or a run id to show that run.
     module: PathBuf,
     /// Payload file, or `-` for stdin. Empty payload when absent.
     #[arg(long, short)]
@@ -41,6 +44,11 @@ pub struct RunArgs {
     /// Artifact cache directory.
     #[arg(long, env = "EDDY_CACHE_DIR", default_value = ".eddy/artifacts")]
     cache_dir: PathBuf,
+    /// With a run id: follow the run until it ends.
+    #[arg(long)]
+    watch: bool,
+    #[command(flatten)]
+    conn: crate::client::Conn,
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,6 +101,13 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
+    // `eddy run <run-id> [--watch]`: not a module but a run id.
+    if let Some(id) = crate::client::as_run_id(&args.module) {
+        return crate::client::show_run(args.conn, id, args.watch, args.json);
+    }
+    if args.watch {
+        bail!("--watch goes with a run id, not a module");
+    }
     let payload = match args.input.as_deref() {
         None => Vec::new(),
         Some("-") => {

@@ -2,6 +2,7 @@
 //! arguments and hands over to the role crates.
 #![forbid(unsafe_code)]
 
+mod client;
 mod local;
 mod roles;
 
@@ -20,7 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run one invocation of a processor locally and print what it did.
+    /// Run a processor locally (`eddy run <module.wasm>`), or show a run
+    /// (`eddy run <run-id> [--watch]`).
     Run(local::RunArgs),
     /// Validate a module: is it an eddy:processor component?
     Check(local::CheckArgs),
@@ -36,6 +38,8 @@ enum Command {
     /// Run every role in one process, with a private redis-server when
     /// REDIS_URL is unset.
     Up(roles::UpArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Worker(args) => roles::worker(args),
         Command::Gateway { gateway, worker } => roles::gateway(gateway, worker),
         Command::Up(args) => roles::up(args),
+        Command::Client(cmd) => client::run(cmd),
     };
     match result {
         Ok(code) => code,

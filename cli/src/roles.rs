@@ -221,7 +221,9 @@ pub fn gateway(gateway: GatewayArgs, worker: WorkerArgs) -> Result<ExitCode> {
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;
         };
-        eddy_gateway::serve(state, stop).await.context("serving HTTP")?;
+        eddy_gateway::serve(state, stop)
+            .await
+            .context("serving HTTP")?;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -310,7 +312,8 @@ fn rand_byte() -> u8 {
     // Good enough entropy for a local admin key without another dependency:
     // the OS random source.
     let mut b = [0u8; 1];
-    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+    let _ = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
     b[0]
 }
 
@@ -332,7 +335,9 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
             .await
             .context("starting the worker")?;
         let listen = SocketAddr::from(([127, 0, 0, 1], 8080));
-        let config = args.gateway.config(url, &args.worker, Some(admin_key), listen)?;
+        let config = args
+            .gateway
+            .config(url, &args.worker, Some(admin_key), listen)?;
         let state = AppState::connect(config, validator(&args.worker.cache_dir)?)
             .await
             .context("connecting the gateway")?;
@@ -343,10 +348,16 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         .await
         .context("binding the gateway")?;
         eprintln!("eddy up: gateway on http://{addr}");
-        eprintln!("eddy up: worker {} running; Ctrl-C drains and stops", worker.consumer());
+        eprintln!(
+            "eddy up: worker {} running; Ctrl-C drains and stops",
+            worker.consumer()
+        );
         eprintln!("eddy up: ready");
         worker.run(shutdown).await.context("running the worker")?;
-        gateway.await.context("gateway task")?.context("serving HTTP")?;
+        gateway
+            .await
+            .context("gateway task")?
+            .context("serving HTTP")?;
         anyhow::Ok(ExitCode::SUCCESS)
     });
     drop(redis);

@@ -23,12 +23,19 @@ pub enum Caller {
 /// Compares two secrets in time that does not depend on where they differ.
 fn same_secret(a: &str, b: &str) -> bool {
     let (ha, hb) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    ha.iter().zip(hb.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    ha.iter()
+        .zip(hb.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Authenticates every request that reaches it; puts the [`Caller`] into
 /// the request's extensions.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let header = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -39,7 +46,12 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .ok_or(ApiError::MissingKey)?;
-    let caller = if state.config.admin_key.as_deref().is_some_and(|admin| same_secret(admin, key)) {
+    let caller = if state
+        .config
+        .admin_key
+        .as_deref()
+        .is_some_and(|admin| same_secret(admin, key))
+    {
         Caller::Admin
     } else {
         match state.queue.lookup_key(key).await? {
@@ -55,7 +67,11 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts.extensions.get::<Caller>().cloned().ok_or(ApiError::MissingKey)
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or(ApiError::MissingKey)
     }
 }
 
@@ -76,10 +92,13 @@ impl<S: Send + Sync> FromRequestParts<S> for TenantCtx {
                     .and_then(|h| h.to_str().ok())
                     .ok_or_else(|| {
                         ApiError::BadRequest(
-                            "the admin key acts for a tenant only with an `X-Eddy-Tenant` header".into(),
+                            "the admin key acts for a tenant only with an `X-Eddy-Tenant` header"
+                                .into(),
                         )
                     })?;
-                TenantId::new(name).map(TenantCtx).map_err(|e| ApiError::BadRequest(e.to_string()))
+                TenantId::new(name)
+                    .map(TenantCtx)
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))
             }
         }
     }

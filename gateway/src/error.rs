@@ -52,15 +52,15 @@ pub struct ErrorBody {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::MissingKey | ApiError::InvalidKey | ApiError::KeyRevoked => StatusCode::UNAUTHORIZED,
+            ApiError::MissingKey | ApiError::InvalidKey | ApiError::KeyRevoked => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_)
             | ApiError::InvalidModule(_)
             | ApiError::InvalidJson(_)
-            | ApiError::BadCallback(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            | ApiError::BadCallback(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Quota(..) => StatusCode::TOO_MANY_REQUESTS,
@@ -82,6 +82,7 @@ impl ApiError {
                 "tenant" => "tenant_not_found",
                 "dead letter" => "dead_letter_not_found",
                 "key" => "key_not_found",
+                "version" => "version_not_found",
                 _ => "not_found",
             },
             ApiError::BadRequest(_) => "bad_request",
@@ -101,11 +102,16 @@ impl ApiError {
 impl From<eddy_queue::Error> for ApiError {
     fn from(e: eddy_queue::Error) -> Self {
         match e {
-            eddy_queue::Error::NoFunction(name) => ApiError::NotFound { what: "function", name },
+            eddy_queue::Error::NoFunction(name) => ApiError::NotFound {
+                what: "function",
+                name,
+            },
             eddy_queue::Error::Quota { which, limit } => ApiError::Quota(
                 match which.as_str() {
                     "pending" => format!("the tenant has {limit} invocations pending, its maximum"),
-                    "rate" => format!("the tenant's limit of {limit} invocations per second is used up"),
+                    "rate" => {
+                        format!("the tenant's limit of {limit} invocations per second is used up")
+                    }
                     other => other.to_string(),
                 },
                 if which == "rate" { 1 } else { 5 },
@@ -136,7 +142,9 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
         }
         if matches!(self, ApiError::Unavailable | ApiError::Overloaded) {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(1));
         }
         response
     }

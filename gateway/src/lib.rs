@@ -94,7 +94,10 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// Connects to Redis and subscribes to this instance's reply channel.
-    pub async fn connect(config: GatewayConfig, validator: Arc<dyn ModuleValidator>) -> Result<Self, eddy_queue::Error> {
+    pub async fn connect(
+        config: GatewayConfig,
+        validator: Arc<dyn ModuleValidator>,
+    ) -> Result<Self, eddy_queue::Error> {
         let queue = Queue::connect(
             &config.redis_url,
             QueueConfig {
@@ -132,7 +135,10 @@ pub fn app(state: AppState) -> Router {
                 .delete(routes::functions::delete),
         )
         .route("/functions", get(routes::functions::list))
-        .route("/functions/{name}/rollback", post(routes::functions::rollback))
+        .route(
+            "/functions/{name}/rollback",
+            post(routes::functions::rollback),
+        )
         .route(
             "/invoke/{name}",
             post(routes::invoke::invoke).layer(DefaultBodyLimit::max(c.max_payload_bytes)),
@@ -144,7 +150,14 @@ pub fn app(state: AppState) -> Router {
         .route("/invocations/{id}", get(routes::records::invocation))
         .route("/runs/{id}", get(routes::records::run))
         .route("/dead-letters", get(routes::records::dead_letters))
-        .route("/dead-letters/{entry}/redrive", post(routes::records::redrive))
+        .route(
+            "/dead-letters/{entry}/redrive",
+            post(routes::records::redrive),
+        )
+        .route(
+            "/callbacks/dead-letters",
+            get(routes::records::callback_dead_letters),
+        )
         .route("/tenants", post(routes::tenants::create))
         .route("/tenants/{tenant}", get(routes::tenants::get))
         .route("/tenants/{tenant}/quota", put(routes::tenants::set_quota))
@@ -152,8 +165,14 @@ pub fn app(state: AppState) -> Router {
             "/tenants/{tenant}/keys",
             post(routes::tenants::create_key).get(routes::tenants::list_keys),
         )
-        .route("/tenants/{tenant}/keys/{key}", delete(routes::tenants::revoke_key))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
+        .route(
+            "/tenants/{tenant}/keys/{key}",
+            delete(routes::tenants::revoke_key),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
 
     let open_routes = Router::new()
         .route("/healthz", get(routes::health::healthz))
@@ -189,7 +208,9 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(state.config.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "gateway listening");
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(addr)
 }
 
@@ -203,7 +224,9 @@ pub async fn bind(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "gateway listening");
     let handle = tokio::spawn(async move {
-        axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(shutdown)
+            .await
     });
     Ok((addr, handle))
 }

@@ -38,7 +38,11 @@ impl Allowlist {
             let ip: IpAddr = addr.parse().map_err(|_| format!("bad address `{item}`"))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let bits = match bits {
-                Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(|| format!("bad prefix `{item}`"))?,
+                Some(b) => b
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|b| *b <= max)
+                    .ok_or_else(|| format!("bad prefix `{item}`"))?,
                 None => max,
             };
             nets.push((ip, bits));
@@ -49,11 +53,19 @@ impl Allowlist {
     fn contains(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|(net, bits)| match (net, ip) {
             (IpAddr::V4(n), IpAddr::V4(i)) => {
-                let mask = if *bits == 0 { 0 } else { u32::MAX << (32 - u32::from(*bits)) };
+                let mask = if *bits == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(*bits))
+                };
                 u32::from(*n) & mask == u32::from(i) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(i)) => {
-                let mask = if *bits == 0 { 0 } else { u128::MAX << (128 - u32::from(*bits)) };
+                let mask = if *bits == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(*bits))
+                };
                 u128::from(*n) & mask == u128::from(i) & mask
             }
             _ => false,
@@ -129,20 +141,51 @@ mod tests {
     #[test]
     fn internal_targets_are_refused_unless_allowlisted() {
         let none = Allowlist::default();
-        let check = |s: &str, allow: &Allowlist| check_url(s, allow).map(|_| ()).map_err(|e| e.to_string());
+        let check =
+            |s: &str, allow: &Allowlist| check_url(s, allow).map(|_| ()).map_err(|e| e.to_string());
         assert_eq!(check("https://hooks.example.com/x", &none), Ok(()));
         assert_eq!(check("http://93.184.216.34/x", &none), Ok(()));
-        assert_eq!(check("http://127.0.0.1:9/x", &none), Err("callback address 127.0.0.1 is a loopback address and not allowlisted".into()));
-        assert_eq!(check("http://10.1.2.3/x", &none), Err("callback address 10.1.2.3 is a private address and not allowlisted".into()));
-        assert_eq!(check("http://169.254.169.254/latest", &none), Err("callback address 169.254.169.254 is a link-local address and not allowlisted".into()));
-        assert_eq!(check("http://[::1]/x", &none), Err("callback address ::1 is a loopback address and not allowlisted".into()));
-        assert_eq!(check("http://[::ffff:192.168.0.1]/x", &none), Err("callback address ::ffff:192.168.0.1 is a private address and not allowlisted".into()));
-        assert_eq!(check("ftp://example.com/x", &none), Err("callback URL must use http or https, not `ftp`".into()));
-        assert_eq!(check("not a url", &none), Err("callback URL is not a valid absolute URL: relative URL without a base".into()));
+        assert_eq!(
+            check("http://127.0.0.1:9/x", &none),
+            Err("callback address 127.0.0.1 is a loopback address and not allowlisted".into())
+        );
+        assert_eq!(
+            check("http://10.1.2.3/x", &none),
+            Err("callback address 10.1.2.3 is a private address and not allowlisted".into())
+        );
+        assert_eq!(
+            check("http://169.254.169.254/latest", &none),
+            Err(
+                "callback address 169.254.169.254 is a link-local address and not allowlisted"
+                    .into()
+            )
+        );
+        assert_eq!(
+            check("http://[::1]/x", &none),
+            Err("callback address ::1 is a loopback address and not allowlisted".into())
+        );
+        assert_eq!(
+            check("http://[::ffff:192.168.0.1]/x", &none),
+            Err(
+                "callback address ::ffff:192.168.0.1 is a private address and not allowlisted"
+                    .into()
+            )
+        );
+        assert_eq!(
+            check("ftp://example.com/x", &none),
+            Err("callback URL must use http or https, not `ftp`".into())
+        );
+        assert_eq!(
+            check("not a url", &none),
+            Err("callback URL is not a valid absolute URL: relative URL without a base".into())
+        );
         let allow = Allowlist::parse("127.0.0.1, 10.0.0.0/8").unwrap();
         assert_eq!(check("http://127.0.0.1:9/x", &allow), Ok(()));
         assert_eq!(check("http://10.200.0.1/x", &allow), Ok(()));
         assert!(check("http://127.0.0.2/x", &allow).is_err());
-        assert_eq!(Allowlist::parse("10.0.0.0/33"), Err("bad prefix `10.0.0.0/33`".into()));
+        assert_eq!(
+            Allowlist::parse("10.0.0.0/33"),
+            Err("bad prefix `10.0.0.0/33`".into())
+        );
     }
 }

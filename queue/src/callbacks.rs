@@ -53,7 +53,11 @@ fn fields(entry: &StreamId) -> HashMap<&str, String> {
     entry
         .map
         .iter()
-        .filter_map(|(k, v)| redis::from_redis_value::<String>(v.clone()).ok().map(|v| (k.as_str(), v)))
+        .filter_map(|(k, v)| {
+            redis::from_redis_value::<String>(v.clone())
+                .ok()
+                .map(|v| (k.as_str(), v))
+        })
         .collect()
 }
 
@@ -108,7 +112,11 @@ impl Queue {
         }
         let streams: Vec<String> = tenants.iter().map(keys::callbacks).collect();
         let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(CALLBACK_GROUP).arg(consumer).arg("COUNT").arg(count.max(1));
+        cmd.arg("GROUP")
+            .arg(CALLBACK_GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count.max(1));
         cmd.arg("BLOCK").arg(block_ms).arg("STREAMS").arg(&streams);
         for _ in &streams {
             cmd.arg(">");
@@ -133,18 +141,24 @@ impl Queue {
     }
 
     /// Takes over callbacks whose deliverer crashed (idle past `min_idle_ms`).
-    pub async fn reclaim_callbacks(&self, tenant: &TenantId, consumer: &str, min_idle_ms: u64) -> Result<Vec<Callback>> {
+    pub async fn reclaim_callbacks(
+        &self,
+        tenant: &TenantId,
+        consumer: &str,
+        min_idle_ms: u64,
+    ) -> Result<Vec<Callback>> {
         let stream = keys::callbacks(tenant);
-        let reply: redis::RedisResult<(String, StreamRangeReply, redis::Value)> = redis::cmd("XAUTOCLAIM")
-            .arg(&stream)
-            .arg(CALLBACK_GROUP)
-            .arg(consumer)
-            .arg(min_idle_ms)
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(64)
-            .query_async(&mut self.conn())
-            .await;
+        let reply: redis::RedisResult<(String, StreamRangeReply, redis::Value)> =
+            redis::cmd("XAUTOCLAIM")
+                .arg(&stream)
+                .arg(CALLBACK_GROUP)
+                .arg(consumer)
+                .arg(min_idle_ms)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(64)
+                .query_async(&mut self.conn())
+                .await;
         match reply {
             Ok((_, claimed, _)) => Ok(claimed.ids.iter().map(|e| parse(&stream, e)).collect()),
             Err(e) if e.code() == Some("NOGROUP") => Ok(Vec::new()),
@@ -154,13 +168,21 @@ impl Queue {
 
     /// The callback was delivered.
     pub async fn callback_delivered(&self, cb: &Callback) -> Result<()> {
-        let _: i64 = self.conn().xack(&cb.stream, CALLBACK_GROUP, &[&cb.entry_id]).await?;
+        let _: i64 = self
+            .conn()
+            .xack(&cb.stream, CALLBACK_GROUP, &[&cb.entry_id])
+            .await?;
         Ok(())
     }
 
     /// Delivery failed: try again at `due_ms`, or (`due_ms = None`) give up
     /// and dead-letter it with `error`.
-    pub async fn callback_failed(&self, cb: &Callback, due_ms: Option<u64>, error: &str) -> Result<()> {
+    pub async fn callback_failed(
+        &self,
+        cb: &Callback,
+        due_ms: Option<u64>,
+        error: &str,
+    ) -> Result<()> {
         let Some(tenant) = &cb.tenant else {
             return Ok(());
         };
@@ -168,7 +190,8 @@ impl Queue {
             attempt: cb.attempt + 1,
             ..cb.clone()
         };
-        let member = serde_json::to_string(&next).map_err(|e| crate::Error::Corrupt(e.to_string()))?;
+        let member =
+            serde_json::to_string(&next).map_err(|e| crate::Error::Corrupt(e.to_string()))?;
         let _: i64 = CALLBACK_RETRY
             .key(&cb.stream)
             .key(keys::callback_retries(tenant))
@@ -209,7 +232,11 @@ impl Queue {
     }
 
     /// Callbacks given up on, oldest first.
-    pub async fn callback_dead_letters(&self, tenant: &TenantId, count: usize) -> Result<Vec<DeadCallback>> {
+    pub async fn callback_dead_letters(
+        &self,
+        tenant: &TenantId,
+        count: usize,
+    ) -> Result<Vec<DeadCallback>> {
         let reply: StreamRangeReply = self
             .conn()
             .xrange_count(keys::callback_dead_letters(tenant), "-", "+", count)

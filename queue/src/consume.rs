@@ -96,14 +96,10 @@ impl Queue {
         let reply: redis::RedisResult<Option<StreamReadReply>> = cmd.query_async(conn).await;
         let reply = match reply {
             Ok(r) => r,
-            // A stream deleted or recreated under us: make sure the group
-            // exists again; the next read goes on.
-            Err(e) if e.code() == Some("NOGROUP") => {
-                for s in streams {
-                    self.ensure_group(s).await?;
-                }
-                None
-            }
+            // A stream deleted under us (its function was deleted): nothing to
+            // read there. The group is not recreated here, or a deleted
+            // function's stream would come back; deploy creates groups.
+            Err(e) if e.code() == Some("NOGROUP") || e.code() == Some("UNBLOCKED") => None,
             Err(e) => return Err(e.into()),
         };
         let mut out = Vec::new();

@@ -321,19 +321,19 @@ impl Queue {
 
 fn enqueue_reply(envelope: &Envelope, reply: &[String]) -> Result<Enqueued> {
     match reply.first().map(String::as_str) {
-            Some("ok") => Ok(Enqueued {
-                id: envelope.id.clone(),
-                duplicate: false,
-            }),
-            Some("duplicate") => Ok(Enqueued {
-                id: reply.get(1).cloned().unwrap_or_default(),
-                duplicate: true,
-            }),
-            Some("no-function") => Err(Error::NoFunction(envelope.function.to_string())),
-            Some("quota") => Err(Error::Quota {
-                which: reply.get(1).cloned().unwrap_or_default(),
-                limit: reply.get(2).and_then(|l| l.parse().ok()).unwrap_or(0),
-            }),
+        Some("ok") => Ok(Enqueued {
+            id: envelope.id.clone(),
+            duplicate: false,
+        }),
+        Some("duplicate") => Ok(Enqueued {
+            id: reply.get(1).cloned().unwrap_or_default(),
+            duplicate: true,
+        }),
+        Some("no-function") => Err(Error::NoFunction(envelope.function.to_string())),
+        Some("quota") => Err(Error::Quota {
+            which: reply.get(1).cloned().unwrap_or_default(),
+            limit: reply.get(2).and_then(|l| l.parse().ok()).unwrap_or(0),
+        }),
         other => Err(Error::Corrupt(format!("enqueue script replied {other:?}"))),
     }
 }

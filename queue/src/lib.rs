@@ -28,8 +28,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 pub use callbacks::{CALLBACK_GROUP, Callback, DeadCallback};
 pub use consume::Delivery;
 pub use invocations::{Completed, Completion, Disposition, Enqueued, FollowUp};
-pub use replies::Reply;
 pub use registry::{Backlog, FunctionVersions};
+pub use replies::Reply;
 pub use retries::DeadLetter;
 pub use tenants::{ApiKey, Quota, TenantInfo};
 

@@ -145,7 +145,11 @@ pub struct Backlog {
 
 impl Queue {
     /// Every version of `name` and which one is current.
-    pub async fn versions(&self, tenant: &TenantId, name: &FunctionName) -> Result<Option<FunctionVersions>> {
+    pub async fn versions(
+        &self,
+        tenant: &TenantId,
+        name: &FunctionName,
+    ) -> Result<Option<FunctionVersions>> {
         let map: std::collections::HashMap<String, String> =
             self.conn().hgetall(keys::function(tenant, name)).await?;
         if map.is_empty() {
@@ -165,10 +169,18 @@ impl Queue {
     }
 
     /// Makes `version` current. False if there is no such version.
-    pub async fn set_current(&self, tenant: &TenantId, name: &FunctionName, version: u32) -> Result<bool> {
+    pub async fn set_current(
+        &self,
+        tenant: &TenantId,
+        name: &FunctionName,
+        version: u32,
+    ) -> Result<bool> {
         let mut conn = self.conn();
         let fkey = keys::function(tenant, name);
-        if !conn.hexists::<_, _, bool>(&fkey, format!("v:{version}")).await? {
+        if !conn
+            .hexists::<_, _, bool>(&fkey, format!("v:{version}"))
+            .await?
+        {
             return Ok(false);
         }
         let _: () = conn.hset(&fkey, "current", version).await?;
@@ -176,38 +188,79 @@ impl Queue {
     }
 
     /// Lag and pending of a stream (0 when it does not exist).
+    ///
+    /// Redis's own `lag` is not trusted alone: after an AOF reload it can
+    /// count entries that were read long ago. An entry is undelivered only if
+    /// its id is past the group's last-delivered id, so when that equals the
+    /// stream's last id the lag is 0; otherwise Redis's figure stands, or, when
+    /// Redis cannot tell (nil), a bounded count of the entries past it.
     pub async fn backlog(&self, stream: &str) -> Result<Backlog> {
+        let mut conn = self.conn();
         let groups: redis::RedisResult<Vec<std::collections::HashMap<String, redis::Value>>> =
-            redis::cmd("XINFO").arg("GROUPS").arg(stream).query_async(&mut self.conn()).await;
+            redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(stream)
+                .query_async(&mut conn)
+                .await;
         let groups = match groups {
             Ok(g) => g,
             Err(e) if e.code() == Some("ERR") => return Ok(Backlog::default()),
             Err(e) => return Err(e.into()),
         };
-        let Some(g) = groups.iter().find(|g| {
-            g.get("name")
-                .and_then(|n| redis::from_redis_value::<String>(n.clone()).ok())
-                .as_deref()
-                == Some(keys::GROUP)
-        }) else {
+        let text = |g: &std::collections::HashMap<String, redis::Value>, k: &str| {
+            g.get(k)
+                .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+        };
+        let Some(g) = groups
+            .iter()
+            .find(|g| text(g, "name").as_deref() == Some(keys::GROUP))
+        else {
             return Ok(Backlog::default());
         };
         let int = |k: &str| {
             g.get(k)
                 .and_then(|v| redis::from_redis_value::<i64>(v.clone()).ok())
-                .unwrap_or(0)
-                .max(0) as u64
+                .map(|n| n.max(0) as u64)
         };
-        Ok(Backlog {
-            lag: int("lag"),
-            pending: int("pending"),
-        })
+        let pending = int("pending").unwrap_or(0);
+        let delivered = text(g, "last-delivered-id").unwrap_or_else(|| "0-0".into());
+        let last: Vec<(String, redis::Value)> = redis::cmd("XREVRANGE")
+            .arg(stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await?;
+        let lag = match last.first() {
+            None => 0,
+            Some((id, _)) if *id == delivered => 0,
+            Some(_) => match int("lag") {
+                Some(lag) => lag,
+                None => {
+                    let after: Vec<(String, redis::Value)> = redis::cmd("XRANGE")
+                        .arg(stream)
+                        .arg(format!("({delivered}"))
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(100_000)
+                        .query_async(&mut conn)
+                        .await?;
+                    after.len() as u64
+                }
+            },
+        };
+        Ok(Backlog { lag, pending })
     }
 
     /// Deletes a function whose stream is empty: its versions, its stream.
     /// Returns the backlog instead when work is still queued or running
     /// (deleting it would lose accepted invocations).
-    pub async fn delete_function(&self, tenant: &TenantId, name: &FunctionName) -> Result<Result<bool, Backlog>> {
+    pub async fn delete_function(
+        &self,
+        tenant: &TenantId,
+        name: &FunctionName,
+    ) -> Result<Result<bool, Backlog>> {
         let stream = keys::stream(tenant, name);
         let backlog = self.backlog(&stream).await?;
         if backlog.lag > 0 || backlog.pending > 0 {

@@ -53,11 +53,18 @@ fn random_hex(bytes: usize) -> String {
 impl Queue {
     /// Creates a tenant with `quota`. Returns its info and its webhook signing
     /// secret (`whsec_…`, Standard Webhooks), or `None` if it already exists.
-    pub async fn create_tenant(&self, id: &TenantId, quota: Quota) -> Result<Option<(TenantInfo, String)>> {
+    pub async fn create_tenant(
+        &self,
+        id: &TenantId,
+        quota: Quota,
+    ) -> Result<Option<(TenantInfo, String)>> {
         let mut conn = self.conn();
         let key = keys::tenant(id);
         let secret_bytes: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
-        let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(secret_bytes));
+        let secret = format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode(secret_bytes)
+        );
         let now = eddy_protocol::now_ms();
         let created: bool = conn.hset_nx(&key, "created", now).await?;
         if !created {
@@ -92,7 +99,12 @@ impl Queue {
         let Some(created) = map.get("created") else {
             return Ok(None);
         };
-        let n = |k: &str| map.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0).max(0) as u64;
+        let n = |k: &str| {
+            map.get(k)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+                .max(0) as u64
+        };
         Ok(Some(TenantInfo {
             id: id.clone(),
             created_at_ms: created.parse().unwrap_or(0),
@@ -161,7 +173,8 @@ impl Queue {
         let Some(json): Option<String> = conn.hget(keys::API_KEYS, &hash).await? else {
             return Ok(false);
         };
-        let mut key: ApiKey = serde_json::from_str(&json).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let mut key: ApiKey =
+            serde_json::from_str(&json).map_err(|e| Error::Corrupt(e.to_string()))?;
         key.revoked = true;
         let json = serde_json::to_string(&key).map_err(|e| Error::Corrupt(e.to_string()))?;
         let _: () = conn.hset(keys::API_KEYS, &hash, json).await?;
@@ -171,7 +184,10 @@ impl Queue {
     /// The key a plaintext bearer token names, if any (revoked keys included:
     /// the caller tells them apart).
     pub async fn lookup_key(&self, plaintext: &str) -> Result<Option<ApiKey>> {
-        let json: Option<String> = self.conn().hget(keys::API_KEYS, hash_key(plaintext)).await?;
+        let json: Option<String> = self
+            .conn()
+            .hget(keys::API_KEYS, hash_key(plaintext))
+            .await?;
         json.map(|j| serde_json::from_str(&j).map_err(|e| Error::Corrupt(e.to_string())))
             .transpose()
     }
@@ -182,7 +198,10 @@ impl Queue {
         let hashes: HashMap<String, String> = conn.hgetall(keys::tenant_keys(tenant)).await?;
         let mut out = Vec::new();
         for hash in hashes.values() {
-            if let Some(json) = conn.hget::<_, _, Option<String>>(keys::API_KEYS, hash).await? {
+            if let Some(json) = conn
+                .hget::<_, _, Option<String>>(keys::API_KEYS, hash)
+                .await?
+            {
                 out.push(serde_json::from_str(&json).map_err(|e| Error::Corrupt(e.to_string()))?);
             }
         }

@@ -178,7 +178,10 @@ async fn redis_killed_and_restarted_mid_load_loses_nothing() {
                     "application/json".into(),
                 );
                 env.version = Some(spec.version);
-                match q.enqueue(&env, payload.as_bytes(), spec.config.run, None).await {
+                match q
+                    .enqueue(&env, payload.as_bytes(), spec.config.run, None)
+                    .await
+                {
                     Ok(e) => accepted.push((e.id, size)),
                     Err(_) => refused += 1,
                 }

@@ -70,11 +70,17 @@ async fn unknown_function_and_idempotency_key() {
 
     env.function = function("echo");
     env.idempotency_key = Some("order-42".into());
-    let first = q.enqueue(&env, b"{}", Default::default(), None).await.unwrap();
+    let first = q
+        .enqueue(&env, b"{}", Default::default(), None)
+        .await
+        .unwrap();
     let mut again =
         eddy_protocol::Envelope::root(t.clone(), function("echo"), "application/json".into());
     again.idempotency_key = Some("order-42".into());
-    let second = q.enqueue(&again, b"{}", Default::default(), None).await.unwrap();
+    let second = q
+        .enqueue(&again, b"{}", Default::default(), None)
+        .await
+        .unwrap();
     assert!(!first.duplicate);
     assert!(second.duplicate);
     assert_eq!(second.id, first.id);

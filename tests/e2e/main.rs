@@ -1,7 +1,10 @@
 //! End-to-end: real `redis-server` per test, real `eddy worker` processes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
+mod api_errors;
+mod callbacks;
 mod crash;
 mod drain;
 mod failures;
 mod flow;
+mod gateway;

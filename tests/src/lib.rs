@@ -171,6 +171,37 @@ impl EddyProcess {
         }
     }
 
+    /// `eddy up` with its own private Redis on `redis_port`, the gateway on
+    /// `listen`, admin key `admin`, callbacks to 127.0.0.1 allowed.
+    pub fn up(data_dir: &Path, listen: u16, redis_port: u16, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(bin_dir().join("eddy"));
+        cmd.arg("up")
+            .env_remove("REDIS_URL")
+            .env("EDDY_DATA_DIR", data_dir)
+            .env("EDDY_CACHE_DIR", data_dir.join("artifacts"))
+            .env("EDDY_LISTEN", format!("127.0.0.1:{listen}"))
+            .env("EDDY_REDIS_PORT", redis_port.to_string())
+            .env("EDDY_ADMIN_KEY", "admin-secret")
+            .env("EDDY_CALLBACK_ALLOWLIST", "127.0.0.1")
+            .env("EDDY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting eddy up: {e}"));
+        let up = EddyProcess {
+            child: Some(child),
+            name: "up".into(),
+        };
+        wait_for(Duration::from_secs(30), "eddy up to serve /healthz", || {
+            std::net::TcpStream::connect(("127.0.0.1", listen)).is_ok()
+        });
+        up
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }

@@ -73,7 +73,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let allow = self.0.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let mut refused = None;
             let ok: Vec<SocketAddr> = addrs
                 .into_iter()
@@ -86,7 +87,9 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 })
                 .collect();
             if ok.is_empty() {
-                let why = refused.map(|e| e.to_string()).unwrap_or_else(|| format!("`{host}` has no address"));
+                let why = refused
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| format!("`{host}` has no address"));
                 return Err(why.into());
             }
             Ok(Box::new(ok.into_iter()) as reqwest::dns::Addrs)
@@ -104,7 +107,11 @@ pub(crate) struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub(crate) fn new(queue: Queue, config: CallbackConfig, consumer: String) -> Result<Self, reqwest::Error> {
+    pub(crate) fn new(
+        queue: Queue,
+        config: CallbackConfig,
+        consumer: String,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             // A redirect could lead anywhere, internal addresses included.
@@ -112,7 +119,12 @@ impl Dispatcher {
             .dns_resolver(Arc::new(GuardedResolver(config.allowlist.clone())))
             .user_agent("eddy-callbacks/0.1")
             .build()?;
-        Ok(Dispatcher { queue, config, consumer, http })
+        Ok(Dispatcher {
+            queue,
+            config,
+            consumer,
+            http,
+        })
     }
 
     /// Runs until `stop` turns true; then finishes the deliveries under way.
@@ -149,7 +161,11 @@ impl Dispatcher {
                 continue;
             };
             let free = slots.available_permits().max(1);
-            match self.queue.read_callbacks(c, &self.consumer, &tenants, free, 250).await {
+            match self
+                .queue
+                .read_callbacks(c, &self.consumer, &tenants, free, 250)
+                .await
+            {
                 Ok(batch) => {
                     for cb in batch {
                         self.spawn(cb, &slots).await;
@@ -163,7 +179,9 @@ impl Dispatcher {
             }
         }
         // Drain: wait for the deliveries under way.
-        let _ = slots.acquire_many(self.config.concurrency.max(1) as u32).await;
+        let _ = slots
+            .acquire_many(self.config.concurrency.max(1) as u32)
+            .await;
     }
 
     async fn spawn(self: &Arc<Self>, cb: Callback, slots: &Arc<Semaphore>) {
@@ -199,21 +217,35 @@ impl Dispatcher {
 
     async fn body(&self, cb: &Callback, tenant: &TenantId) -> Result<Vec<u8>, String> {
         let value = match cb.kind.as_str() {
-            "run" => match self.queue.run(tenant, &cb.id).await.map_err(|e| e.to_string())? {
+            "run" => match self
+                .queue
+                .run(tenant, &cb.id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 Some(run) => {
                     let mut v = serde_json::to_value(run).map_err(|e| e.to_string())?;
                     v["type"] = "run.completed".into();
                     v
                 }
-                None => serde_json::json!({ "type": "run.completed", "id": cb.id, "status": "expired" }),
+                None => {
+                    serde_json::json!({ "type": "run.completed", "id": cb.id, "status": "expired" })
+                }
             },
-            _ => match self.queue.invocation(tenant, &cb.id).await.map_err(|e| e.to_string())? {
+            _ => match self
+                .queue
+                .invocation(tenant, &cb.id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 Some(rec) => {
                     let mut v = serde_json::to_value(rec).map_err(|e| e.to_string())?;
                     v["type"] = "invocation.completed".into();
                     v
                 }
-                None => serde_json::json!({ "type": "invocation.completed", "id": cb.id, "status": "expired" }),
+                None => {
+                    serde_json::json!({ "type": "invocation.completed", "id": cb.id, "status": "expired" })
+                }
             },
         };
         serde_json::to_vec(&value).map_err(|e| e.to_string())
@@ -231,7 +263,8 @@ impl Dispatcher {
         // Stable across attempts, so that receivers can dedupe.
         let msg_id = format!("msg_{}_{}", cb.kind, cb.id);
         let ts = eddy_protocol::now_ms() / 1000;
-        let signature = sign(&secret, &msg_id, ts, &body).ok_or("the webhook secret is malformed")?;
+        let signature =
+            sign(&secret, &msg_id, ts, &body).ok_or("the webhook secret is malformed")?;
         let response = self
             .http
             .post(&cb.url)
@@ -278,7 +311,8 @@ impl Dispatcher {
                     self.config.backoff_base.as_millis() as u64,
                     self.config.backoff_max.as_millis() as u64,
                 );
-                let due = (age + Duration::from_millis(delay) < self.config.max_age).then_some(now + delay);
+                let due = (age + Duration::from_millis(delay) < self.config.max_age)
+                    .then_some(now + delay);
                 if due.is_none() {
                     info!(kind = %cb.kind, id = %cb.id, %error, stream = keys::callback_dead_letters(&tenant), "callback dead-lettered");
                 } else {

@@ -377,6 +377,15 @@ impl Worker {
         match found {
             Ok(mut streams) => {
                 streams.sort();
+                // A stream seen for the first time gets its group made sure
+                // of (deploy creates it; a lost stream key is re-created for
+                // a function that still exists).
+                let known = lock(&self.streams).clone();
+                for s in streams.iter().filter(|s| known.binary_search(s).is_err()) {
+                    if let Err(error) = self.queue.ensure_group(s).await {
+                        debug!(%error, stream = %s, "creating the consumer group");
+                    }
+                }
                 *lock(&self.streams) = streams;
             }
             Err(error) => warn!(%error, "discovering streams"),

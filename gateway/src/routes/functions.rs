@@ -49,18 +49,33 @@ fn merge(base: &FunctionConfig, patch: Value) -> ApiResult<FunctionConfig> {
         }
     }
     if !patch.is_object() {
-        return Err(ApiError::BadRequest("the config must be a JSON object".into()));
+        return Err(ApiError::BadRequest(
+            "the config must be a JSON object".into(),
+        ));
     }
     let mut value = serde_json::to_value(base).map_err(|e| ApiError::Internal(e.to_string()))?;
     merge_value(&mut value, patch);
-    serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("invalid function config: {e}")))
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::BadRequest(format!("invalid function config: {e}")))
 }
 
 fn apply_query(config: &mut FunctionConfig, q: DeployQuery) {
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = q.$f { config.$f = v; } )* };
     }
-    set!(timeout_ms, memory_mb, max_retries, backoff_base_ms, backoff_max_ms, max_concurrency, idle_timeout_ms, max_output_bytes, max_emits, max_emit_bytes, max_log_bytes);
+    set!(
+        timeout_ms,
+        memory_mb,
+        max_retries,
+        backoff_base_ms,
+        backoff_max_ms,
+        max_concurrency,
+        idle_timeout_ms,
+        max_output_bytes,
+        max_emits,
+        max_emit_bytes,
+        max_log_bytes
+    );
     if let Some(v) = q.max_depth {
         config.run.max_depth = v;
     }
@@ -101,7 +116,10 @@ pub async fn deploy(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(ApiError::InvalidModule)?;
-    let spec = state.queue.deploy(&tenant, &name, &module, &sha256, config).await?;
+    let spec = state
+        .queue
+        .deploy(&tenant, &name, &module, &sha256, config)
+        .await?;
     tracing::info!(tenant = %tenant, function = %name, version = spec.version, "deployed");
     Ok((StatusCode::CREATED, Json(spec)))
 }
@@ -122,14 +140,20 @@ pub async fn patch(
         .queue
         .function(&tenant, &name, None)
         .await?
-        .ok_or_else(|| ApiError::NotFound { what: "function", name: name.to_string() })?;
+        .ok_or_else(|| ApiError::NotFound {
+            what: "function",
+            name: name.to_string(),
+        })?;
     let config = merge(&current.config, patch)?;
     let module = state
         .queue
         .module(&current.sha256)
         .await?
         .ok_or_else(|| ApiError::Internal(format!("module {} missing", current.sha256)))?;
-    let spec = state.queue.deploy(&tenant, &name, &module, &current.sha256, config).await?;
+    let spec = state
+        .queue
+        .deploy(&tenant, &name, &module, &current.sha256, config)
+        .await?;
     Ok(Json(spec))
 }
 
@@ -145,7 +169,10 @@ pub struct FunctionSummary {
 
 /// The tenant's functions with their current version and backlog.
 #[utoipa::path(get, path = "/functions", responses((status = 200, body = Vec<FunctionSummary>)))]
-pub async fn list(State(state): State<AppState>, TenantCtx(tenant): TenantCtx) -> ApiResult<Json<Vec<FunctionSummary>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    TenantCtx(tenant): TenantCtx,
+) -> ApiResult<Json<Vec<FunctionSummary>>> {
     let mut out = Vec::new();
     for name in state.queue.function_names(&tenant).await? {
         let spec = state.queue.function(&tenant, &name, None).await?;
@@ -183,7 +210,10 @@ pub async fn get(
         .queue
         .versions(&tenant, &name)
         .await?
-        .ok_or_else(|| ApiError::NotFound { what: "function", name: name.to_string() })?;
+        .ok_or_else(|| ApiError::NotFound {
+            what: "function",
+            name: name.to_string(),
+        })?;
     let backlog = state.queue.backlog(&keys::stream(&tenant, &name)).await?;
     Ok(Json(FunctionDetail {
         name: name.to_string(),
@@ -212,12 +242,19 @@ pub async fn rollback(
 ) -> ApiResult<Json<Value>> {
     let name = function_name(&name)?;
     let req = body(req, 4096)?;
-    let req: RollbackRequest = if req.is_empty() { RollbackRequest::default() } else { json(&req)? };
+    let req: RollbackRequest = if req.is_empty() {
+        RollbackRequest::default()
+    } else {
+        json(&req)?
+    };
     let v = state
         .queue
         .versions(&tenant, &name)
         .await?
-        .ok_or_else(|| ApiError::NotFound { what: "function", name: name.to_string() })?;
+        .ok_or_else(|| ApiError::NotFound {
+            what: "function",
+            name: name.to_string(),
+        })?;
     let current = v.current.unwrap_or(0);
     let target = match req.version {
         Some(t) => t,
@@ -227,12 +264,19 @@ pub async fn rollback(
             .map(|s| s.version)
             .filter(|n| *n < current)
             .max()
-            .ok_or_else(|| ApiError::Conflict(format!("`{name}` has no version before {current}")))?,
+            .ok_or_else(|| {
+                ApiError::Conflict(format!("`{name}` has no version before {current}"))
+            })?,
     };
     if !state.queue.set_current(&tenant, &name, target).await? {
-        return Err(ApiError::NotFound { what: "version", name: format!("{name}@{target}") });
+        return Err(ApiError::NotFound {
+            what: "version",
+            name: format!("{name}@{target}"),
+        });
     }
-    Ok(Json(serde_json::json!({ "name": name.to_string(), "current": target, "previous": current })))
+    Ok(Json(
+        serde_json::json!({ "name": name.to_string(), "current": target, "previous": current }),
+    ))
 }
 
 /// Deletes a function whose queue is empty.
@@ -246,7 +290,10 @@ pub async fn delete(
     let name = function_name(&name)?;
     match state.queue.delete_function(&tenant, &name).await? {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
-        Ok(false) => Err(ApiError::NotFound { what: "function", name: name.to_string() }),
+        Ok(false) => Err(ApiError::NotFound {
+            what: "function",
+            name: name.to_string(),
+        }),
         Err(b) => Err(ApiError::Conflict(format!(
             "`{name}` still has {} queued and {} running invocations; delete it when they are done",
             b.lag, b.pending

@@ -15,7 +15,11 @@ pub async fn healthz() -> &'static str {
 /// Readiness: Redis answers.
 #[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "Redis unreachable")))]
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    state.queue.ping().await.map_err(|_| ApiError::Unavailable)?;
+    state
+        .queue
+        .ping()
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
     Ok("ready")
 }
 

@@ -8,7 +8,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use eddy_protocol::{Envelope, FunctionName, FunctionSpec, InvocationRecord, InvocationStatus, TenantId};
+use eddy_protocol::{
+    Envelope, FunctionName, FunctionSpec, InvocationRecord, InvocationStatus, TenantId,
+};
 use futures::StreamExt;
 use serde_json::json;
 
@@ -17,13 +19,19 @@ use crate::AppState;
 use crate::auth::TenantCtx;
 use crate::error::{ApiError, ApiResult};
 
+/// One NDJSON line: its number, and the invocation to enqueue or why not.
+type BatchItem = (usize, Result<(Envelope, Vec<u8>), ApiError>);
+
 /// Longest `Idempotency-Key` accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 200;
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<Option<&'a str>> {
     headers
         .get(name)
-        .map(|v| v.to_str().map_err(|_| ApiError::BadRequest(format!("header `{name}` is not valid text"))))
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::BadRequest(format!("header `{name}` is not valid text")))
+        })
         .transpose()
 }
 
@@ -31,11 +39,18 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<Option<&'a st
 fn prefer(headers: &HeaderMap) -> (bool, Option<Duration>) {
     let mut asynchronous = false;
     let mut wait = None;
-    for value in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
+    for value in headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
         for token in value.split(',').map(str::trim) {
             if token.eq_ignore_ascii_case("respond-async") {
                 asynchronous = true;
-            } else if let Some(secs) = token.strip_prefix("wait=").and_then(|s| s.parse::<u64>().ok()) {
+            } else if let Some(secs) = token
+                .strip_prefix("wait=")
+                .and_then(|s| s.parse::<u64>().ok())
+            {
                 wait = Some(Duration::from_secs(secs));
             }
         }
@@ -43,12 +58,19 @@ fn prefer(headers: &HeaderMap) -> (bool, Option<Duration>) {
     (asynchronous, wait)
 }
 
-async fn current_spec(state: &AppState, tenant: &TenantId, name: &FunctionName) -> ApiResult<FunctionSpec> {
+async fn current_spec(
+    state: &AppState,
+    tenant: &TenantId,
+    name: &FunctionName,
+) -> ApiResult<FunctionSpec> {
     state
         .queue
         .function(tenant, name, None)
         .await?
-        .ok_or_else(|| ApiError::NotFound { what: "function", name: name.to_string() })
+        .ok_or_else(|| ApiError::NotFound {
+            what: "function",
+            name: name.to_string(),
+        })
 }
 
 fn check_callback(state: &AppState, url: Option<&str>) -> ApiResult<()> {
@@ -62,7 +84,8 @@ fn check_callback(state: &AppState, url: Option<&str>) -> ApiResult<()> {
 fn check_payload(content_type: &str, payload: &[u8]) -> ApiResult<()> {
     let media = content_type.split(';').next().unwrap_or("").trim();
     if media == "application/json" || media.ends_with("+json") {
-        serde_json::from_slice::<serde::de::IgnoredAny>(payload).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(payload)
+            .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     }
     Ok(())
 }
@@ -78,7 +101,8 @@ fn accepted(id: &str, run_id: &str, replayed: bool) -> Response {
         r.headers_mut().insert(header::LOCATION, v);
     }
     if replayed {
-        r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     r
 }
@@ -90,7 +114,10 @@ fn finished(rec: InvocationRecord) -> Response {
     let run = HeaderValue::from_str(&rec.run_id).ok();
     let mut r = match rec.status {
         InvocationStatus::Succeeded => {
-            let ct = rec.content_type.clone().unwrap_or_else(|| "application/octet-stream".into());
+            let ct = rec
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "application/octet-stream".into());
             let mut r = (StatusCode::OK, rec.output.unwrap_or_default()).into_response();
             if let Ok(v) = HeaderValue::from_str(&ct) {
                 r.headers_mut().insert(header::CONTENT_TYPE, v);
@@ -99,7 +126,10 @@ fn finished(rec: InvocationRecord) -> Response {
         }
         _ => {
             let error = rec.outcome.error.clone();
-            let class = error.as_ref().map(|e| e.class.as_str()).unwrap_or("host-error");
+            let class = error
+                .as_ref()
+                .map(|e| e.class.as_str())
+                .unwrap_or("host-error");
             let status = match class {
                 "processor-error" => StatusCode::UNPROCESSABLE_ENTITY,
                 "timeout" => StatusCode::GATEWAY_TIMEOUT,
@@ -152,12 +182,19 @@ pub async fn invoke(
 ) -> ApiResult<Response> {
     let name = function_name(&name)?;
     let payload = body(payload, state.config.max_payload_bytes)?;
-    let content_type = header_str(&headers, "content-type")?.unwrap_or("application/json").to_string();
+    let content_type = header_str(&headers, "content-type")?
+        .unwrap_or("application/json")
+        .to_string();
     let callback = header_str(&headers, "x-callback-url")?.map(str::to_string);
     let run_callback = header_str(&headers, "x-run-callback-url")?.map(str::to_string);
     let idempotency = header_str(&headers, "idempotency-key")?.map(str::to_string);
-    if idempotency.as_ref().is_some_and(|k| k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY) {
-        return Err(ApiError::BadRequest(format!("`Idempotency-Key` must be 1 to {MAX_IDEMPOTENCY_KEY} characters")));
+    if idempotency
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "`Idempotency-Key` must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+        )));
     }
     check_callback(&state, callback.as_deref())?;
     check_callback(&state, run_callback.as_deref())?;
@@ -176,7 +213,10 @@ pub async fn invoke(
     }
     // Register before enqueueing: the reply cannot outrun the waiter.
     let registration = sync.then(|| state.waiters.register(&env.id));
-    let done = state.queue.enqueue(&env, &payload, spec.config.run, run_callback.as_deref()).await?;
+    let done = state
+        .queue
+        .enqueue(&env, &payload, spec.config.run, run_callback.as_deref())
+        .await?;
     if done.duplicate {
         // The same request again: answer with the first invocation.
         let rec = state.queue.invocation(&tenant, &done.id).await?;
@@ -189,7 +229,9 @@ pub async fn invoke(
     let Some(registration) = registration else {
         return Ok(accepted(&env.id, &env.run_id, false));
     };
-    let timeout = wait.unwrap_or(state.config.sync_timeout).min(state.config.sync_timeout);
+    let timeout = wait
+        .unwrap_or(state.config.sync_timeout)
+        .min(state.config.sync_timeout);
     match registration.wait(&state.queue, &tenant, timeout).await? {
         Some(rec) => Ok(finished(rec)),
         None => Ok(accepted(&env.id, &env.run_id, false)),
@@ -219,7 +261,7 @@ pub async fn batch(
         let mut stream = request.into_data_stream();
         let mut buf: Vec<u8> = Vec::new();
         let mut line_no = 0usize;
-        let mut pending: Vec<(usize, Result<(Envelope, Vec<u8>), ApiError>)> = Vec::new();
+        let mut pending: Vec<BatchItem> = Vec::new();
         let mut ended = false;
         // Inside a line already reported as too long: drop bytes up to its end.
         let mut skipping = false;
@@ -257,7 +299,11 @@ pub async fn batch(
                     Err(ApiError::PayloadTooLarge(max_line))
                 } else {
                     check_payload("application/json", line).map(|()| {
-                        let mut env = Envelope::root(tenant.clone(), spec.name.clone(), "application/json".into());
+                        let mut env = Envelope::root(
+                            tenant.clone(),
+                            spec.name.clone(),
+                            "application/json".into(),
+                        );
                         env.version = Some(spec.version);
                         (env, line.to_vec())
                     })
@@ -279,11 +325,11 @@ pub async fn batch(
         }
     });
     let stream = tokio_stream_from(rx);
-    Ok(Response::builder()
+    Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(Body::from_stream(stream))
-        .map_err(|e| ApiError::Internal(e.to_string()))?)
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 fn tokio_stream_from(
@@ -292,11 +338,7 @@ fn tokio_stream_from(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-async fn enqueue_chunk(
-    state: &AppState,
-    spec: &FunctionSpec,
-    items: Vec<(usize, Result<(Envelope, Vec<u8>), ApiError>)>,
-) -> Bytes {
+async fn enqueue_chunk(state: &AppState, spec: &FunctionSpec, items: Vec<BatchItem>) -> Bytes {
     let mut lines = Vec::with_capacity(items.len());
     let good: Vec<(Envelope, Vec<u8>)> = items
         .iter()
@@ -304,21 +346,30 @@ async fn enqueue_chunk(
         .collect();
     let results = state.queue.enqueue_batch(&good, spec.config.run).await;
     let mut results = match results {
-        Ok(r) => r.into_iter().map(|r| r.map_err(ApiError::from)).collect::<Vec<_>>(),
+        Ok(r) => r
+            .into_iter()
+            .map(|r| r.map_err(ApiError::from))
+            .collect::<Vec<_>>(),
         Err(e) => {
             let e = ApiError::from(e);
-            good.iter().map(|_| Err(ApiError::BadRequest(e.to_string()))).collect()
+            good.iter()
+                .map(|_| Err(ApiError::BadRequest(e.to_string())))
+                .collect()
         }
     }
     .into_iter();
     for (line, item) in items {
         let result = match item {
-            Ok(_) => results.next().unwrap_or_else(|| Err(ApiError::Internal("missing result".into()))),
+            Ok(_) => results
+                .next()
+                .unwrap_or_else(|| Err(ApiError::Internal("missing result".into()))),
             Err(e) => Err(e),
         };
         let v = match result {
             Ok(done) => json!({ "line": line, "id": done.id }),
-            Err(e) => json!({ "line": line, "error": { "code": e.code(), "message": e.to_string() } }),
+            Err(e) => {
+                json!({ "line": line, "error": { "code": e.code(), "message": e.to_string() } })
+            }
         };
         lines.push(v.to_string());
     }

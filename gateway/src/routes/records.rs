@@ -19,14 +19,20 @@ pub async fn invocation(
     Path(id): Path<String>,
 ) -> ApiResult<Json<InvocationRecord>> {
     if id.len() > 64 {
-        return Err(ApiError::NotFound { what: "invocation", name: id.chars().take(64).collect() });
+        return Err(ApiError::NotFound {
+            what: "invocation",
+            name: id.chars().take(64).collect(),
+        });
     }
     state
         .queue
         .invocation(&tenant, &id)
         .await?
         .map(Json)
-        .ok_or(ApiError::NotFound { what: "invocation", name: id })
+        .ok_or(ApiError::NotFound {
+            what: "invocation",
+            name: id,
+        })
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -47,15 +53,25 @@ pub async fn run(
     Path(id): Path<String>,
 ) -> ApiResult<Json<RunView>> {
     if id.len() > 64 {
-        return Err(ApiError::NotFound { what: "run", name: id.chars().take(64).collect() });
+        return Err(ApiError::NotFound {
+            what: "run",
+            name: id.chars().take(64).collect(),
+        });
     }
     let run = state
         .queue
         .run(&tenant, &id)
         .await?
-        .ok_or(ApiError::NotFound { what: "run", name: id })?;
+        .ok_or(ApiError::NotFound {
+            what: "run",
+            name: id,
+        })?;
     let done = run.total.saturating_sub(run.outstanding);
-    let percent = if run.total == 0 { 0.0 } else { 100.0 * done as f64 / run.total as f64 };
+    let percent = if run.total == 0 {
+        0.0
+    } else {
+        100.0 * done as f64 / run.total as f64
+    };
     Ok(Json(RunView { run, percent }))
 }
 
@@ -86,15 +102,39 @@ pub async fn redrive(
     Path(entry): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let valid = entry.split_once('-').is_some_and(|(a, b)| {
-        !a.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit())
+        !a.is_empty()
+            && a.bytes().all(|c| c.is_ascii_digit())
+            && !b.is_empty()
+            && b.bytes().all(|c| c.is_ascii_digit())
     });
     if !valid {
-        return Err(ApiError::NotFound { what: "dead letter", name: entry.chars().take(64).collect() });
+        return Err(ApiError::NotFound {
+            what: "dead letter",
+            name: entry.chars().take(64).collect(),
+        });
     }
     match state.queue.redrive(&tenant, &entry).await {
-        Ok(Some(id)) => Ok(Json(serde_json::json!({ "entry": entry, "id": id, "status": "queued" }))),
-        Ok(None) => Err(ApiError::NotFound { what: "dead letter", name: entry }),
+        Ok(Some(id)) => Ok(Json(
+            serde_json::json!({ "entry": entry, "id": id, "status": "queued" }),
+        )),
+        Ok(None) => Err(ApiError::NotFound {
+            what: "dead letter",
+            name: entry,
+        }),
         Err(eddy_queue::Error::Corrupt(m)) => Err(ApiError::Conflict(m)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Callbacks that could not be delivered within their maximum age.
+#[utoipa::path(get, path = "/callbacks/dead-letters", params(DeadLetterQuery), responses((status = 200, body = Vec<Object>)))]
+pub async fn callback_dead_letters(
+    State(state): State<AppState>,
+    TenantCtx(tenant): TenantCtx,
+    Query(q): Query<DeadLetterQuery>,
+) -> ApiResult<Json<Vec<eddy_queue::DeadCallback>>> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    Ok(Json(
+        state.queue.callback_dead_letters(&tenant, limit).await?,
+    ))
 }

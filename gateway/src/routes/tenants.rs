@@ -45,7 +45,10 @@ fn may_manage(caller: &Caller, tenant: &TenantId) -> ApiResult<()> {
         Caller::Admin => Ok(()),
         Caller::Tenant(t) if t == tenant => Ok(()),
         // Another tenant's existence is not revealed.
-        Caller::Tenant(_) => Err(ApiError::NotFound { what: "tenant", name: tenant.to_string() }),
+        Caller::Tenant(_) => Err(ApiError::NotFound {
+            what: "tenant",
+            name: tenant.to_string(),
+        }),
     }
 }
 
@@ -89,7 +92,10 @@ pub async fn get(
         .tenant(&id)
         .await?
         .map(Json)
-        .ok_or(ApiError::NotFound { what: "tenant", name: tenant })
+        .ok_or(ApiError::NotFound {
+            what: "tenant",
+            name: tenant,
+        })
 }
 
 /// Replaces a tenant's quota (admin).
@@ -104,7 +110,10 @@ pub async fn set_quota(
     let id = tenant_id(&tenant)?;
     let quota: Quota = json(&body(req, 64 << 10)?)?;
     if !state.queue.set_quota(&id, quota).await? {
-        return Err(ApiError::NotFound { what: "tenant", name: tenant });
+        return Err(ApiError::NotFound {
+            what: "tenant",
+            name: tenant,
+        });
     }
     Ok(Json(quota))
 }
@@ -127,10 +136,19 @@ pub async fn create_key(
     let id = tenant_id(&tenant)?;
     may_manage(&caller, &id)?;
     if state.queue.tenant(&id).await?.is_none() {
-        return Err(ApiError::NotFound { what: "tenant", name: tenant });
+        return Err(ApiError::NotFound {
+            what: "tenant",
+            name: tenant,
+        });
     }
     let (key, plaintext) = state.queue.create_key(&id).await?;
-    Ok((StatusCode::CREATED, Json(CreatedKey { id: key.id, key: plaintext })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            id: key.id,
+            key: plaintext,
+        }),
+    ))
 }
 
 /// Lists a tenant's keys (never their secrets).
@@ -159,6 +177,9 @@ pub async fn revoke_key(
     if state.queue.revoke_key(&id, &key).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::NotFound { what: "key", name: key })
+        Err(ApiError::NotFound {
+            what: "key",
+            name: key,
+        })
     }
 }

@@ -1,0 +1,349 @@
+//! Bad input gets a clear error and loses nothing: every case pins its exact
+//! status, code and message. And tenant A can neither see nor touch anything
+//! of tenant B, on every route.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::gateway::{ADMIN, Platform};
+
+/// One row of the table: what is sent, and exactly what comes back.
+struct Case {
+    name: &'static str,
+    method: Method,
+    path: String,
+    key: String,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+async fn check(p: &Platform, c: Case) {
+    let mut req = p
+        .http
+        .request(c.method.clone(), format!("{}{}", p.base, c.path));
+    if !c.key.is_empty() {
+        req = req.bearer_auth(&c.key);
+    }
+    for (h, v) in &c.headers {
+        req = req.header(*h, v);
+    }
+    let r = req.body(c.body).send().await.unwrap();
+    let status = r.status();
+    let retry_after = r.headers().get("retry-after").cloned();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(
+        (status, body["code"].as_str(), body["message"].as_str()),
+        (c.status, Some(c.code), Some(c.message.as_str())),
+        "case `{}`: {body}",
+        c.name
+    );
+    if c.status == StatusCode::TOO_MANY_REQUESTS {
+        assert!(
+            retry_after.is_some(),
+            "case `{}`: 429 without Retry-After",
+            c.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inputs_get_exact_errors() {
+    let p = Platform::start(&[]);
+    let (key, _) = p.tenant("acme", json!({})).await;
+    let (other, _) = p.tenant("globex", json!({})).await;
+    let (limited, _) = p.tenant("tiny", json!({ "rate_per_sec": 1 })).await;
+    p.deploy(&key, "wordcount", "wordcount", "").await;
+    p.deploy(&other, "secret", "echo", "").await;
+    p.deploy(&limited, "echo", "echo", "").await;
+    let (revoked, _) = {
+        let r = p
+            .req(Method::POST, "/tenants/acme/keys", &key)
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        let (id, k) = (
+            v["id"].as_str().unwrap().to_string(),
+            v["key"].as_str().unwrap().to_string(),
+        );
+        let r = p
+            .req(Method::DELETE, &format!("/tenants/acme/keys/{id}"), &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        (k, id)
+    };
+    // Use up tiny's one invocation per second right before its case.
+    let invoke = |path: &str, k: &str, body: &[u8], headers: Vec<(&'static str, String)>| Case {
+        name: "",
+        method: Method::POST,
+        path: path.to_string(),
+        key: k.to_string(),
+        headers,
+        body: body.to_vec(),
+        status: StatusCode::OK,
+        code: "",
+        message: String::new(),
+    };
+    let random: Vec<u8> = (0..2048u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    let too_big = vec![b'x'; (1 << 20) + 1];
+    let async_ = || vec![("prefer", "respond-async".to_string())];
+    let cases = vec![
+        Case { name: "malformed module", method: Method::PUT, path: "/functions/bad".into(), body: random, status: StatusCode::BAD_REQUEST, code: "invalid_module",
+            message: "invalid module: not a WebAssembly binary (missing the `\\0asm` magic number)".into(), ..invoke("", &key, b"", vec![]) },
+        Case { name: "core module", method: Method::PUT, path: "/functions/bad".into(), body: b"\0asm\x01\0\0\0".to_vec(), status: StatusCode::BAD_REQUEST, code: "invalid_module",
+            message: "invalid module: this is a core WebAssembly module, not a component: build the processor for wasm32-wasip2 (or wrap it with `wasm-tools component new`)".into(), ..invoke("", &key, b"", vec![]) },
+        Case { name: "component of another world", method: Method::PUT, path: "/functions/bad".into(), body: eddy_tests::wasm("fx-other-world"), status: StatusCode::BAD_REQUEST, code: "invalid_module",
+            message: "invalid module: the component does not export `handle` of the eddy:processor@0.1.0 world: no export `handle` found".into(), ..invoke("", &key, b"", vec![]) },
+        Case { name: "bad function name", method: Method::PUT, path: "/functions/Bad.Name".into(), body: eddy_tests::wasm("echo"), status: StatusCode::BAD_REQUEST, code: "bad_request",
+            message: "invalid function name `Bad.Name`: only a-z, 0-9, `-` and `_` are allowed".into(), ..invoke("", &key, b"", vec![]) },
+        Case { name: "unknown config field", method: Method::PUT, path: "/functions/x".into(), body: eddy_tests::wasm("echo"), headers: vec![("x-eddy-config", r#"{"timeout":5}"#.into())], status: StatusCode::BAD_REQUEST, code: "bad_request",
+            message: "invalid function config: unknown field `timeout`, expected one of `timeout_ms`, `memory_mb`, `max_retries`, `backoff_base_ms`, `backoff_max_ms`, `max_concurrency`, `idle_timeout_ms`, `max_output_bytes`, `max_emits`, `max_emit_bytes`, `max_log_bytes`, `run`, `values`".into(), ..invoke("", &key, b"", vec![]) },
+        Case { name: "unknown function", status: StatusCode::NOT_FOUND, code: "function_not_found", message: "function `nope` not found".into(), ..invoke("/invoke/nope", &key, b"{}", vec![]) },
+        Case { name: "oversized body", status: StatusCode::PAYLOAD_TOO_LARGE, code: "payload_too_large", message: "request body is larger than the limit of 1048576 bytes".into(), ..invoke("/invoke/wordcount", &key, &too_big, vec![]) },
+        Case { name: "invalid JSON", status: StatusCode::BAD_REQUEST, code: "invalid_json", message: "invalid JSON: expected ident at line 1 column 2".into(), ..invoke("/invoke/wordcount", &key, b"nope", vec![]) },
+        Case { name: "no key", status: StatusCode::UNAUTHORIZED, code: "missing_key", message: "missing `Authorization: Bearer <key>` header".into(), ..invoke("/invoke/wordcount", "", b"{}", vec![]) },
+        Case { name: "bad key", status: StatusCode::UNAUTHORIZED, code: "invalid_key", message: "the API key is not valid".into(), ..invoke("/invoke/wordcount", "eddy_0000_0000", b"{}", vec![]) },
+        Case { name: "revoked key", status: StatusCode::UNAUTHORIZED, code: "key_revoked", message: "the API key has been revoked".into(), ..invoke("/invoke/wordcount", &revoked, b"{}", vec![]) },
+        Case { name: "other tenant's function", status: StatusCode::NOT_FOUND, code: "function_not_found", message: "function `secret` not found".into(), ..invoke("/invoke/secret", &key, b"{}", vec![]) },
+        Case { name: "bad callback URL", status: StatusCode::BAD_REQUEST, code: "bad_callback_url", message: "callback URL is not a valid absolute URL: relative URL without a base".into(),
+            ..invoke("/invoke/wordcount", &key, b"{}", vec![("x-callback-url", "/relative".into())]) },
+        Case { name: "callback to a private address", status: StatusCode::BAD_REQUEST, code: "bad_callback_url", message: "callback address 10.0.0.7 is a private address and not allowlisted".into(),
+            ..invoke("/invoke/wordcount", &key, b"{}", vec![("x-callback-url", "http://10.0.0.7/hook".into())]) },
+        Case { name: "callback to the metadata service", status: StatusCode::BAD_REQUEST, code: "bad_callback_url", message: "callback address 169.254.169.254 is a link-local address and not allowlisted".into(),
+            ..invoke("/invoke/wordcount", &key, b"{}", vec![("x-run-callback-url", "http://169.254.169.254/latest".into())]) },
+        Case { name: "tenant key on an admin route", status: StatusCode::FORBIDDEN, code: "forbidden", message: "this route needs the admin key".into(), ..invoke("/tenants", &key, br#"{"id":"x"}"#, vec![]) },
+        Case { name: "admin key without a tenant", status: StatusCode::BAD_REQUEST, code: "bad_request", message: "the admin key acts for a tenant only with an `X-Eddy-Tenant` header".into(), ..invoke("/invoke/wordcount", ADMIN, b"{}", vec![]) },
+        Case { name: "tenant that exists", status: StatusCode::CONFLICT, code: "conflict", message: "tenant `acme` already exists".into(), ..invoke("/tenants", ADMIN, br#"{"id":"acme"}"#, vec![]) },
+        Case { name: "unknown route", status: StatusCode::NOT_FOUND, code: "route_not_found", message: "no such route; see /openapi.json".into(), ..invoke("/nowhere", &key, b"", vec![]) },
+        Case { name: "unknown invocation", method: Method::GET, status: StatusCode::NOT_FOUND, code: "invocation_not_found", message: "invocation `0190c7e2-0000-7000-8000-00000000abcd` not found".into(),
+            ..invoke("/invocations/0190c7e2-0000-7000-8000-00000000abcd", &key, b"", vec![]) },
+        Case { name: "rollback to a missing version", status: StatusCode::NOT_FOUND, code: "version_not_found", message: "version `wordcount@7` not found".into(),
+            ..invoke("/functions/wordcount/rollback", &key, br#"{"version":7}"#, vec![]) },
+    ];
+    for c in cases {
+        check(&p, c).await;
+    }
+    // Quota: the second invocation in the same second is refused, with
+    // Retry-After, and nothing is enqueued for it.
+    let burst = || invoke("/invoke/echo", &limited, b"{}", async_());
+    let mut refused = 0;
+    for _ in 0..5 {
+        let mut c = burst();
+        let r = p
+            .http
+            .post(format!("{}{}", p.base, c.path))
+            .bearer_auth(&c.key)
+            .header("prefer", "respond-async")
+            .body(std::mem::take(&mut c.body))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(r.headers()["retry-after"], "1");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["code"], "quota_exceeded");
+            assert_eq!(
+                v["message"],
+                "quota exceeded: the tenant's limit of 1 invocations per second is used up"
+            );
+            refused += 1;
+        }
+    }
+    assert!(refused >= 3, "{refused} of 5 refused");
+    let (_, t) = p.get(&limited, "/tenants/tiny").await;
+    assert!(t["pending"].as_u64().unwrap() <= 2, "{t}");
+    // Pending quota.
+    let r = p
+        .req(Method::PUT, "/tenants/globex/quota", ADMIN)
+        .json(&json!({"max_pending": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (code, msg) = loop {
+        let r = p
+            .req(Method::POST, "/invoke/secret", &other)
+            .header("prefer", "respond-async")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            let v: Value = r.json().await.unwrap();
+            break (v["code"].clone(), v["message"].clone());
+        }
+    };
+    assert_eq!(
+        (code.as_str(), msg.as_str()),
+        (
+            Some("quota_exceeded"),
+            Some("quota exceeded: the tenant has 1 invocations pending, its maximum")
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_sees_and_touches_nothing_of_another() {
+    let p = Platform::start(&[]);
+    let (a, _) = p.tenant("alpha", json!({})).await;
+    let (b, _) = p.tenant("beta", json!({})).await;
+    p.deploy(&b, "private", "fx-fail", "?max_retries=0").await;
+    p.deploy(&b, "private", "fx-fail", "?max_retries=0").await;
+    let r = p
+        .req(Method::POST, "/invoke/private", &b)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let b_inv = r.headers()["x-eddy-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (_, dl) = p.get(&b, "/dead-letters").await;
+    let b_dead = dl[0]["entry_id"].as_str().unwrap().to_string();
+    let (_, keys) = p.get(&b, "/tenants/beta/keys").await;
+    let b_key_id = keys[0]["id"].as_str().unwrap().to_string();
+
+    let not_found = |what: &str, name: &str| {
+        (
+            StatusCode::NOT_FOUND,
+            format!("{what}_not_found"),
+            format!("{} `{name}` not found", what.replace('_', " ")),
+        )
+    };
+    // (method, path, body, expected (status, code, message))
+    type Row<'a> = (Method, String, &'a str, (StatusCode, String, String));
+    let rows: Vec<Row> = vec![
+        (
+            Method::GET,
+            "/functions/private".into(),
+            "",
+            not_found("function", "private"),
+        ),
+        (
+            Method::PATCH,
+            "/functions/private".into(),
+            r#"{"timeout_ms":1}"#,
+            not_found("function", "private"),
+        ),
+        (
+            Method::DELETE,
+            "/functions/private".into(),
+            "",
+            not_found("function", "private"),
+        ),
+        (
+            Method::POST,
+            "/functions/private/rollback".into(),
+            "",
+            not_found("function", "private"),
+        ),
+        (
+            Method::POST,
+            "/invoke/private".into(),
+            "{}",
+            not_found("function", "private"),
+        ),
+        (
+            Method::POST,
+            "/invoke/private/batch".into(),
+            "{}\n",
+            not_found("function", "private"),
+        ),
+        (
+            Method::GET,
+            format!("/invocations/{b_inv}"),
+            "",
+            not_found("invocation", &b_inv),
+        ),
+        (
+            Method::GET,
+            format!("/runs/{b_inv}"),
+            "",
+            not_found("run", &b_inv),
+        ),
+        (
+            Method::POST,
+            format!("/dead-letters/{b_dead}/redrive"),
+            "",
+            not_found("dead_letter", &b_dead),
+        ),
+        (
+            Method::GET,
+            "/tenants/beta".into(),
+            "",
+            not_found("tenant", "beta"),
+        ),
+        (
+            Method::POST,
+            "/tenants/beta/keys".into(),
+            "",
+            not_found("tenant", "beta"),
+        ),
+        (
+            Method::GET,
+            "/tenants/beta/keys".into(),
+            "",
+            not_found("tenant", "beta"),
+        ),
+        (
+            Method::DELETE,
+            format!("/tenants/beta/keys/{b_key_id}"),
+            "",
+            not_found("tenant", "beta"),
+        ),
+        (
+            Method::PUT,
+            "/tenants/beta/quota".into(),
+            "{}",
+            (
+                StatusCode::FORBIDDEN,
+                "forbidden".into(),
+                "this route needs the admin key".into(),
+            ),
+        ),
+    ];
+    for (method, path, body, (status, code, message)) in rows {
+        let r = p
+            .req(method.clone(), &path, &a)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let got_status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            (got_status, v["code"].as_str(), v["message"].as_str()),
+            (status, Some(code.as_str()), Some(message.as_str())),
+            "{method} {path}"
+        );
+    }
+    // Lists show only one's own.
+    let (_, fns) = p.get(&a, "/functions").await;
+    assert_eq!(fns, json!([]));
+    let (_, dead) = p.get(&a, "/dead-letters").await;
+    assert_eq!(dead, json!([]));
+    let (_, cbs) = p.get(&a, "/callbacks/dead-letters").await;
+    assert_eq!(cbs, json!([]));
+    // The same name in A is A's own function; B's is untouched.
+    p.deploy(&a, "private", "echo", "").await;
+    let r = p
+        .req(Method::POST, "/invoke/private", &a)
+        .body(r#"{"mine":true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), r#"{"mine":true}"#);
+    let (_, f) = p.get(&b, "/functions/private").await;
+    assert_eq!(f["versions"].as_array().unwrap().len(), 2);
+    // And B still sees its own dead letter and invocation.
+    let (s, _) = p.get(&b, &format!("/invocations/{b_inv}")).await;
+    assert_eq!(s, StatusCode::OK);
+}

@@ -1,0 +1,457 @@
+//! The platform through its HTTP API: `eddy up` (private Redis, gateway,
+//! worker in one process), a real callback receiver that checks signatures.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use eddy_tests::*;
+
+pub const ADMIN: &str = "admin-secret";
+
+/// A running `eddy up` and an HTTP client for it.
+pub struct Platform {
+    pub base: String,
+    pub http: reqwest::Client,
+    /// Kept for its lifetime: dropping it stops `eddy up`.
+    pub _process: EddyProcess,
+    _dir: tempfile::TempDir,
+}
+
+impl Platform {
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let process = EddyProcess::up(dir.path(), port, free_port(), env);
+        Platform {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            _process: process,
+            _dir: dir,
+        }
+    }
+
+    pub fn req(&self, method: Method, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key)
+    }
+
+    /// Creates a tenant; returns (key, webhook secret).
+    pub async fn tenant(&self, id: &str, quota: Value) -> (String, String) {
+        let r = self
+            .req(Method::POST, "/tenants", ADMIN)
+            .json(&json!({ "id": id, "quota": quota }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let body: Value = r.json().await.unwrap();
+        (
+            body["key"].as_str().unwrap().into(),
+            body["webhook_secret"].as_str().unwrap().into(),
+        )
+    }
+
+    pub async fn deploy(&self, key: &str, name: &str, guest: &str, query: &str) -> Value {
+        let r = self
+            .req(Method::PUT, &format!("/functions/{name}{query}"), key)
+            .body(wasm(guest))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+        r.json().await.unwrap()
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> (StatusCode, Value) {
+        let r = self.req(Method::GET, path, key).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls `path` until `done` holds on its JSON.
+    pub async fn until(&self, key: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        wait_until(Duration::from_secs(60), path, || async {
+            let (s, v) = self.get(key, path).await;
+            (s == StatusCode::OK && done(&v)).then_some(v)
+        })
+        .await
+    }
+}
+
+/// What a callback receiver got, by `webhook-id`.
+pub type Received = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// An HTTP callback receiver on `port` that checks every request's Standard
+/// Webhooks signature against `secret` (computed here, independently of
+/// Eddy's signer) and records the valid ones.
+pub async fn receiver(
+    port: u16,
+    secret: &str,
+    received: Received,
+) -> tokio::sync::oneshot::Sender<()> {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: bytes::Bytes| {
+            let key = key.clone();
+            let received = received.clone();
+            async move {
+                let h = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let (id, ts, sig) = (
+                    h("webhook-id"),
+                    h("webhook-timestamp"),
+                    h("webhook-signature"),
+                );
+                let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+                mac.update(format!("{id}.{ts}.").as_bytes());
+                mac.update(&body);
+                let expected = format!(
+                    "v1,{}",
+                    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+                );
+                let fresh = ts
+                    .parse::<u64>()
+                    .is_ok_and(|t| t.abs_diff(eddy_protocol::now_ms() / 1000) < 300);
+                if sig != expected || !fresh {
+                    return StatusCode::UNAUTHORIZED;
+                }
+                received
+                    .lock()
+                    .unwrap()
+                    .push((id, serde_json::from_slice(&body).unwrap()));
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    tx
+}
+
+fn by_id(received: &Received) -> HashMap<String, Value> {
+    received.lock().unwrap().iter().cloned().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_invoke_sync_async_with_callback_and_a_run() {
+    let p = Platform::start(&[]);
+    let (key, secret) = p.tenant("acme", json!({})).await;
+    let spec = p
+        .deploy(&key, "wordcount", "wordcount", "?timeout_ms=5000")
+        .await;
+    assert_eq!(
+        (
+            spec["version"].as_u64(),
+            spec["config"]["timeout_ms"].as_u64()
+        ),
+        (Some(1), Some(5000))
+    );
+    p.deploy(&key, "fanout", "fanout", "").await;
+
+    // Sync: the processor's output is the response.
+    let r = p
+        .req(Method::POST, "/invoke/wordcount", &key)
+        .body(r#"{"text":"one two two"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let sync_id = r.headers()["x-eddy-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(out["words"], 3);
+    let (_, rec) = p.get(&key, &format!("/invocations/{sync_id}")).await;
+    assert_eq!(rec["status"], "succeeded");
+    assert!(rec["timings"]["run_us"].as_u64().unwrap() > 0);
+
+    // Async with a callback: 202 + Location, then a signed POST.
+    let port = free_port();
+    let received: Received = Arc::default();
+    let _stop = receiver(port, &secret, received.clone()).await;
+    let hook = format!("http://127.0.0.1:{port}/hook");
+    let r = p
+        .req(Method::POST, "/invoke/wordcount", &key)
+        .header("x-callback-url", &hook)
+        .body(r#"{"text":"async words"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let body: Value = r.json().await.unwrap();
+    let id = body["id"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("/invocations/{id}"));
+    let rec = p
+        .until(&key, &location, |v| v["status"] == "succeeded")
+        .await;
+    assert_eq!(
+        rec["output"],
+        r#"{"words":2,"unique":2,"top":[["async",1],["words",1]]}"#
+    );
+    wait_for(Duration::from_secs(20), "the invocation callback", || {
+        by_id(&received).contains_key(&format!("msg_invocation_{id}"))
+    });
+    let cb = &by_id(&received)[&format!("msg_invocation_{id}")];
+    assert_eq!(
+        (cb["type"].as_str(), cb["status"].as_str()),
+        (Some("invocation.completed"), Some("succeeded"))
+    );
+
+    // `Prefer: respond-async` without a callback.
+    let r = p
+        .req(Method::POST, "/invoke/wordcount", &key)
+        .header("prefer", "respond-async")
+        .body(r#"{"text":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    // A run: B=4, D=3 is 85 invocations; the run callback fires at the end.
+    let r = p
+        .req(Method::POST, "/invoke/fanout", &key)
+        .header("prefer", "respond-async")
+        .header("x-run-callback-url", &hook)
+        .body(r#"{"branch":4,"depth":3}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let run_id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = p
+        .until(&key, &format!("/runs/{run_id}"), |v| {
+            v["status"] != "running"
+        })
+        .await;
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(
+        (
+            run["total"].as_u64(),
+            run["succeeded"].as_u64(),
+            run["percent"].as_f64()
+        ),
+        (Some(85), Some(85), Some(100.0))
+    );
+    wait_for(Duration::from_secs(20), "the run callback", || {
+        by_id(&received).contains_key(&format!("msg_run_{run_id}"))
+    });
+    assert_eq!(by_id(&received)[&format!("msg_run_{run_id}")]["total"], 85);
+
+    // Idempotency: the same key answers with the first invocation.
+    let send = |k: &'static str| {
+        p.req(Method::POST, "/invoke/wordcount", &key)
+            .header("idempotency-key", k)
+            .header("prefer", "respond-async")
+            .body(r#"{"text":"once"}"#)
+            .send()
+    };
+    let first: Value = send("k-1").await.unwrap().json().await.unwrap();
+    let again = send("k-1").await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+
+    // Batch: NDJSON in, one result line per input line.
+    let r = p
+        .req(Method::POST, "/invoke/wordcount/batch", &key)
+        .body("{\"text\":\"a\"}\n{\"text\":\"b c\"}\nnot json\n\n{\"text\":\"d\"}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let lines: Vec<Value> = r
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[2]["line"], 3);
+    assert_eq!(lines[2]["error"]["code"], "invalid_json");
+    for l in [&lines[0], &lines[1], &lines[3]] {
+        let id = l["id"].as_str().unwrap();
+        p.until(&key, &format!("/invocations/{id}"), |v| {
+            v["status"] == "succeeded"
+        })
+        .await;
+    }
+
+    // OpenAPI is served and lists the routes.
+    let (s, doc) = p.get(&key, "/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for route in [
+        "/invoke/{name}",
+        "/functions/{name}",
+        "/runs/{id}",
+        "/tenants",
+    ] {
+        assert!(doc["paths"].get(route).is_some(), "{route}");
+    }
+}
+
+/// Runs the `eddy` client against the platform; returns (exit code, stdout).
+fn cli(p: &Platform, key: &str, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(bin_dir().join("eddy"))
+        .args(args)
+        .env("EDDY_URL", &p.base)
+        .env("EDDY_KEY", key)
+        .env_remove("EDDY_TENANT")
+        .env_remove("EDDY_OUTPUT")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        eprintln!("eddy {args:?}: {stderr}");
+    }
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_drives_the_platform() {
+    let p = Platform::start(&[]);
+    let (code, out) = cli(&p, ADMIN, &["tenant", "create", "acme", "-o", "json"]);
+    assert_eq!(code, 0);
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let key = created["key"].as_str().unwrap().to_string();
+
+    let module = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(module.path(), wasm("wordcount")).unwrap();
+    let path = module.path().to_str().unwrap();
+    assert_eq!(
+        cli(
+            &p,
+            &key,
+            &["deploy", "wordcount", path, "--timeout-ms", "2000"]
+        )
+        .0,
+        0
+    );
+    let fan = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(fan.path(), wasm("fanout")).unwrap();
+    assert_eq!(
+        cli(
+            &p,
+            &key,
+            &["deploy", "fanout", fan.path().to_str().unwrap()]
+        )
+        .0,
+        0
+    );
+
+    // Sync: stdout is the processor's output.
+    let (code, out) = cli(
+        &p,
+        &key,
+        &["invoke", "wordcount", "--data", r#"{"text":"cli cli"}"#],
+    );
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["words"], 2);
+
+    // Async, then the record.
+    let (code, out) = cli(
+        &p,
+        &key,
+        &[
+            "invoke",
+            "wordcount",
+            "--async",
+            "--data",
+            r#"{"text":"a"}"#,
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0);
+    let id = serde_json::from_str::<Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    p.until(&key, &format!("/invocations/{id}"), |v| {
+        v["status"] == "succeeded"
+    })
+    .await;
+    let (code, out) = cli(&p, &key, &["invocation", &id, "-o", "json"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["status"],
+        "succeeded"
+    );
+
+    // A run, watched to its end.
+    let (_, out) = cli(
+        &p,
+        &key,
+        &[
+            "invoke",
+            "fanout",
+            "--async",
+            "--data",
+            r#"{"branch":3,"depth":3}"#,
+            "-o",
+            "json",
+        ],
+    );
+    let run = serde_json::from_str::<Value>(&out).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, _) = cli(&p, &key, &["runs", &run, "--watch"]);
+    assert_eq!(code, 0);
+    let (_, out) = cli(&p, &key, &["runs", &run, "-o", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["status"].as_str(), v["total"].as_u64()),
+        (Some("succeeded"), Some(40))
+    );
+
+    // An API error is exit 1 with the code.
+    let (code, _) = cli(&p, &key, &["invoke", "nope"]);
+    assert_eq!(code, 1);
+    let (code, out) = cli(&p, &key, &["functions", "-o", "json"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
