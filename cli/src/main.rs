@@ -2,6 +2,7 @@
 //! arguments and hands over to the role crates.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod client;
 mod local;
 mod roles;
@@ -28,6 +29,14 @@ enum Command {
     Check(local::CheckArgs),
     /// Run a worker: consume streams, run invocations, complete them.
     Worker(roles::WorkerArgs),
+    /// Run the controller: warm capacity per function, assignments, replicas.
+    Controller {
+        #[command(flatten)]
+        controller: roles::ControllerArgs,
+        /// Redis to use.
+        #[arg(long, env = "REDIS_URL")]
+        redis_url: Option<String>,
+    },
     /// Run the HTTP gateway.
     Gateway {
         #[command(flatten)]
@@ -38,6 +47,8 @@ enum Command {
     /// Run every role in one process, with a private redis-server when
     /// REDIS_URL is unset.
     Up(roles::UpArgs),
+    /// Load-generate against a running gateway and report what it measured.
+    Bench(bench::BenchArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -55,8 +66,13 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => local::run(args),
         Command::Check(args) => local::check(args),
         Command::Worker(args) => roles::worker(args),
+        Command::Controller {
+            controller,
+            redis_url,
+        } => roles::controller(controller, redis_url),
         Command::Gateway { gateway, worker } => roles::gateway(gateway, worker),
         Command::Up(args) => roles::up(args),
+        Command::Bench(args) => bench::run(args),
         Command::Client(cmd) => client::run(cmd),
     };
     match result {

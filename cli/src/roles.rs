@@ -148,12 +148,63 @@ impl WorkerArgs {
             lease: Duration::from_millis(self.lease_ms),
             max_deliveries: self.max_deliveries,
             cache_dir: self.cache_dir.clone(),
-            max_instances: (self.concurrency as u32).max(16) * 2,
+            max_instances: (self.concurrency as u32).max(16) * 4,
             consumer: self.consumer.clone(),
             record_ttl: Duration::from_secs(self.record_ttl_s),
             callbacks: self.callbacks.config()?,
         })
     }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerArgs {
+    /// Address of the controller's HTTP endpoints (`/replicas`, `/status`).
+    #[arg(long = "controller-listen", env = "EDDY_CONTROLLER_LISTEN")]
+    controller_listen: Option<SocketAddr>,
+    /// How often the controller decides, in ms.
+    #[arg(long, env = "EDDY_CONTROLLER_TICK_MS", default_value_t = 100)]
+    controller_tick_ms: u64,
+    /// Drain a backlog within this long, in ms.
+    #[arg(long, env = "EDDY_TARGET_QUEUE_AGE_MS", default_value_t = 500)]
+    target_queue_age_ms: u64,
+    /// Fewest worker replicas to ask for.
+    #[arg(long, env = "EDDY_MIN_REPLICAS", default_value_t = 1)]
+    min_replicas: u32,
+    /// Most worker replicas to ask for.
+    #[arg(long, env = "EDDY_MAX_REPLICAS", default_value_t = 100)]
+    max_replicas: u32,
+}
+
+impl ControllerArgs {
+    fn config(
+        &self,
+        redis_url: String,
+        default_listen: SocketAddr,
+    ) -> eddy_controller::ControllerConfig {
+        eddy_controller::ControllerConfig {
+            redis_url,
+            listen: self.controller_listen.unwrap_or(default_listen),
+            tick: Duration::from_millis(self.controller_tick_ms.max(10)),
+            target_queue_age: Duration::from_millis(self.target_queue_age_ms.max(1)),
+            min_replicas: self.min_replicas,
+            max_replicas: self.max_replicas,
+            ..eddy_controller::ControllerConfig::default()
+        }
+    }
+}
+
+pub fn controller(args: ControllerArgs, redis_url: Option<String>) -> Result<ExitCode> {
+    let Some(url) = redis_url else {
+        bail!("set REDIS_URL (or --redis-url)");
+    };
+    tokio_runtime()?.block_on(async {
+        let shutdown = shutdown_signal()?;
+        let config = args.config(url, SocketAddr::from(([0, 0, 0, 0], 8081)));
+        eddy_controller::serve(config, shutdown)
+            .await
+            .context("running the controller")?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,6 +213,8 @@ pub struct UpArgs {
     worker: WorkerArgs,
     #[command(flatten)]
     gateway: GatewayArgs,
+    #[command(flatten)]
+    controller: ControllerArgs,
     /// Where `eddy up` keeps its private Redis data (AOF).
     #[arg(long, env = "EDDY_DATA_DIR", default_value = ".eddy")]
     data_dir: PathBuf,
@@ -335,6 +388,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
             .await
             .context("starting the worker")?;
         let listen = SocketAddr::from(([127, 0, 0, 1], 8080));
+        let url_for_controller = url.clone();
         let config = args
             .gateway
             .config(url, &args.worker, Some(admin_key), listen)?;
@@ -348,6 +402,11 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         .await
         .context("binding the gateway")?;
         eprintln!("eddy up: gateway on http://{addr}");
+        let controller_config = args.controller.config(
+            url_for_controller.clone(),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        );
+        let controller = tokio::spawn(eddy_controller::serve(controller_config, shutdown.clone()));
         eprintln!(
             "eddy up: worker {} running; Ctrl-C drains and stops",
             worker.consumer()
@@ -358,6 +417,10 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
             .await
             .context("gateway task")?
             .context("serving HTTP")?;
+        controller
+            .await
+            .context("controller task")?
+            .context("running the controller")?;
         anyhow::Ok(ExitCode::SUCCESS)
     });
     drop(redis);

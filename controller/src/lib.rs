@@ -1,3 +1,435 @@
-//! Backlog and activity to warm capacity per (tenant, function) and worker
-//! replicas; scale-to-zero; leader lease. (Built in issue 5; never links wasmtime.)
+//! The controller: reads backlog and activity of active streams, decides a
+//! warm concurrency per (tenant, function), assigns it to live workers,
+//! computes the worker replicas the load needs, and scales idle functions to
+//! zero. One leader at a time, through a Redis lease; every instance serves
+//! the leader's decisions over HTTP (`/replicas` for KEDA, `/status`).
+//!
+//! **Invariant:** it never links wasmtime, and it never polls idle streams:
+//! it looks only at streams in the activity window (`eddy:active`), which
+//! gateways and workers mark when work arrives.
 #![forbid(unsafe_code)]
+
+pub mod decide;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use eddy_protocol::control::{Assignment, ControllerState, FunctionDecision, WorkerInfo};
+use eddy_protocol::{FunctionName, TenantId, keys};
+use eddy_queue::{Queue, QueueConfig};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// Settings of the controller.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub redis_url: String,
+    pub listen: SocketAddr,
+    /// How often it decides.
+    pub tick: Duration,
+    /// Drain a backlog within this long.
+    pub target_queue_age: Duration,
+    /// A worker unseen this long is dead; its assignments move.
+    pub worker_timeout: Duration,
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// Concurrency of one worker, when no worker is there to say.
+    pub worker_concurrency_hint: u32,
+    /// This instance's id in the leader election.
+    pub id: String,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            tick: Duration::from_millis(100),
+            target_queue_age: Duration::from_millis(500),
+            worker_timeout: Duration::from_secs(5),
+            min_replicas: 1,
+            max_replicas: 100,
+            worker_concurrency_hint: 16,
+            id: eddy_protocol::new_id(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    added: u64,
+    done: u64,
+    busy_us: u64,
+    at: Instant,
+    rate: f64,
+    service_s: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Spec {
+    max_concurrency: u32,
+    idle_timeout_ms: u64,
+    fetched: Instant,
+}
+
+/// The controller's memory between ticks (smoothing, caches, last plan).
+#[derive(Debug, Default)]
+struct Memory {
+    samples: HashMap<String, Sample>,
+    specs: HashMap<String, Spec>,
+    caps: HashMap<String, (u32, Instant)>,
+    assignments: HashMap<String, Assignment>,
+    concurrency: HashMap<String, u32>,
+}
+
+/// Smoothing of rates: weight of the newest sample.
+const EWMA: f64 = 0.3;
+/// How long cached specs and quotas are trusted.
+const CACHE_TTL: Duration = Duration::from_secs(5);
+/// Activity older than this is forgotten.
+const ACTIVE_WINDOW_MS: u64 = 24 * 3600 * 1000;
+
+/// Errors of the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("queue: {0}")]
+    Queue(#[from] eddy_queue::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One tick of the leader: measure, decide, assign, publish.
+async fn tick(
+    queue: &Queue,
+    config: &ControllerConfig,
+    mem: &mut Memory,
+) -> Result<ControllerState, eddy_queue::Error> {
+    let now_ms = eddy_protocol::now_ms();
+    let now = Instant::now();
+    let active = queue
+        .active_streams(now_ms.saturating_sub(ACTIVE_WINDOW_MS))
+        .await?;
+
+    let mut inputs = Vec::new();
+    let mut rows = Vec::new();
+    for (stream, last) in &active {
+        let Some((tenant, function)) = keys::parse_stream(stream) else {
+            continue;
+        };
+        let spec = match mem
+            .specs
+            .get(stream)
+            .filter(|s| s.fetched.elapsed() < CACHE_TTL)
+        {
+            Some(s) => s.clone(),
+            None => match queue.function(&tenant, &function, None).await? {
+                Some(spec) => {
+                    let s = Spec {
+                        max_concurrency: spec.config.max_concurrency,
+                        idle_timeout_ms: spec.config.idle_timeout_ms,
+                        fetched: now,
+                    };
+                    mem.specs.insert(stream.clone(), s.clone());
+                    s
+                }
+                // Deleted: nothing to keep warm.
+                None => continue,
+            },
+        };
+        if mem
+            .caps
+            .get(tenant.as_str())
+            .is_none_or(|(_, at)| at.elapsed() >= CACHE_TTL)
+        {
+            let cap = queue
+                .tenant(&tenant)
+                .await?
+                .map(|t| t.quota.max_concurrency)
+                .unwrap_or(0);
+            mem.caps.insert(tenant.to_string(), (cap, now));
+        }
+        rows.push((stream.clone(), tenant, function, *last, spec));
+    }
+    let pairs: Vec<(String, String)> = rows
+        .iter()
+        .map(|(s, t, f, _, _)| (s.clone(), keys::stats(t, f)))
+        .collect();
+    let stats = queue.stream_stats(&pairs).await?;
+    for ((stream, tenant, _, last, spec), st) in rows.iter().zip(&stats) {
+        let prev = mem.samples.get(stream).copied();
+        let (rate, service_s) = match prev {
+            Some(p) => {
+                let dt = p.at.elapsed().as_secs_f64().max(0.001);
+                let r = st.added.saturating_sub(p.added) as f64 / dt;
+                let done = st.done.saturating_sub(p.done);
+                let s = if done > 0 {
+                    st.busy_us.saturating_sub(p.busy_us) as f64 / done as f64 / 1e6
+                } else {
+                    p.service_s
+                };
+                (
+                    EWMA * r + (1.0 - EWMA) * p.rate,
+                    EWMA * s + (1.0 - EWMA) * p.service_s,
+                )
+            }
+            None => (
+                0.0,
+                if st.done > 0 {
+                    st.busy_us as f64 / st.done as f64 / 1e6
+                } else {
+                    0.005
+                },
+            ),
+        };
+        mem.samples.insert(
+            stream.clone(),
+            Sample {
+                added: st.added,
+                done: st.done,
+                busy_us: st.busy_us,
+                at: now,
+                rate,
+                service_s,
+            },
+        );
+        inputs.push(decide::Input {
+            stream: stream.clone(),
+            tenant: tenant.to_string(),
+            lag: st.lag,
+            pending: st.pending,
+            arrival_rate: rate,
+            service_s,
+            idle_ms: now_ms.saturating_sub(*last),
+            max_concurrency: spec.max_concurrency,
+            idle_timeout_ms: spec.idle_timeout_ms,
+        });
+    }
+    let caps: HashMap<String, u32> = mem.caps.iter().map(|(t, (c, _))| (t.clone(), *c)).collect();
+    let workers_now = queue.workers().await?;
+    let burst = workers_now
+        .iter()
+        .map(|w| w.concurrency)
+        .max()
+        .unwrap_or(config.worker_concurrency_hint);
+    let decisions = decide::decide(&inputs, &caps, config.target_queue_age.as_secs_f64(), burst);
+
+    // Live workers; the dead are removed so that their share moves.
+    let mut alive: Vec<WorkerInfo> = Vec::new();
+    for w in workers_now {
+        if now_ms.saturating_sub(w.seen_at_ms) > config.worker_timeout.as_millis() as u64 {
+            warn!(worker = %w.id, "worker missed its heartbeats; moving its assignments");
+            queue.unregister(&w.id).await?;
+        } else {
+            alive.push(w);
+        }
+    }
+    let ids: Vec<String> = alive
+        .iter()
+        .filter(|w| !w.draining)
+        .map(|w| w.id.clone())
+        .collect();
+    let assignments = decide::assign(&decisions, &ids, &mem.assignments);
+    if assignments != mem.assignments {
+        queue.set_assignments(&assignments).await?;
+        mem.assignments = assignments.clone();
+    }
+    for d in &decisions {
+        let before = mem
+            .concurrency
+            .insert(d.stream.clone(), d.concurrency)
+            .unwrap_or(0);
+        if before != d.concurrency {
+            info!(stream = %d.stream, from = before, to = d.concurrency, reason = %d.reason, "scaling");
+        }
+    }
+    // Forget functions that left the window.
+    mem.concurrency
+        .retain(|s, _| decisions.iter().any(|d| &d.stream == s));
+    if now_ms % 60_000 < config.tick.as_millis() as u64 {
+        queue
+            .forget_inactive(now_ms.saturating_sub(ACTIVE_WINDOW_MS))
+            .await?;
+    }
+
+    let total: u32 = decisions.iter().map(|d| d.concurrency).sum();
+    let per_worker = if alive.is_empty() {
+        config.worker_concurrency_hint
+    } else {
+        (alive.iter().map(|w| w.concurrency).sum::<u32>() / alive.len() as u32).max(1)
+    };
+    let functions = decisions
+        .iter()
+        .zip(&inputs)
+        .map(|(d, i)| {
+            let (tenant, function) = keys::parse_stream(&d.stream)
+                .map(|(t, f)| (t.to_string(), f.to_string()))
+                .unwrap_or_default();
+            FunctionDecision {
+                stream: d.stream.clone(),
+                tenant,
+                function,
+                lag: i.lag,
+                pending: i.pending,
+                arrival_rate: i.arrival_rate,
+                service_ms: i.service_s * 1000.0,
+                concurrency: d.concurrency,
+                workers: assignments
+                    .iter()
+                    .filter(|(_, a)| a.contains_key(&d.stream))
+                    .map(|(w, _)| w.clone())
+                    .collect(),
+                idle_ms: i.idle_ms,
+                zero_in_ms: if d.concurrency == 0 || i.lag + i.pending > 0 {
+                    0
+                } else {
+                    i.idle_timeout_ms.saturating_sub(i.idle_ms)
+                },
+                reason: d.reason.clone(),
+            }
+        })
+        .collect();
+    Ok(ControllerState {
+        leader: config.id.clone(),
+        at_ms: now_ms,
+        functions,
+        desired_replicas: decide::replicas(
+            total,
+            per_worker,
+            config.min_replicas,
+            config.max_replicas,
+        ),
+        current_replicas: alive.len() as u32,
+        workers: alive,
+    })
+}
+
+/// Runs the election and, while leading, the decision loop, until `stop`.
+pub async fn run(queue: Queue, config: ControllerConfig, mut stop: watch::Receiver<bool>) {
+    let mut mem = Memory::default();
+    let lease_ms = (config.tick * 30).max(Duration::from_secs(3)).as_millis() as u64;
+    let mut leading = false;
+    while !*stop.borrow() {
+        let started = Instant::now();
+        match queue.lead(&config.id, lease_ms).await {
+            Ok(true) => {
+                if !leading {
+                    info!(id = %config.id, "leading");
+                    leading = true;
+                    // A new leader starts from what is in Redis, not from
+                    // the memory of an earlier term.
+                    mem = Memory::default();
+                }
+                match tick(&queue, &config, &mut mem).await {
+                    Ok(state) => {
+                        if let Err(error) = queue.set_controller_state(&state).await {
+                            warn!(%error, "publishing the decisions");
+                        }
+                    }
+                    Err(error) => warn!(%error, "controller tick"),
+                }
+            }
+            Ok(false) => {
+                if leading {
+                    info!(id = %config.id, "lost the lease");
+                }
+                leading = false;
+            }
+            Err(error) => {
+                debug!(%error, "leader election");
+                leading = false;
+            }
+        }
+        let rest = config.tick.saturating_sub(started.elapsed());
+        tokio::select! {
+            _ = tokio::time::sleep(rest) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    if leading {
+        let _ = queue.resign(&config.id).await;
+    }
+}
+
+/// The HTTP side, served by every instance from the leader's decisions.
+pub fn app(queue: Queue) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(q): State<Queue>| async move {
+                match q.ping().await {
+                    Ok(()) => (StatusCode::OK, "ready"),
+                    Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable"),
+                }
+            }),
+        )
+        .route("/replicas", get(replicas))
+        .route("/status", get(status))
+        .with_state(queue)
+}
+
+async fn replicas(State(q): State<Queue>) -> impl IntoResponse {
+    match q.controller_state().await {
+        Ok(Some(s)) => (
+            StatusCode::OK,
+            Json(
+                serde_json::json!({ "desired": s.desired_replicas, "current": s.current_replicas, "at_ms": s.at_ms }),
+            ),
+        ),
+        Ok(None) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": "no decision yet" })),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": e.to_string() })),
+        ),
+    }
+}
+
+async fn status(State(q): State<Queue>) -> impl IntoResponse {
+    match q.controller_state().await {
+        Ok(Some(s)) => (
+            StatusCode::OK,
+            Json(serde_json::to_value(s).unwrap_or_default()),
+        ),
+        Ok(None) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": "no decision yet" })),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": e.to_string() })),
+        ),
+    }
+}
+
+/// Connects, then serves HTTP and runs the loop until `stop`.
+pub async fn serve(config: ControllerConfig, stop: watch::Receiver<bool>) -> Result<(), Error> {
+    let queue = Queue::connect(&config.redis_url, QueueConfig::default()).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    info!(addr = %config.listen, id = %config.id, "controller listening");
+    let mut http_stop = stop.clone();
+    let router = app(queue.clone());
+    let http = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    run(queue, config, stop).await;
+    let _ = http.await;
+    Ok(())
+}
+
+/// The tenant and function of a stream, for display.
+pub fn describe(stream: &str) -> Option<(TenantId, FunctionName)> {
+    keys::parse_stream(stream)
+}

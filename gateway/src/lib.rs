@@ -81,6 +81,8 @@ pub struct AppState {
     pub waiters: Arc<waiters::Waiters>,
     /// This gateway instance's reply channel.
     pub reply_channel: String,
+    /// When this gateway last marked each stream active.
+    pub touched: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -115,7 +117,30 @@ impl AppState {
             validator,
             waiters,
             reply_channel,
+            touched: Arc::default(),
         })
+    }
+}
+
+impl AppState {
+    /// Marks a stream active and wakes its consumers, at most once a second
+    /// per stream from this gateway: enough for the controller's view and for
+    /// a cold function to wake at its first invocation, without an extra
+    /// round trip on every request.
+    pub async fn touch(&self, stream: String) {
+        let now = std::time::Instant::now();
+        {
+            let mut t = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+            if t.get(&stream)
+                .is_some_and(|at| now.duration_since(*at) < Duration::from_secs(1))
+            {
+                return;
+            }
+            t.insert(stream.clone(), now);
+        }
+        if let Err(error) = self.queue.touch(&[stream]).await {
+            tracing::debug!(%error, "marking a stream active");
+        }
     }
 }
 
@@ -158,6 +183,7 @@ pub fn app(state: AppState) -> Router {
             "/callbacks/dead-letters",
             get(routes::records::callback_dead_letters),
         )
+        .route("/status", get(routes::records::status))
         .route("/tenants", post(routes::tenants::create))
         .route("/tenants/{tenant}", get(routes::tenants::get))
         .route("/tenants/{tenant}/quota", put(routes::tenants::set_quota))

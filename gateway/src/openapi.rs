@@ -12,7 +12,7 @@ use crate::routes::{functions, health, invoke, records, tenants};
         health::healthz, health::readyz,
         functions::deploy, functions::patch, functions::list, functions::get, functions::rollback, functions::delete,
         invoke::invoke, invoke::batch,
-        records::invocation, records::run, records::dead_letters, records::redrive, records::callback_dead_letters,
+        records::invocation, records::run, records::dead_letters, records::redrive, records::callback_dead_letters, records::status,
         tenants::create, tenants::get, tenants::set_quota, tenants::create_key, tenants::list_keys, tenants::revoke_key,
     ),
     components(schemas(crate::ErrorBody)),

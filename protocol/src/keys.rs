@@ -24,6 +24,17 @@ pub fn stream(tenant: &TenantId, function: &FunctionName) -> String {
     format!("eddy:{}:q:{function}", tag(tenant))
 }
 
+/// The tenant and function of a stream key, if it is one.
+pub fn parse_stream(key: &str) -> Option<(TenantId, FunctionName)> {
+    let rest = key.strip_prefix("eddy:{t:")?;
+    let (tenant, rest) = rest.split_once('}')?;
+    let function = rest.strip_prefix(":q:")?;
+    Some((
+        TenantId::new(tenant).ok()?,
+        FunctionName::new(function).ok()?,
+    ))
+}
+
 /// Stream key prefix of a tenant; a function name follows it.
 pub fn stream_prefix(tenant: &TenantId) -> String {
     format!("eddy:{}:q:", tag(tenant))
@@ -118,6 +129,34 @@ pub fn reply_channel(gateway: &str) -> String {
     format!("eddy:reply:{gateway}")
 }
 
+/// Per-function counters of completed invocations and their busy time
+/// (`done`, `busy_us`), for the controller's service-time estimate.
+pub fn stats(tenant: &TenantId, function: &FunctionName) -> String {
+    format!("eddy:{}:stats:{function}", tag(tenant))
+}
+
+/// Sorted set of streams by last activity (ms): what the controller looks
+/// at. Idle streams fall out of its window and cost nothing.
+pub const ACTIVE: &str = "eddy:active";
+
+/// Pub/sub channel: a stream got work while it may have no warm capacity.
+pub const WAKE: &str = "eddy:wake";
+
+/// Pub/sub channel: assignments changed.
+pub const ASSIGN: &str = "eddy:assign";
+
+/// Hash of live workers: worker id → heartbeat JSON.
+pub const WORKERS: &str = "eddy:workers";
+
+/// Hash of assignments: worker id → JSON map stream → concurrency.
+pub const ASSIGNMENTS: &str = "eddy:assignments";
+
+/// The controller leader lease (value: the leader's id).
+pub const CONTROLLER_LEADER: &str = "eddy:controller:leader";
+
+/// The controller's last decisions (JSON), for status, replicas and UIs.
+pub const CONTROLLER_STATE: &str = "eddy:controller:state";
+
 /// Idempotency key → invocation id.
 pub fn idempotency(tenant: &TenantId, key: &str) -> String {
     format!("eddy:{}:idem:{key}", tag(tenant))
@@ -145,10 +184,13 @@ mod tests {
             rate_window(&t, 1),
             callback_retries(&t),
             callback_dead_letters(&t),
+            stats(&t, &f),
         ] {
             assert!(key.contains("{t:acme}"), "{key}");
             assert_eq!(key.matches('{').count(), 1, "{key}");
         }
         assert_eq!(stream(&t, &f), "eddy:{t:acme}:q:wordcount");
+        assert_eq!(parse_stream(&stream(&t, &f)), Some((t.clone(), f.clone())));
+        assert_eq!(parse_stream("eddy:{t:acme}:fn:wordcount"), None);
     }
 }

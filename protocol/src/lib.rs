@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod callback;
+pub mod control;
 pub mod envelope;
 pub mod function;
 pub mod keys;

@@ -115,6 +115,43 @@ impl Queue {
         Ok((out, bad))
     }
 
+    /// Reads new entries of one stream without blocking (a wake-up), on the
+    /// shared connection.
+    pub async fn read_now(
+        &self,
+        consumer: &str,
+        stream: &str,
+        count: usize,
+    ) -> Result<(Vec<Delivery>, Vec<Malformed>)> {
+        let reply: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(keys::GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count.max(1))
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(">")
+            .query_async(&mut self.conn())
+            .await;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) if e.code() == Some("NOGROUP") => None,
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in &key.ids {
+                match parse(&key.key, entry, 1) {
+                    Ok(d) => out.push(d),
+                    Err(m) => bad.push(m),
+                }
+            }
+        }
+        Ok((out, bad))
+    }
+
     /// Takes over entries of `stream` idle for at least `min_idle_ms` (their
     /// consumer crashed or stalled), at most `count`. Each comes with its
     /// delivery count, so that the caller can dead-letter poison entries.

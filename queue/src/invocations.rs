@@ -165,7 +165,8 @@ impl Queue {
             .key(keys::delayed(t))
             .key(keys::dead_letters(t))
             .key(keys::callbacks(t))
-            .key(keys::tenant(t));
+            .key(keys::tenant(t))
+            .key(keys::stats(t, &env.function));
 
         let (outcome, output, content_type, follow_ups, retry_at, attempt): (
             &str,
@@ -226,7 +227,8 @@ impl Queue {
             .arg(attempt)
             .arg(env.depth + 1)
             .arg(t.as_str())
-            .arg(env.reply_to.as_deref().unwrap_or(""));
+            .arg(env.reply_to.as_deref().unwrap_or(""))
+            .arg(completion.outcome.timings.instantiate_us + completion.outcome.timings.run_us);
         for f in follow_ups {
             inv.arg(encode(&f.envelope)?)
                 .arg(f.payload.as_slice())

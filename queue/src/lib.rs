@@ -14,6 +14,7 @@
 
 mod callbacks;
 mod consume;
+mod control;
 mod invocations;
 mod registry;
 mod replies;
@@ -26,7 +27,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 
 pub use callbacks::{CALLBACK_GROUP, Callback, DeadCallback};
-pub use consume::Delivery;
+pub use consume::{Delivery, Malformed};
+pub use control::StreamStats;
 pub use invocations::{Completed, Completion, Disposition, Enqueued, FollowUp};
 pub use registry::{Backlog, FunctionVersions};
 pub use replies::Reply;

@@ -25,7 +25,8 @@ pub enum Reply {
 
 impl Queue {
     /// Subscribes to `channel` for as long as the receiver lives,
-    /// reconnecting with backoff.
+    /// reconnecting with backoff. Each message's payload comes as
+    /// [`Reply::Done`].
     pub fn replies(&self, channel: String) -> mpsc::Receiver<Reply> {
         let (tx, rx) = mpsc::channel(4096);
         let client = self.client.clone();

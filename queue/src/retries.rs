@@ -29,19 +29,24 @@ pub struct DeadLetter {
 
 impl Queue {
     /// Moves retries of `tenant` that are due by `now_ms` back into their
-    /// streams, at most `limit`. Returns how many moved.
-    pub async fn promote_due(&self, tenant: &TenantId, now_ms: u64, limit: usize) -> Result<usize> {
+    /// streams, at most `limit`. Returns the streams that got one (to wake).
+    pub async fn promote_due(
+        &self,
+        tenant: &TenantId,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<String>> {
         let mut conn = self.conn();
         let delayed = keys::delayed(tenant);
         let due: Vec<String> = conn
             .zrangebyscore_limit(&delayed, 0, now_ms, 0, limit as isize)
             .await?;
         if due.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         // Retries are the exception, not the hot path: one script call each
         // (EVALSHA with EVAL fallback, so a restarted Redis is fine).
-        let mut moved = 0;
+        let mut moved = Vec::new();
         for member in &due {
             let parsed = member
                 .split_once('|')
@@ -58,9 +63,11 @@ impl Queue {
                 .invoke_async(&mut conn)
                 .await?;
             if n == 1 {
-                moved += 1;
+                moved.push(keys::stream(tenant, &function));
             }
         }
+        moved.sort();
+        moved.dedup();
         Ok(moved)
     }
 

@@ -8,3 +8,4 @@ mod drain;
 mod failures;
 mod flow;
 mod gateway;
+mod scaling;

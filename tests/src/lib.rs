@@ -171,6 +171,31 @@ impl EddyProcess {
         }
     }
 
+    /// `eddy controller` against `redis_url`.
+    pub fn controller(redis_url: &str, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(bin_dir().join("eddy"));
+        cmd.arg("controller")
+            .env("REDIS_URL", redis_url)
+            .env(
+                "EDDY_CONTROLLER_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            )
+            .env("EDDY_CONTROLLER_TICK_MS", "50")
+            .env("EDDY_LOG", "eddy=info,warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting eddy controller: {e}"));
+        EddyProcess {
+            child: Some(child),
+            name: "controller".into(),
+        }
+    }
+
     /// `eddy up` with its own private Redis on `redis_port`, the gateway on
     /// `listen`, admin key `admin`, callbacks to 127.0.0.1 allowed.
     pub fn up(data_dir: &Path, listen: u16, redis_port: u16, env: &[(&str, &str)]) -> Self {

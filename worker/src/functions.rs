@@ -57,6 +57,20 @@ impl Functions {
         m.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Versions loaded now.
+    pub(crate) fn len(&self) -> usize {
+        Self::lock(&self.loaded).len()
+    }
+
+    /// Drops every loaded version of a function (its memory goes with the
+    /// last running invocation). Returns how many were dropped.
+    pub(crate) fn evict(&self, tenant: &TenantId, name: &FunctionName) -> usize {
+        let mut loaded = Self::lock(&self.loaded);
+        let before = loaded.len();
+        loaded.retain(|(t, f, _), _| !(t == tenant && f == name));
+        before - loaded.len()
+    }
+
     /// The version to run: the pinned one, or the current one.
     pub(crate) async fn resolve(
         &self,

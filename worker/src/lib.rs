@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod callbacks;
+mod capacity;
 mod functions;
 mod process;
 mod worker;

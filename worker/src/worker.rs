@@ -2,17 +2,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use eddy_protocol::control::WorkerInfo;
 use eddy_protocol::keys;
+use eddy_queue::Reply;
 use eddy_queue::{Completion, Delivery, Queue, QueueConfig};
 use eddy_runtime::{Runtime, RuntimeConfig};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use crate::callbacks::{CallbackConfig, Dispatcher};
+use crate::capacity::Capacity;
 use crate::functions::Functions;
 use crate::process;
 
@@ -64,6 +67,19 @@ pub enum WorkerError {
     Http(#[from] reqwest::Error),
 }
 
+/// Resident memory of this process, bytes (Linux).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
 /// Entries this worker holds, per stream: started ones need their lease
 /// extended.
 type InFlight = Arc<Mutex<HashMap<String, HashSet<String>>>>;
@@ -77,7 +93,17 @@ pub struct Worker {
     runtime: Arc<Runtime>,
     functions: Arc<Functions>,
     inflight: InFlight,
-    streams: Arc<Mutex<Vec<String>>>,
+    capacity: Mutex<Capacity>,
+    /// Invocations running now, and a wake-up for the drain waiting on 0.
+    running: AtomicUsize,
+    idle: Notify,
+    /// Signalled when an invocation ends: a stream may have room again.
+    freed: Notify,
+    completed: AtomicU64,
+    draining: AtomicBool,
+    /// Streams recently marked active by this worker (rate limit of touch).
+    touched: Mutex<HashMap<String, Instant>>,
+    started_at_ms: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -119,7 +145,14 @@ impl Worker {
             runtime: Arc::new(runtime),
             functions: Arc::new(Functions::default()),
             inflight: Arc::default(),
-            streams: Arc::default(),
+            capacity: Mutex::default(),
+            running: AtomicUsize::new(0),
+            idle: Notify::new(),
+            freed: Notify::new(),
+            completed: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            touched: Mutex::default(),
+            started_at_ms: eddy_protocol::now_ms(),
         })
     }
 
@@ -139,13 +172,14 @@ impl Worker {
             this.config.callbacks.clone(),
             this.consumer.clone(),
         )?);
-        let callbacks = tokio::spawn(dispatcher.run(maint_rx));
+        let callbacks = tokio::spawn(dispatcher.run(maint_rx.clone()));
+        let signals = tokio::spawn(this.clone().listen(maint_rx));
 
         let slots = Arc::new(Semaphore::new(this.config.concurrency.max(1)));
-        let mut tasks = JoinSet::new();
         let mut conn = None;
         let mut backoff = Duration::from_millis(50);
         this.discover().await;
+        this.heartbeat().await;
 
         while !*shutdown.borrow() {
             // Wait for a free slot first: read only what can start now.
@@ -153,16 +187,17 @@ impl Worker {
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 _ = shutdown.changed() => break,
             };
-            while tasks.try_join_next().is_some() {}
             let free = slots.available_permits() + 1;
-            let streams = lock(&this.streams).clone();
+            let (streams, most) = lock(&this.capacity).readable(this.default_concurrency());
             if streams.is_empty() {
+                // Nothing readable: no streams, or every one holds all it
+                // may. Wait for an invocation to end (or for news).
                 drop(first);
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = this.freed.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                     _ = shutdown.changed() => {}
                 }
-                this.discover().await;
                 continue;
             }
             if conn.is_none() {
@@ -180,10 +215,11 @@ impl Worker {
             let Some(c) = conn.as_mut() else { continue };
             // The read is never cancelled midway (a cancelled XREADGROUP may
             // still deliver entries nobody sees); its short block bounds how
-            // long a drain waits for it.
+            // long a drain, or a new assignment, waits for it.
+            let count = free.max(1).min(most.max(1));
             let read = this
                 .queue
-                .read(c, &this.consumer, &streams, free, 500)
+                .read(c, &this.consumer, &streams, count, 200)
                 .await;
             let (deliveries, malformed) = match read {
                 Ok(r) => {
@@ -199,16 +235,10 @@ impl Worker {
                     continue;
                 }
             };
-            for m in malformed {
-                warn!(stream = %m.stream, entry = %m.entry_id, reason = %m.reason, "quarantining malformed entry");
-                if let Err(error) = this.queue.quarantine(&m).await {
-                    warn!(%error, "quarantine failed; the entry will be reclaimed");
-                }
-            }
+            this.quarantine(malformed).await;
             let mut first = Some(first);
             for d in deliveries {
-                this.hold(&d);
-                let permit = match first.take() {
+                let global = match first.take() {
                     Some(p) => Some(p),
                     None if *shutdown.borrow() => None,
                     None => tokio::select! {
@@ -216,33 +246,192 @@ impl Worker {
                         _ = shutdown.changed() => None,
                     },
                 };
-                match permit {
-                    Some(permit) => {
-                        let w = this.clone();
-                        tasks.spawn(async move {
-                            w.handle(d).await;
-                            drop(permit);
-                        });
+                match global {
+                    Some(global) => this.dispatch(d, Some(global)).await,
+                    None => {
+                        this.hold(&d);
+                        this.give_back(&d).await;
                     }
-                    None => this.give_back(&d).await,
                 }
             }
         }
 
-        info!(in_flight = tasks.len(), "draining");
-        while tasks.join_next().await.is_some() {}
+        info!(in_flight = this.running.load(Ordering::Acquire), "draining");
+        this.draining.store(true, Ordering::Release);
+        this.heartbeat().await;
+        while this.running.load(Ordering::Acquire) > 0 {
+            let notified = this.idle.notified();
+            if this.running.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            notified.await;
+        }
         let _ = stop_maint.send(true);
         let _ = maintenance.await;
         let _ = callbacks.await;
-        let streams = lock(&this.streams).clone();
+        let _ = signals.await;
+        let streams = lock(&this.capacity).streams();
         for stream in streams {
-            match this.queue.forget_consumer(&stream, &this.consumer).await {
-                Ok(_) => {}
-                Err(error) => warn!(%error, stream, "leaving the group"),
+            if let Err(error) = this.queue.forget_consumer(&stream, &this.consumer).await {
+                warn!(%error, stream, "leaving the group");
             }
+        }
+        if let Err(error) = this.queue.unregister(&this.consumer).await {
+            warn!(%error, "leaving the worker registry");
         }
         info!("drained");
         Ok(())
+    }
+
+    /// Concurrency of a stream nobody assigned.
+    fn default_concurrency(&self) -> u32 {
+        self.config.concurrency.max(1) as u32
+    }
+
+    async fn quarantine(&self, malformed: Vec<eddy_queue::Malformed>) {
+        for m in malformed {
+            warn!(stream = %m.stream, entry = %m.entry_id, reason = %m.reason, "quarantining malformed entry");
+            if let Err(error) = self.queue.quarantine(&m).await {
+                warn!(%error, "quarantine failed; the entry will be reclaimed");
+            }
+        }
+    }
+
+    /// Starts one delivery: it waits for a slot of its stream (the
+    /// controller's share), then runs on the global slot it holds.
+    async fn dispatch(self: &Arc<Self>, d: Delivery, global: Option<OwnedSemaphorePermit>) {
+        self.hold(&d);
+        let slot = lock(&self.capacity).permits(&d.stream);
+        if let Some((_, held)) = &slot {
+            held.fetch_add(1, Ordering::AcqRel);
+        }
+        self.running.fetch_add(1, Ordering::AcqRel);
+        let w = self.clone();
+        tokio::spawn(async move {
+            let _stream_permit: Option<OwnedSemaphorePermit> = match &slot {
+                Some((p, _)) => p.clone().acquire_owned().await.ok(),
+                None => None,
+            };
+            w.handle(d).await;
+            drop(global);
+            if let Some((_, held)) = &slot {
+                held.fetch_sub(1, Ordering::AcqRel);
+            }
+            w.completed.fetch_add(1, Ordering::Relaxed);
+            w.freed.notify_one();
+            if w.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+                w.idle.notify_waiters();
+            }
+        });
+    }
+
+    /// Wake-ups and assignment changes, as they are published.
+    async fn listen(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut wake = self.queue.replies(keys::WAKE.to_string());
+        let mut assign = self.queue.replies(keys::ASSIGN.to_string());
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                Some(msg) = wake.recv() => {
+                    if let Reply::Done(stream) = msg {
+                        self.woken(stream).await;
+                    }
+                }
+                Some(_) = assign.recv() => self.refresh_assignment().await,
+            }
+        }
+    }
+
+    /// A stream got work and may be cold: read it at once, without waiting
+    /// for the blocked reader or the controller.
+    async fn woken(self: &Arc<Self>, stream: String) {
+        if self.draining.load(Ordering::Acquire) || keys::parse_stream(&stream).is_none() {
+            return;
+        }
+        let permits = {
+            let mut cap = lock(&self.capacity);
+            // Assigned already: the reader has it.
+            if cap.controlled() && cap.permits(&stream).is_some() {
+                return;
+            }
+            cap.wake(stream.clone());
+            cap.wanted(self.default_concurrency());
+            cap.permits(&stream)
+        };
+        let free = permits.map(|(p, _)| p.available_permits()).unwrap_or(0);
+        if free == 0 {
+            return;
+        }
+        match self.queue.read_now(&self.consumer, &stream, free).await {
+            Ok((deliveries, malformed)) => {
+                self.quarantine(malformed).await;
+                for d in deliveries {
+                    // Wake-ups run beside the reader's global slots (bounded
+                    // by the stream's own permits): they are few, and the
+                    // point is to start now.
+                    self.dispatch(d, None).await;
+                }
+            }
+            Err(error) => debug!(%error, stream, "reading a woken stream"),
+        }
+    }
+
+    async fn refresh_assignment(&self) {
+        match self.queue.leader().await {
+            Ok(Some(_)) => match self.queue.assignment(&self.consumer).await {
+                Ok(a) => lock(&self.capacity).set_assigned(Some(a)),
+                Err(error) => debug!(%error, "reading the assignment"),
+            },
+            Ok(None) => lock(&self.capacity).set_assigned(None),
+            Err(error) => debug!(%error, "reading the leader"),
+        }
+    }
+
+    /// Tells the controller this worker is alive, and what it does.
+    async fn heartbeat(&self) {
+        let mut per_stream: std::collections::BTreeMap<String, u32> =
+            std::collections::BTreeMap::new();
+        for (s, ids) in lock(&self.inflight).iter() {
+            if !ids.is_empty() {
+                per_stream.insert(s.clone(), ids.len() as u32);
+            }
+        }
+        let info = WorkerInfo {
+            id: self.consumer.clone(),
+            concurrency: self.config.concurrency as u32,
+            in_flight: self.running.load(Ordering::Acquire) as u32,
+            streams: per_stream,
+            completed: self.completed.load(Ordering::Relaxed),
+            draining: self.draining.load(Ordering::Acquire),
+            started_at_ms: self.started_at_ms,
+            seen_at_ms: eddy_protocol::now_ms(),
+            warm: self.functions.len() as u32,
+            rss_bytes: rss_bytes(),
+        };
+        if let Err(error) = self.queue.heartbeat(&info).await {
+            debug!(%error, "heartbeat");
+        }
+    }
+
+    /// Marks streams active (at most once a second each from this worker).
+    pub(crate) async fn touch(&self, streams: impl IntoIterator<Item = String>) {
+        let now = Instant::now();
+        let due: Vec<String> = {
+            let mut t = lock(&self.touched);
+            streams
+                .into_iter()
+                .filter(|s| match t.get(s) {
+                    Some(at) if now.duration_since(*at) < Duration::from_secs(1) => false,
+                    _ => {
+                        t.insert(s.clone(), now);
+                        true
+                    }
+                })
+                .collect()
+        };
+        if let Err(error) = self.queue.touch(&due).await {
+            debug!(%error, "marking streams active");
+        }
     }
 
     fn hold(&self, d: &Delivery) {
@@ -287,6 +476,15 @@ impl Worker {
         // and comes back through reclaim after its lease.
         if let Some(c) = completion {
             self.complete(&d, &c).await;
+            if let eddy_queue::Disposition::Succeeded { follow_ups, .. } = &c.disposition
+                && !follow_ups.is_empty()
+            {
+                let targets: HashSet<String> = follow_ups
+                    .iter()
+                    .map(|f| keys::stream(&f.envelope.tenant, &f.envelope.function))
+                    .collect();
+                self.touch(targets).await;
+            }
         }
         self.let_go(&d);
     }
@@ -361,9 +559,13 @@ impl Worker {
         }
     }
 
-    /// Refreshes the list of streams to read: every function of every tenant
-    /// (the controller narrows this to assignments).
+    /// Refreshes the read set's inputs: the assignment when a controller
+    /// leads, else every function of every tenant.
     async fn discover(&self) {
+        self.refresh_assignment().await;
+        if lock(&self.capacity).controlled() {
+            return;
+        }
         let found = async {
             let mut streams = Vec::new();
             for tenant in self.queue.tenants().await? {
@@ -380,13 +582,13 @@ impl Worker {
                 // A stream seen for the first time gets its group made sure
                 // of (deploy creates it; a lost stream key is re-created for
                 // a function that still exists).
-                let known = lock(&self.streams).clone();
+                let known = lock(&self.capacity).discovered().to_vec();
                 for s in streams.iter().filter(|s| known.binary_search(s).is_err()) {
                     if let Err(error) = self.queue.ensure_group(s).await {
                         debug!(%error, stream = %s, "creating the consumer group");
                     }
                 }
-                *lock(&self.streams) = streams;
+                lock(&self.capacity).set_discovered(streams);
             }
             Err(error) => warn!(%error, "discovering streams"),
         }
@@ -424,9 +626,21 @@ impl Worker {
             }
             if n.is_multiple_of(discover_every) {
                 self.discover().await;
+                self.heartbeat().await;
+                // Streams no longer read for a while: release their loaded
+                // functions (scale to zero frees the memory).
+                let gone = lock(&self.capacity).expire(Duration::from_secs(2));
+                for s in gone {
+                    if let Some((t, f)) = keys::parse_stream(&s) {
+                        let n = self.functions.evict(&t, &f);
+                        if n > 0 {
+                            info!(stream = %s, versions = n, "released (scaled to zero here)");
+                        }
+                    }
+                }
             }
             if n.is_multiple_of(trim_every) {
-                let streams = lock(&self.streams).clone();
+                let streams = lock(&self.capacity).streams();
                 for s in streams {
                     if let Err(error) = self.queue.trim(&s).await {
                         debug!(%error, stream = s, "trimming");
@@ -452,7 +666,8 @@ impl Worker {
     async fn promote_retries(&self) -> Result<(), eddy_queue::Error> {
         let now = eddy_protocol::now_ms();
         for tenant in self.queue.tenants().await? {
-            self.queue.promote_due(&tenant, now, 256).await?;
+            let moved = self.queue.promote_due(&tenant, now, 256).await?;
+            self.touch(moved).await;
         }
         Ok(())
     }
@@ -460,7 +675,7 @@ impl Worker {
     /// Takes over entries whose lease ran out and runs them here.
     async fn reclaim(self: &Arc<Self>) {
         let min_idle = self.config.lease.as_millis() as u64;
-        let streams = lock(&self.streams).clone();
+        let streams = lock(&self.capacity).streams();
         for stream in streams {
             match self
                 .queue
@@ -473,9 +688,9 @@ impl Worker {
                     }
                     for d in deliveries {
                         info!(invocation = %d.envelope.id, deliveries = d.deliveries, "reclaimed");
-                        self.hold(&d);
-                        let w = self.clone();
-                        tokio::spawn(async move { w.handle(d).await });
+                        // Reclaimed work runs beside the reader's global slots:
+                        // it is rare, and it was due long ago.
+                        self.dispatch(d, None).await;
                     }
                 }
                 Err(error) => debug!(%error, stream, "reclaiming"),

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::api::{Api, Reply, segment};
 use super::{
     BatchArgs, ClientCommand, DeadLettersArgs, DeployArgs, FunctionsArgs, IdArgs, InvokeArgs,
-    NameArgs, Output, QuotaArgs, RedriveArgs, RollbackArgs, RunsArgs, TenantCommand,
+    NameArgs, Output, QuotaArgs, RedriveArgs, RollbackArgs, RunsArgs, StatusArgs, TenantCommand,
     TenantCreateArgs, TenantIdArgs, TenantQuotaArgs, TenantRevokeArgs, format, print_json,
     print_raw_json,
 };
@@ -36,6 +36,7 @@ pub async fn execute(cmd: ClientCommand) -> Result<ExitCode> {
         ClientCommand::Delete(a) => delete(a).await,
         ClientCommand::DeadLetters(a) => dead_letters(a).await,
         ClientCommand::Redrive(a) => redrive(a).await,
+        ClientCommand::Status(a) => status(a).await,
         ClientCommand::Tenant(t) => match t {
             TenantCommand::Create(a) => tenant_create(a).await,
             TenantCommand::Get(a) => tenant_get(a).await,
@@ -415,6 +416,13 @@ async fn runs(a: RunsArgs) -> Result<ExitCode> {
 }
 
 // ---------------------------------------------------------------- functions
+
+async fn status(a: StatusArgs) -> Result<ExitCode> {
+    let api = Api::new(&a.conn)?;
+    let v = api.get("/status").await?;
+    show(a.conn.output, &v, format::status);
+    Ok(ExitCode::SUCCESS)
+}
 
 async fn functions(a: FunctionsArgs) -> Result<ExitCode> {
     let api = Api::new(&a.conn)?;

@@ -553,6 +553,88 @@ pub fn keys(list: &Value) -> String {
     table(&["ID", "CREATED", "STATE"], &rows)
 }
 
+/// `eddy status`: the controller's decisions.
+pub fn status(v: &Value) -> String {
+    let mut out = String::new();
+    let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    out.push_str(&format!(
+        "replicas: {} desired, {} live (leader {})\n\n",
+        n(v, "desired_replicas"),
+        n(v, "current_replicas"),
+        v.get("leader").and_then(Value::as_str).unwrap_or("-")
+    ));
+    out.push_str(&format!(
+        "{:<14} {:<20} {:>8} {:>8} {:>9} {:>8} {:>5} {:>8} {:>10}  {}\n",
+        "TENANT",
+        "FUNCTION",
+        "QUEUED",
+        "RUNNING",
+        "ARRIVAL/S",
+        "SVC MS",
+        "WARM",
+        "WORKERS",
+        "ZERO IN",
+        "WHY"
+    ));
+    for f in v
+        .get("functions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let zero = n(f, "zero_in_ms");
+        let warm = n(f, "concurrency");
+        out.push_str(&format!(
+            "{:<14} {:<20} {:>8} {:>8} {:>9.1} {:>8.2} {:>5} {:>8} {:>10}  {}\n",
+            f.get("tenant").and_then(Value::as_str).unwrap_or(""),
+            f.get("function").and_then(Value::as_str).unwrap_or(""),
+            n(f, "lag"),
+            n(f, "pending"),
+            f.get("arrival_rate").and_then(Value::as_f64).unwrap_or(0.0),
+            f.get("service_ms").and_then(Value::as_f64).unwrap_or(0.0),
+            warm,
+            f.get("workers")
+                .and_then(Value::as_array)
+                .map(|a| a.len())
+                .unwrap_or(0),
+            if warm == 0 {
+                "zero".to_string()
+            } else if zero == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.1}s", zero as f64 / 1000.0)
+            },
+            f.get("reason").and_then(Value::as_str).unwrap_or(""),
+        ));
+    }
+    out.push_str(&format!(
+        "\n{:<28} {:>6} {:>9} {:>10} {:>6} {:>9}\n",
+        "WORKER", "SLOTS", "IN FLIGHT", "COMPLETED", "WARM", "RSS MIB"
+    ));
+    for w in v
+        .get("workers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(&format!(
+            "{:<28} {:>6} {:>9} {:>10} {:>6} {:>9.1}{}\n",
+            w.get("id").and_then(Value::as_str).unwrap_or(""),
+            n(w, "concurrency"),
+            n(w, "in_flight"),
+            n(w, "completed"),
+            n(w, "warm"),
+            n(w, "rss_bytes") as f64 / 1048576.0,
+            if w.get("draining").and_then(Value::as_bool).unwrap_or(false) {
+                "  draining"
+            } else {
+                ""
+            },
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

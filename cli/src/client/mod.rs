@@ -68,6 +68,9 @@ pub enum ClientCommand {
     DeadLetters(DeadLettersArgs),
     /// Put a dead letter back into its queue, as attempt 1.
     Redrive(RedriveArgs),
+    /// Show the controller's view: functions with backlog, warm concurrency,
+    /// workers and idle timers; the workers; the replicas the load needs.
+    Status(StatusArgs),
     /// Tenants, quotas and API keys.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -184,6 +187,12 @@ pub struct RunsArgs {
     /// Follow the run with a progress bar until it ends; exit 1 if it failed.
     #[arg(long, short = 'w')]
     pub watch: bool,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
     #[command(flatten)]
     pub conn: Conn,
 }
@@ -321,6 +330,7 @@ impl ClientCommand {
             ClientCommand::Delete(a) => &a.conn,
             ClientCommand::DeadLetters(a) => &a.conn,
             ClientCommand::Redrive(a) => &a.conn,
+            ClientCommand::Status(a) => &a.conn,
             ClientCommand::Tenant(t) => match t {
                 TenantCommand::Create(a) => &a.conn,
                 TenantCommand::Quota(a) => &a.conn,

@@ -217,6 +217,9 @@ pub async fn invoke(
         .queue
         .enqueue(&env, &payload, spec.config.run, run_callback.as_deref())
         .await?;
+    state
+        .touch(eddy_protocol::keys::stream(&tenant, &env.function))
+        .await;
     if done.duplicate {
         // The same request again: answer with the first invocation.
         let rec = state.queue.invocation(&tenant, &done.id).await?;
@@ -345,6 +348,9 @@ async fn enqueue_chunk(state: &AppState, spec: &FunctionSpec, items: Vec<BatchIt
         .filter_map(|(_, r)| r.as_ref().ok().cloned())
         .collect();
     let results = state.queue.enqueue_batch(&good, spec.config.run).await;
+    state
+        .touch(eddy_protocol::keys::stream(&spec.tenant, &spec.name))
+        .await;
     let mut results = match results {
         Ok(r) => r
             .into_iter()

@@ -138,3 +138,35 @@ pub async fn callback_dead_letters(
         state.queue.callback_dead_letters(&tenant, limit).await?,
     ))
 }
+
+/// What the controller decided: per function backlog, arrival rate, warm
+/// concurrency, workers, and the time left before it scales to zero; the
+/// workers; the replicas the load needs. A tenant sees its own functions
+/// only; the admin key (without `X-Eddy-Tenant`) sees everything.
+#[utoipa::path(get, path = "/status", responses((status = 200, body = Object), (status = 503, body = crate::ErrorBody)))]
+pub async fn status(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Json<eddy_protocol::control::ControllerState>> {
+    let mut s = state
+        .queue
+        .controller_state()
+        .await?
+        .ok_or(ApiError::Unavailable)?;
+    let tenant = match caller {
+        crate::auth::Caller::Tenant(t) => Some(t.to_string()),
+        crate::auth::Caller::Admin => headers
+            .get("x-eddy-tenant")
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string),
+    };
+    if let Some(t) = tenant {
+        s.functions.retain(|f| f.tenant == t);
+        // Workers are shared; a tenant sees how many, not what else they run.
+        for w in &mut s.workers {
+            w.streams.retain(|k, _| k.contains(&format!("{{t:{t}}}")));
+        }
+    }
+    Ok(Json(s))
+}

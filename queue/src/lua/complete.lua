@@ -7,9 +7,10 @@
 -- changes nothing. That makes completion exactly-once per delivery.
 --
 -- KEYS: 1 stream, 2 invocation record, 3 run record, 4 delayed zset,
---       5 dead-letter stream, 6 callbacks stream,
---       7 tenant hash, then per follow-up i (0-based): 8+3i its stream,
---       9+3i its record, 10+3i its function hash
+--       5 dead-letter stream, 6 callbacks stream, 7 tenant hash (its `pending`
+--       counts accepted, unfinished invocations), 8 the function's stats hash,
+--       then per follow-up i (0-based): 9+3i its stream, 10+3i its record,
+--       11+3i its function hash
 -- ARGV: 1 entry id, 2 group, 3 outcome ('ok' | 'retry' | 'fail' | 'dead'),
 --       4 now ms, 5 ttl s, 6 outcome json (error, timings, logs, follow-up ids),
 --       7 output, 8 output content type, 9 retry due ms, 10 delayed member,
@@ -17,11 +18,9 @@
 --       13 error class, 14 error message, 15 number of follow-ups,
 --       16 callback url, 17 invocation id, 18 run id, 19 attempt,
 --       20 follow-up depth, 21 tenant, 22 reply channel ('' = none),
---       then per follow-up i: 23+4i envelope json, 24+4i payload, 25+4i id,
---       26+4i function
--- KEYS also: 7 tenant hash (its `pending` counts accepted, unfinished
---       invocations), so follow-ups start at 8+3i:
---       8+3i stream, 9+3i record, 10+3i function hash
+--       23 busy time of this attempt (us),
+--       then per follow-up i: 24+4i envelope json, 25+4i payload, 26+4i id,
+--       27+4i function
 if redis.call('XACK', KEYS[1], ARGV[2], ARGV[1]) == 0 then
   return {'stale'}
 end
@@ -44,10 +43,10 @@ if outcome == 'ok' and nf > 0 then
   local max_inv = tonumber(run[3]) or 0
   local depth = tonumber(ARGV[20])
   for i = 0, nf - 1 do
-    if redis.call('EXISTS', KEYS[10 + 3 * i]) == 0 then
+    if redis.call('EXISTS', KEYS[11 + 3 * i]) == 0 then
       outcome = 'fail'
       class = 'unknown-function'
-      message = 'emit to unknown function `' .. ARGV[26 + 4 * i] .. '`'
+      message = 'emit to unknown function `' .. ARGV[27 + 4 * i] .. '`'
       break
     end
   end
@@ -70,19 +69,23 @@ if outcome == 'ok' and nf > 0 then
   end
 end
 
+-- Every attempt counts towards the service time the controller plans with.
+redis.call('HINCRBY', KEYS[8], 'done', 1)
+redis.call('HINCRBY', KEYS[8], 'busy_us', tonumber(ARGV[23]) or 0)
+
 local final = true
 local run_field = nil
 if outcome == 'ok' then
   redis.call('HSET', KEYS[2], 'status', 'succeeded', 'completed', now,
     'outcome', outcome_json, 'output', ARGV[7], 'ct', ARGV[8], 'attempt', ARGV[19])
   for i = 0, nf - 1 do
-    local env = ARGV[23 + 4 * i]
-    redis.call('XADD', KEYS[8 + 3 * i], '*', 'e', env, 'p', ARGV[24 + 4 * i])
-    redis.call('HSET', KEYS[9 + 3 * i],
-      'id', ARGV[25 + 4 * i], 'tenant', ARGV[21], 'function', ARGV[26 + 4 * i],
+    local env = ARGV[24 + 4 * i]
+    redis.call('XADD', KEYS[9 + 3 * i], '*', 'e', env, 'p', ARGV[25 + 4 * i])
+    redis.call('HSET', KEYS[10 + 3 * i],
+      'id', ARGV[26 + 4 * i], 'tenant', ARGV[21], 'function', ARGV[27 + 4 * i],
       'status', 'queued', 'run', ARGV[18], 'parent', id, 'depth', ARGV[20],
       'attempt', 1, 'completions', 0, 'created', now)
-    redis.call('EXPIRE', KEYS[9 + 3 * i], ttl)
+    redis.call('EXPIRE', KEYS[10 + 3 * i], ttl)
   end
   if nf > 0 then
     redis.call('HINCRBY', KEYS[3], 'total', nf)
