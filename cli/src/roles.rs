@@ -21,7 +21,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "REDIS_URL")]
     redis_url: Option<String>,
     /// Invocations running at once in this process.
-    #[arg(long, env = "EDDY_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "EDDY_CONCURRENCY", default_value_t = 64)]
     concurrency: usize,
     /// Lease of a delivery: after this long without a heartbeat another
     /// worker reclaims it.
@@ -41,6 +41,9 @@ pub struct WorkerArgs {
     record_ttl_s: u64,
     #[command(flatten)]
     callbacks: CallbackArgs,
+    /// Where the worker serves `/healthz`, `/readyz` and `/metrics`.
+    #[arg(long, env = "EDDY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Callback targets and delivery.
@@ -152,6 +155,8 @@ impl WorkerArgs {
             consumer: self.consumer.clone(),
             record_ttl: Duration::from_secs(self.record_ttl_s),
             callbacks: self.callbacks.config()?,
+            listen: self.metrics_listen,
+            metrics: metrics(),
         })
     }
 }
@@ -188,6 +193,7 @@ impl ControllerArgs {
             target_queue_age: Duration::from_millis(self.target_queue_age_ms.max(1)),
             min_replicas: self.min_replicas,
             max_replicas: self.max_replicas,
+            metrics: metrics(),
             ..eddy_controller::ControllerConfig::default()
         }
     }
@@ -221,6 +227,28 @@ pub struct UpArgs {
     /// Port of the private Redis (a free one when absent).
     #[arg(long, env = "EDDY_REDIS_PORT")]
     redis_port: Option<u16>,
+}
+
+/// Installs the process's Prometheus recorder (once) and returns its
+/// renderer for the roles' `/metrics`.
+pub(crate) fn metrics() -> Option<eddy_protocol::MetricsRender> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    let handle = HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ];
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .ok()?
+                .install_recorder()
+                .map_err(|error| tracing::warn!(%error, "metrics disabled"))
+                .ok()
+        })
+        .clone()?;
+    Some(Arc::new(move || handle.render()))
 }
 
 /// A watch that turns true on SIGTERM or SIGINT.
@@ -268,9 +296,10 @@ pub fn gateway(gateway: GatewayArgs, worker: WorkerArgs) -> Result<ExitCode> {
         let mut shutdown = shutdown_signal()?;
         let listen = SocketAddr::from(([0, 0, 0, 0], 8080));
         let config = gateway.config(url, &worker, gateway.admin_key.clone(), listen)?;
-        let state = AppState::connect(config, validator(&worker.cache_dir)?)
+        let mut state = AppState::connect(config, validator(&worker.cache_dir)?)
             .await
             .context("connecting to redis")?;
+        state.metrics = metrics();
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;
         };
@@ -392,9 +421,10 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         let config = args
             .gateway
             .config(url, &args.worker, Some(admin_key), listen)?;
-        let state = AppState::connect(config, validator(&args.worker.cache_dir)?)
+        let mut state = AppState::connect(config, validator(&args.worker.cache_dir)?)
             .await
             .context("connecting the gateway")?;
+        state.metrics = metrics();
         let mut gateway_stop = shutdown.clone();
         let (addr, gateway) = eddy_gateway::bind(state, async move {
             let _ = gateway_stop.wait_for(|s| *s).await;

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 /// Settings of the controller.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ControllerConfig {
     pub redis_url: String,
     pub listen: SocketAddr,
@@ -43,6 +43,18 @@ pub struct ControllerConfig {
     pub worker_concurrency_hint: u32,
     /// This instance's id in the leader election.
     pub id: String,
+    /// Renders `/metrics`.
+    pub metrics: Option<eddy_protocol::MetricsRender>,
+}
+
+impl std::fmt::Debug for ControllerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerConfig")
+            .field("listen", &self.listen)
+            .field("tick", &self.tick)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ControllerConfig {
@@ -57,6 +69,7 @@ impl Default for ControllerConfig {
             max_replicas: 100,
             worker_concurrency_hint: 16,
             id: eddy_protocol::new_id(),
+            metrics: None,
         }
     }
 }
@@ -257,6 +270,15 @@ async fn tick(
             .await?;
     }
 
+    for (d, i) in decisions.iter().zip(&inputs) {
+        if let Some((t, f)) = keys::parse_stream(&d.stream) {
+            let (t, f) = (t.to_string(), f.to_string());
+            metrics::gauge!("eddy_backlog", "tenant" => t.clone(), "function" => f.clone(), "kind" => "lag").set(i.lag as f64);
+            metrics::gauge!("eddy_backlog", "tenant" => t.clone(), "function" => f.clone(), "kind" => "pending").set(i.pending as f64);
+            metrics::gauge!("eddy_warm_concurrency", "tenant" => t, "function" => f)
+                .set(f64::from(d.concurrency));
+        }
+    }
     let total: u32 = decisions.iter().map(|d| d.concurrency).sum();
     let per_worker = if alive.is_empty() {
         config.worker_concurrency_hint
@@ -294,6 +316,9 @@ async fn tick(
             }
         })
         .collect();
+    let desired = decide::replicas(total, per_worker, config.min_replicas, config.max_replicas);
+    metrics::gauge!("eddy_desired_worker_replicas").set(f64::from(desired));
+    metrics::gauge!("eddy_live_workers").set(alive.len() as f64);
     Ok(ControllerState {
         leader: config.id.clone(),
         at_ms: now_ms,
@@ -357,8 +382,21 @@ pub async fn run(queue: Queue, config: ControllerConfig, mut stop: watch::Receiv
 }
 
 /// The HTTP side, served by every instance from the leader's decisions.
-pub fn app(queue: Queue) -> axum::Router {
+pub fn app(queue: Queue, metrics: Option<eddy_protocol::MetricsRender>) -> axum::Router {
+    let render = metrics.clone();
     axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let render = render.clone();
+                async move {
+                    match render {
+                        Some(r) => (StatusCode::OK, r()),
+                        None => (StatusCode::NOT_FOUND, "metrics are not enabled".to_string()),
+                    }
+                }
+            }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
@@ -416,7 +454,7 @@ pub async fn serve(config: ControllerConfig, stop: watch::Receiver<bool>) -> Res
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     info!(addr = %config.listen, id = %config.id, "controller listening");
     let mut http_stop = stop.clone();
-    let router = app(queue.clone());
+    let router = app(queue.clone(), config.metrics.clone());
     let http = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {

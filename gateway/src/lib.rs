@@ -81,6 +81,8 @@ pub struct AppState {
     pub waiters: Arc<waiters::Waiters>,
     /// This gateway instance's reply channel.
     pub reply_channel: String,
+    /// Renders `/metrics` (set by the binary, which owns the recorder).
+    pub metrics: Option<eddy_protocol::MetricsRender>,
     /// When this gateway last marked each stream active.
     pub touched: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
@@ -117,6 +119,7 @@ impl AppState {
             validator,
             waiters,
             reply_channel,
+            metrics: None,
             touched: Arc::default(),
         })
     }
@@ -198,12 +201,17 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
-        ));
+        ))
+        // The live dashboard: the same auth, wrapped per route because the
+        // key may also come as `?key=` there (a browser's EventSource cannot
+        // set headers); see `routes/ui.rs`.
+        .merge(routes::ui::routes(state.clone()));
 
     let open_routes = Router::new()
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
-        .route("/openapi.json", get(openapi::serve));
+        .route("/openapi.json", get(openapi::serve))
+        .route("/metrics", get(routes::health::metrics));
 
     let max_in_flight = c.max_in_flight;
     Router::new()

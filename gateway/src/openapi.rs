@@ -9,7 +9,7 @@ use crate::routes::{functions, health, invoke, records, tenants};
 #[openapi(
     info(title = "Eddy", description = "Serverless WebAssembly processors: deploy, invoke, runs."),
     paths(
-        health::healthz, health::readyz,
+        health::healthz, health::readyz, health::metrics,
         functions::deploy, functions::patch, functions::list, functions::get, functions::rollback, functions::delete,
         invoke::invoke, invoke::batch,
         records::invocation, records::run, records::dead_letters, records::redrive, records::callback_dead_letters, records::status,

@@ -24,6 +24,10 @@ pub use record::{
     RunStatus,
 };
 
+/// Renders the process's metrics in the Prometheus text format. The binary
+/// installs the recorder and hands this to every role's HTTP server.
+pub type MetricsRender = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+
 /// A new invocation id: a UUIDv7, so ids sort by creation time.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()

@@ -8,4 +8,5 @@ mod drain;
 mod failures;
 mod flow;
 mod gateway;
+mod metrics;
 mod scaling;

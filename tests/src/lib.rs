@@ -259,6 +259,11 @@ impl EddyProcess {
 
 impl Drop for EddyProcess {
     fn drop(&mut self) {
+        // `eddy up` owns a redis-server child that only a graceful stop
+        // takes down with it; everything else just dies.
+        if self.name == "up" {
+            self.terminate(Duration::from_secs(10));
+        }
         self.kill();
     }
 }

@@ -298,6 +298,7 @@ impl Dispatcher {
         };
         match self.attempt(&cb, &tenant).await {
             Ok(()) => {
+                metrics::counter!("eddy_callbacks_total", "outcome" => "delivered").increment(1);
                 debug!(kind = %cb.kind, id = %cb.id, attempt = cb.attempt + 1, "callback delivered");
                 if let Err(error) = self.queue.callback_delivered(&cb).await {
                     warn!(%error, "acknowledging a delivered callback; it may be sent again");
@@ -313,6 +314,8 @@ impl Dispatcher {
                 );
                 let due = (age + Duration::from_millis(delay) < self.config.max_age)
                     .then_some(now + delay);
+                metrics::counter!("eddy_callbacks_total", "outcome" => if due.is_some() { "retried" } else { "dead" })
+                    .increment(1);
                 if due.is_none() {
                     info!(kind = %cb.kind, id = %cb.id, %error, stream = keys::callback_dead_letters(&tenant), "callback dead-lettered");
                 } else {

@@ -11,6 +11,7 @@
 mod callbacks;
 mod capacity;
 mod functions;
+mod http;
 mod process;
 mod worker;
 

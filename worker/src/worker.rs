@@ -20,7 +20,7 @@ use crate::functions::Functions;
 use crate::process;
 
 /// Settings of one worker process.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerConfig {
     pub redis_url: String,
     /// Invocations running at once.
@@ -38,13 +38,28 @@ pub struct WorkerConfig {
     pub record_ttl: Duration,
     /// Callback delivery.
     pub callbacks: CallbackConfig,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served (none: not).
+    pub listen: Option<std::net::SocketAddr>,
+    /// Renders `/metrics`.
+    pub metrics: Option<eddy_protocol::MetricsRender>,
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field("redis_url", &self.redis_url)
+            .field("concurrency", &self.concurrency)
+            .field("lease", &self.lease)
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             redis_url: "redis://127.0.0.1:6379".into(),
-            concurrency: 16,
+            concurrency: 64,
             lease: Duration::from_secs(30),
             max_deliveries: 5,
             cache_dir: PathBuf::from(".eddy/artifacts"),
@@ -52,6 +67,8 @@ impl Default for WorkerConfig {
             consumer: None,
             record_ttl: QueueConfig::default().record_ttl,
             callbacks: CallbackConfig::default(),
+            listen: None,
+            metrics: None,
         }
     }
 }
@@ -65,6 +82,42 @@ pub enum WorkerError {
     Queue(#[from] eddy_queue::Error),
     #[error("callback client: {0}")]
     Http(#[from] reqwest::Error),
+}
+
+/// Counts one finished attempt: outcome, phases, cold starts, retries,
+/// dead letters.
+fn record_metrics(d: &Delivery, c: &Completion) {
+    let env = &d.envelope;
+    let (tenant, function) = (env.tenant.to_string(), env.function.to_string());
+    let outcome = match &c.disposition {
+        eddy_queue::Disposition::Succeeded { .. } => "succeeded",
+        eddy_queue::Disposition::Retry { .. } => "retried",
+        eddy_queue::Disposition::Failed => "failed",
+        eddy_queue::Disposition::Dead => "dead",
+    };
+    metrics::counter!("eddy_invocations_total", "tenant" => tenant.clone(), "function" => function.clone(), "outcome" => outcome)
+        .increment(1);
+    if matches!(c.disposition, eddy_queue::Disposition::Retry { .. }) {
+        metrics::counter!("eddy_retries_total", "tenant" => tenant.clone(), "function" => function.clone()).increment(1);
+    }
+    if matches!(
+        c.disposition,
+        eddy_queue::Disposition::Failed | eddy_queue::Disposition::Dead
+    ) {
+        metrics::counter!("eddy_dead_letters_total", "tenant" => tenant.clone(), "function" => function.clone()).increment(1);
+    }
+    let t = &c.outcome.timings;
+    if t.cold {
+        metrics::counter!("eddy_cold_starts_total", "tenant" => tenant, "function" => function)
+            .increment(1);
+        metrics::histogram!("eddy_phase_seconds", "phase" => "cold_start")
+            .record(t.load_us as f64 / 1e6);
+    }
+    metrics::histogram!("eddy_phase_seconds", "phase" => "queue_wait")
+        .record(t.queue_wait_us as f64 / 1e6);
+    metrics::histogram!("eddy_phase_seconds", "phase" => "instantiate")
+        .record(t.instantiate_us as f64 / 1e6);
+    metrics::histogram!("eddy_phase_seconds", "phase" => "run").record(t.run_us as f64 / 1e6);
 }
 
 /// Resident memory of this process, bytes (Linux).
@@ -100,7 +153,7 @@ pub struct Worker {
     /// Signalled when an invocation ends: a stream may have room again.
     freed: Notify,
     completed: AtomicU64,
-    draining: AtomicBool,
+    draining: Arc<AtomicBool>,
     /// Streams recently marked active by this worker (rate limit of touch).
     touched: Mutex<HashMap<String, Instant>>,
     started_at_ms: u64,
@@ -150,7 +203,7 @@ impl Worker {
             idle: Notify::new(),
             freed: Notify::new(),
             completed: AtomicU64::new(0),
-            draining: AtomicBool::new(false),
+            draining: Arc::new(AtomicBool::new(false)),
             touched: Mutex::default(),
             started_at_ms: eddy_protocol::now_ms(),
         })
@@ -173,7 +226,16 @@ impl Worker {
             this.consumer.clone(),
         )?);
         let callbacks = tokio::spawn(dispatcher.run(maint_rx.clone()));
-        let signals = tokio::spawn(this.clone().listen(maint_rx));
+        let signals = tokio::spawn(this.clone().listen(maint_rx.clone()));
+        let endpoints = this.config.listen.map(|addr| {
+            tokio::spawn(crate::http::serve(
+                addr,
+                this.queue.clone(),
+                this.draining.clone(),
+                this.config.metrics.clone(),
+                maint_rx,
+            ))
+        });
 
         let slots = Arc::new(Semaphore::new(this.config.concurrency.max(1)));
         let mut conn = None;
@@ -236,19 +298,16 @@ impl Worker {
                 }
             };
             this.quarantine(malformed).await;
-            let mut first = Some(first);
+            // The slot waited for above only gated the read; each delivery
+            // takes its stream's share first and a global slot second, so a
+            // backlog of one stream queues on its own share, not in front of
+            // other tenants' work.
+            drop(first);
             for d in deliveries {
-                let global = match first.take() {
-                    Some(p) => Some(p),
-                    None if *shutdown.borrow() => None,
-                    None => tokio::select! {
-                        p = slots.clone().acquire_owned() => p.ok(),
-                        _ = shutdown.changed() => None,
-                    },
-                };
-                match global {
-                    Some(global) => this.dispatch(d, Some(global)).await,
-                    None => {
+                let stopping = *shutdown.borrow();
+                match stopping {
+                    false => this.dispatch(d, Some(slots.clone())).await,
+                    true => {
                         this.hold(&d);
                         this.give_back(&d).await;
                     }
@@ -270,6 +329,9 @@ impl Worker {
         let _ = maintenance.await;
         let _ = callbacks.await;
         let _ = signals.await;
+        if let Some(e) = endpoints {
+            let _ = e.await;
+        }
         let streams = lock(&this.capacity).streams();
         for stream in streams {
             if let Err(error) = this.queue.forget_consumer(&stream, &this.consumer).await {
@@ -299,27 +361,33 @@ impl Worker {
 
     /// Starts one delivery: it waits for a slot of its stream (the
     /// controller's share), then runs on the global slot it holds.
-    async fn dispatch(self: &Arc<Self>, d: Delivery, global: Option<OwnedSemaphorePermit>) {
+    async fn dispatch(self: &Arc<Self>, d: Delivery, global: Option<Arc<Semaphore>>) {
         self.hold(&d);
         let slot = lock(&self.capacity).permits(&d.stream);
         if let Some((_, held)) = &slot {
             held.fetch_add(1, Ordering::AcqRel);
         }
-        self.running.fetch_add(1, Ordering::AcqRel);
+        let now = self.running.fetch_add(1, Ordering::AcqRel) + 1;
+        metrics::gauge!("eddy_worker_in_flight").set(now as f64);
         let w = self.clone();
         tokio::spawn(async move {
             let _stream_permit: Option<OwnedSemaphorePermit> = match &slot {
                 Some((p, _)) => p.clone().acquire_owned().await.ok(),
                 None => None,
             };
+            let _global_permit: Option<OwnedSemaphorePermit> = match global {
+                Some(g) => g.acquire_owned().await.ok(),
+                None => None,
+            };
             w.handle(d).await;
-            drop(global);
             if let Some((_, held)) = &slot {
                 held.fetch_sub(1, Ordering::AcqRel);
             }
             w.completed.fetch_add(1, Ordering::Relaxed);
             w.freed.notify_one();
-            if w.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let left = w.running.fetch_sub(1, Ordering::AcqRel) - 1;
+            metrics::gauge!("eddy_worker_in_flight").set(left as f64);
+            if left == 0 {
                 w.idle.notify_waiters();
             }
         });
@@ -540,9 +608,13 @@ impl Worker {
     async fn complete(&self, d: &Delivery, c: &Completion) {
         let mut wait = Duration::from_millis(50);
         let give_up = tokio::time::Instant::now() + self.config.lease * 4;
+        record_metrics(d, c);
         loop {
+            let started = Instant::now();
             match self.queue.complete(d, c).await {
                 Ok(done) => {
+                    metrics::histogram!("eddy_redis_roundtrip_seconds", "op" => "complete")
+                        .record(started.elapsed().as_secs_f64());
                     debug!(invocation = %d.envelope.id, status = %done.status, "completed");
                     return;
                 }

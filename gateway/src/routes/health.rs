@@ -32,3 +32,12 @@ pub async fn not_found() -> (StatusCode, axum::Json<crate::ErrorBody>) {
         }),
     )
 }
+
+/// Prometheus metrics of this process.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(State(state): State<AppState>) -> (StatusCode, String) {
+    match &state.metrics {
+        Some(render) => (StatusCode::OK, render()),
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled".into()),
+    }
+}

@@ -213,10 +213,20 @@ pub async fn invoke(
     }
     // Register before enqueueing: the reply cannot outrun the waiter.
     let registration = sync.then(|| state.waiters.register(&env.id));
+    let started = std::time::Instant::now();
     let done = state
         .queue
         .enqueue(&env, &payload, spec.config.run, run_callback.as_deref())
         .await?;
+    metrics::histogram!("eddy_redis_roundtrip_seconds", "op" => "enqueue")
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(
+        "eddy_invocations_accepted_total",
+        "tenant" => tenant.to_string(),
+        "function" => env.function.to_string(),
+        "mode" => if sync { "sync" } else { "async" }
+    )
+    .increment(1);
     state
         .touch(eddy_protocol::keys::stream(&tenant, &env.function))
         .await;

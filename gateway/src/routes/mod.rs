@@ -5,6 +5,7 @@ pub mod health;
 pub mod invoke;
 pub mod records;
 pub mod tenants;
+pub mod ui;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Issue 5 figures against a running Eddy (`bench/w5-scale.sh` starts one):
+
+  reaction  10,000 invocations land on a cold (scaled-to-zero) function via the
+            batch endpoint; from the records: when the number of invocations
+            running at once first reached the target concurrency, and when the
+            backlog was drained. Concurrency is computed from each record's
+            start (enqueued + queue wait) and end (completed), ms resolution.
+  zero      after the idle timeout: warm concurrency 0 and the worker's RSS
+            before/after (from `GET /status` heartbeats).
+  fairness  tenant B sends a trickle of sync invocations (one every 20 ms);
+            its p50/p99 while idle, then while tenant A has a burst of N queued.
+
+usage: scale.py URL ADMIN_KEY [--burst N] [--trickle N]
+Standard library only. Prints one JSON document.
+"""
+import http.client
+import json
+import statistics
+import sys
+import threading
+import time
+import urllib.parse
+
+URL, ADMIN = sys.argv[1], sys.argv[2]
+BURST = int(sys.argv[sys.argv.index("--burst") + 1]) if "--burst" in sys.argv else 10_000
+TRICKLE = int(sys.argv[sys.argv.index("--trickle") + 1]) if "--trickle" in sys.argv else 200
+U = urllib.parse.urlparse(URL)
+
+
+def conn():
+    return http.client.HTTPConnection(U.hostname, U.port, timeout=60)
+
+
+def call(c, method, path, key, body=None, headers=None):
+    h = {"authorization": f"Bearer {key}"}
+    h.update(headers or {})
+    c.request(method, path, body=body, headers=h)
+    r = c.getresponse()
+    data = r.read()
+    return r.status, data
+
+
+def js(c, method, path, key, body=None, headers=None):
+    s, d = call(c, method, path, key, body, headers)
+    return s, (json.loads(d) if d else None)
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else None
+
+
+c = conn()
+stamp = str(int(time.time()))
+tenants = {}
+for name in ("burst", "trickle"):
+    s, t = js(c, "POST", "/tenants", ADMIN, json.dumps({"id": f"{name}-{stamp}"}))
+    assert s == 201, (s, t)
+    tenants[name] = t["key"]
+wasm = open("functions/target/wasm32-wasip2/release/wordcount.wasm", "rb").read()
+busy = open("functions/target/wasm32-wasip2/release/fx_busy.wasm", "rb").read()
+for name, key, module, q in (
+    ("work", tenants["burst"], busy, "?idle_timeout_ms=2000&max_concurrency=16"),
+    ("wordcount", tenants["trickle"], wasm, "?idle_timeout_ms=60000"),
+):
+    s, _ = call(c, "PUT", f"/functions/{name}{q}", key, module)
+    assert s == 201, s
+out = {"burst": BURST}
+
+# --- fairness baseline: trickle while idle
+def trickle(n, key, lat):
+    tc = conn()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        s, _ = call(tc, "POST", "/invoke/wordcount", key, b'{"text":"trickle words"}')
+        lat.append((time.perf_counter() - t0) * 1000)
+        assert s == 200, s
+        time.sleep(0.02)
+
+idle_lat = []
+trickle(TRICKLE, tenants["trickle"], idle_lat)
+out["trickle_idle_ms"] = {"p50": pct(idle_lat, 50), "p99": pct(idle_lat, 99)}
+
+# --- reaction: the function is cold (never run); a burst lands via batch
+body = "\n".join('{"ms":1}' for _ in range(BURST)).encode()
+busy_lat = []
+t = threading.Thread(target=trickle, args=(TRICKLE, tenants["trickle"], busy_lat))
+t0_ms = time.time() * 1000
+s, data = call(c, "POST", "/invoke/work/batch", tenants["burst"], body)
+assert s == 200, s
+t.start()
+ids = [json.loads(l)["id"] for l in data.decode().splitlines() if l.strip()]
+assert len(ids) == BURST
+accepted_ms = time.time() * 1000
+# drain
+while True:
+    s, f = js(c, "GET", "/functions/work", tenants["burst"])
+    b = f["backlog"]
+    if b["lag"] == 0 and b["pending"] == 0:
+        break
+    time.sleep(0.01)
+t.join()
+out["trickle_during_burst_ms"] = {"p50": pct(busy_lat, 50), "p99": pct(busy_lat, 99)}
+out["fairness_p99_ratio"] = round(out["trickle_during_burst_ms"]["p99"] / out["trickle_idle_ms"]["p99"], 2)
+
+# concurrency curve from the records
+spans = []
+for i in ids:
+    s, r = js(c, "GET", f"/invocations/{i}", tenants["burst"])
+    start = r["created_at_ms"] + r["timings"]["queue_wait_us"] / 1000
+    spans.append((start, r["completed_at_ms"]))
+first = min(s for s, _ in spans)
+last_end = max(e for _, e in spans)
+events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+running, peak, peak_at = 0, 0, None
+for at, d in events:
+    running += d
+    if running > peak:
+        peak, peak_at = running, at
+target = 16  # the function's max_concurrency (the controller's cap)
+reach = None
+running = 0
+for at, d in events:
+    running += d
+    if running >= min(target, peak):
+        reach = at
+        break
+out["reaction"] = {
+    "first_start_after_burst_ms": round(first - t0_ms, 1),
+    "peak_concurrency": peak,
+    "target_concurrency": target,
+    "time_to_peak_after_first_start_ms": round((reach or first) - first, 1),
+    "time_to_peak_after_burst_ms": round((reach or first) - t0_ms, 1),
+    "drained_after_burst_ms": round(last_end - t0_ms, 1),
+    "accept_ms": round(accepted_ms - t0_ms, 1),
+}
+
+# --- scale to zero: wait for concurrency 0 and compare worker RSS
+s, st = js(c, "GET", "/status", ADMIN)
+rss_before = max(w["rss_bytes"] for w in st["workers"])
+t0 = time.time()
+while time.time() - t0 < 30:
+    s, st = js(c, "GET", "/status", ADMIN)
+    f = [x for x in st["functions"] if x["function"] == "work" and x["tenant"] == f"burst-{stamp}"]
+    if f and f[0]["concurrency"] == 0 and all(w["warm"] <= 1 for w in st["workers"]):
+        break
+    time.sleep(0.2)
+time.sleep(2.5)  # a heartbeat after the release
+s, st = js(c, "GET", "/status", ADMIN)
+out["zero"] = {
+    "seconds_to_zero_after_drain": round(time.time() - t0 - 2.5, 2),
+    "rss_before_mib": round(rss_before / 1048576, 1),
+    "rss_after_mib": round(max(w["rss_bytes"] for w in st["workers"]) / 1048576, 1),
+    "warm_functions_after": [w["warm"] for w in st["workers"]],
+}
+print(json.dumps(out, indent=2))

@@ -1,0 +1,123 @@
+//! `/metrics` on every role, scraped, with the names operators alert on.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::gateway::Platform;
+use eddy_protocol::FunctionConfig;
+use eddy_tests::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_serves_prometheus_metrics() {
+    // `eddy up`: all roles in one process, one registry, served by the gateway.
+    let p = Platform::start(&[]);
+    let (key, _) = p.tenant("acme", json!({})).await;
+    p.deploy(&key, "wordcount", "wordcount", "").await;
+    p.deploy(
+        &key,
+        "flaky",
+        "fx-flaky",
+        "?backoff_base_ms=10&backoff_max_ms=20",
+    )
+    .await;
+    let r = p
+        .req(Method::POST, "/invoke/wordcount", &key)
+        .body(r#"{"text":"m"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = p
+        .req(Method::POST, "/invoke/flaky", &key)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let scrape = || async {
+        p.http
+            .get(format!("{}/metrics", p.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let text = wait_until(
+        Duration::from_secs(10),
+        "the controller's gauges",
+        || async {
+            let t = scrape().await;
+            t.contains("eddy_warm_concurrency").then_some(t)
+        },
+    )
+    .await;
+    for name in [
+        r#"eddy_invocations_total{tenant="acme",function="wordcount",outcome="succeeded"} 1"#,
+        r#"eddy_invocations_total{tenant="acme",function="flaky",outcome="retried"} 2"#,
+        r#"eddy_retries_total{tenant="acme",function="flaky"} 2"#,
+        r#"eddy_invocations_accepted_total{tenant="acme",function="wordcount",mode="sync"} 1"#,
+        r#"eddy_cold_starts_total{tenant="acme",function="wordcount"} 1"#,
+        r#"eddy_phase_seconds_bucket{phase="run",le="#,
+        r#"eddy_phase_seconds_bucket{phase="queue_wait",le="#,
+        r#"eddy_phase_seconds_bucket{phase="cold_start",le="#,
+        r#"eddy_redis_roundtrip_seconds_bucket{op="complete",le="#,
+        r#"eddy_redis_roundtrip_seconds_bucket{op="enqueue",le="#,
+        r#"eddy_backlog{tenant="acme",function="wordcount",kind="lag"}"#,
+        r#"eddy_warm_concurrency{tenant="acme",function="wordcount"}"#,
+        "eddy_desired_worker_replicas 1",
+        "eddy_live_workers 1",
+        "eddy_worker_in_flight",
+    ] {
+        assert!(text.contains(name), "missing `{name}` in:\n{text}");
+    }
+
+    // A worker on its own serves its endpoints too; readiness follows drain.
+    let redis = RedisServer::start();
+    let q = queue(&redis).await;
+    deploy(
+        &q,
+        &tenant("acme"),
+        "echo",
+        "echo",
+        FunctionConfig::default(),
+    )
+    .await;
+    let port = free_port();
+    let cache = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let mut w = EddyProcess::worker(
+        &redis.url(),
+        cache.path(),
+        "w1",
+        &[("EDDY_METRICS_LISTEN", &listen)],
+    );
+    let base = format!("http://{listen}");
+    let get = |path: &'static str| {
+        let url = format!("{base}{path}");
+        async move { reqwest::get(url).await.ok().map(|r| r.status().as_u16()) }
+    };
+    wait_until(Duration::from_secs(10), "the worker's /readyz", || async {
+        (get("/readyz").await == Some(200)).then_some(())
+    })
+    .await;
+    assert_eq!(get("/healthz").await, Some(200));
+    let id = invoke(&q, &tenant("acme"), "echo", "{}").await;
+    finished_run(&q, &tenant("acme"), &id, Duration::from_secs(10)).await;
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            r#"eddy_invocations_total{tenant="acme",function="echo",outcome="succeeded"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(w.terminate(Duration::from_secs(10)).unwrap().success());
+}
