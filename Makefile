@@ -2,7 +2,7 @@
 CARGO ?= cargo
 WASM_DIR := functions/target/wasm32-wasip2/release
 
-.PHONY: setup build functions lint fmt test chart-check demo bench-runtime ci clean
+.PHONY: setup build functions lint fmt test chart-check ui-test demo bench-runtime ci clean
 
 setup:
 	@scripts/setup.sh
@@ -30,11 +30,17 @@ test: lint functions chart-check
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) test --release --workspace
 	cd functions && $(CARGO) test --workspace
+	scripts/ui-test.sh
 
 ## Renders the Helm chart with every values file and validates it offline
 ## (kubernetes-validate --strict, the KEDA CRD, yamllint); broken values must fail.
 chart-check:
 	scripts/chart-check.sh
+
+## The dashboard in headless Chromium against a real `eddy up` (installs
+## chromium and playwright-core when missing); saves docs/dashboard.png.
+ui-test: build
+	scripts/ui-test.sh
 
 ## Brings Eddy up locally and shows it working.
 demo: build

@@ -11,7 +11,7 @@
   fairness  tenant B sends a trickle of sync invocations (one every 20 ms);
             its p50/p99 while idle, then while tenant A has a burst of N queued.
 
-usage: scale.py URL ADMIN_KEY [--burst N] [--trickle N]
+usage: scale.py URL ADMIN_KEY [--burst N] [--trickle N] [--burst-ms MS]
 Standard library only. Prints one JSON document.
 """
 import http.client
@@ -25,6 +25,8 @@ import urllib.parse
 URL, ADMIN = sys.argv[1], sys.argv[2]
 BURST = int(sys.argv[sys.argv.index("--burst") + 1]) if "--burst" in sys.argv else 10_000
 TRICKLE = int(sys.argv[sys.argv.index("--trickle") + 1]) if "--trickle" in sys.argv else 200
+# CPU time of each burst invocation (fx-busy spins this long; 0 = a trivial one).
+BURST_MS = int(sys.argv[sys.argv.index("--burst-ms") + 1]) if "--burst-ms" in sys.argv else 1
 U = urllib.parse.urlparse(URL)
 
 
@@ -66,7 +68,7 @@ for name, key, module, q in (
 ):
     s, _ = call(c, "PUT", f"/functions/{name}{q}", key, module)
     assert s == 201, s
-out = {"burst": BURST}
+out = {"burst": BURST, "burst_ms": BURST_MS}
 
 # --- fairness baseline: trickle while idle
 def trickle(n, key, lat):
@@ -83,7 +85,7 @@ trickle(TRICKLE, tenants["trickle"], idle_lat)
 out["trickle_idle_ms"] = {"p50": pct(idle_lat, 50), "p99": pct(idle_lat, 99)}
 
 # --- reaction: the function is cold (never run); a burst lands via batch
-body = "\n".join('{"ms":1}' for _ in range(BURST)).encode()
+body = "\n".join(f'{{"ms":{BURST_MS}}}' for _ in range(BURST)).encode()
 busy_lat = []
 t = threading.Thread(target=trickle, args=(TRICKLE, tenants["trickle"], busy_lat))
 t0_ms = time.time() * 1000

@@ -6,7 +6,8 @@
 # creates a tenant, deploys fanout (and fx-fail, for a dead letter), then runs
 # tests/ui/ui.test.mjs: headless Chromium opens /ui?key=<tenant key>, starts a
 # fanout run from the page and waits for 100 % and moving counters. Saves
-# docs/dashboard.png and ${CI_ARTIFACTS:-.eddy/artifacts}/dashboard.png.
+# ${CI_ARTIFACTS:-.eddy/artifacts}/dashboard.png (and docs/dashboard.png with
+# UI_SCREENSHOT_DOCS=1).
 # Last line: `1 passed, 0 failed` or `0 passed, 1 failed`; exit code to match.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -178,6 +178,9 @@ pub struct ControllerArgs {
     /// Most worker replicas to ask for.
     #[arg(long, env = "EDDY_MAX_REPLICAS", default_value_t = 100)]
     max_replicas: u32,
+    /// This controller's id in the leader election (unique when absent).
+    #[arg(long, env = "EDDY_CONTROLLER_ID")]
+    controller_id: Option<String>,
 }
 
 impl ControllerArgs {
@@ -194,6 +197,10 @@ impl ControllerArgs {
             min_replicas: self.min_replicas,
             max_replicas: self.max_replicas,
             metrics: metrics(),
+            id: self
+                .controller_id
+                .clone()
+                .unwrap_or_else(eddy_protocol::new_id),
             ..eddy_controller::ControllerConfig::default()
         }
     }

@@ -46,13 +46,20 @@
     text = String(text);
     if (el.textContent !== text) el.textContent = text;
   }
+  // Formatters are built once: toLocaleString builds one per call.
+  const NF = [0, 1, 2, 3].map((d) => new Intl.NumberFormat('en-US', { maximumFractionDigits: d }));
   function num(v, digits) {
     if (v === null || v === undefined || Number.isNaN(v)) return '–';
     if (digits === undefined) digits = Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2;
-    if (Number.isInteger(v) && digits <= 2) return v.toLocaleString('en-US');
-    return v.toLocaleString('en-US', { minimumFractionDigits: 0, maximumFractionDigits: digits });
+    return NF[Math.max(0, Math.min(3, digits))].format(v);
   }
-  function count(v) { return v === null || v === undefined ? '–' : Math.round(v).toLocaleString('en-US'); }
+  // Milliseconds: three significant-ish places, `<0.001` below.
+  function ms(v) {
+    if (v === null || v === undefined || Number.isNaN(v)) return '–';
+    if (v > 0 && v < 0.001) return '<0.001';
+    return num(v, v >= 100 ? 0 : v >= 10 ? 1 : v >= 1 ? 2 : 3);
+  }
+  function count(v) { return v === null || v === undefined || Number.isNaN(v) ? '–' : NF[0].format(Math.round(v)); }
   function bytes(b) {
     if (!b) return '–';
     const u = ['B', 'KiB', 'MiB', 'GiB'];
@@ -425,7 +432,7 @@
     charts.backlog = new Chart(box, 'Backlog', [{ name: 'lag', color: 'orange', digits: 0, area: true }, { name: 'pending', color: 'blue', digits: 0 }]);
     charts.rate = new Chart(box, 'Throughput / s', [{ name: 'arrivals', color: 'blue', digits: 1, area: true }, { name: 'done', color: 'green', digits: 1 }]);
     charts.warm = new Chart(box, 'Concurrency', [{ name: 'warm', color: 'purple', digits: 0, area: true }, { name: 'running', color: 'teal', digits: 0 }]);
-    charts.dur = new Chart(box, 'Duration ms', [{ name: 'mean', color: 'green', digits: 2 }, { name: 'p50*', color: 'blue', digits: 2 }, { name: 'p99*', color: 'red', digits: 2 }],
+    charts.dur = new Chart(box, 'Duration ms', [{ name: 'mean', color: 'green', digits: 3 }, { name: 'p50*', color: 'blue', digits: 3 }, { name: 'p99*', color: 'red', digits: 3 }],
       { note: 'mean: all attempts · p50/p99: sampled records' });
     charts.cold = new Chart(box, 'Cold starts*', [{ name: 'sampled', color: 'indigo', digits: 0 }], { note: 'cumulative, among sampled records' });
     charts.errors = new Chart(box, 'Errors', [{ name: 'dead letters', color: 'red', digits: 0 }], { note: 'final failures in the dead-letter stream' });
@@ -441,7 +448,7 @@
       ['warm', `${r.warm} on ${r.workers} worker${r.workers === 1 ? '' : 's'}`],
       ['completed', count(r.completed)],
       ['smoothed arrivals', num(r.arrival_rate, 2) + '/s'],
-      ['smoothed service', r.service_ms ? num(r.service_ms, 3) + ' ms' : '–'],
+      ['smoothed service', r.service_ms ? ms(r.service_ms) + ' ms' : '–'],
       ['sampled', `${count(r.samples)} records`],
       ['dead letters', count(r.errors)],
       ['last active', r.last_active_ms ? ago(r.last_active_ms) : '–'],
@@ -531,8 +538,8 @@
       cell(cells.completed, count(r.completed), !r.completed);
       // The last measured mean; the controller's smoothed one before any.
       const mean = f.lastMean !== undefined ? f.lastMean : r.service_ms || null;
-      cell(cells.mean, mean === null ? '–' : num(mean, 2), r.mean_ms === null);
-      cell(cells.pct, r.samples ? `${num(r.p50_ms, 2)} / ${num(r.p99_ms, 2)}` : '–', !r.samples);
+      cell(cells.mean, ms(mean), r.mean_ms === null);
+      cell(cells.pct, r.samples ? `${ms(r.p50_ms)} / ${ms(r.p99_ms)}` : '–', !r.samples);
       cell(cells.cold, r.samples ? count(r.cold) : '–', !r.cold);
       cell(cells.errors, count(r.errors), !r.errors);
       if (r.errors && !cells.errors.classList.contains('err')) cells.errors.classList.add('err');
@@ -658,13 +665,13 @@
       h('span', { class: 'dot-s s-' + n.status, title: n.status }),
       h('span', { text: n.function }),
       h('span', { class: 'nid mono', text: short(n.id) }),
-      n.ms !== null ? h('span', { class: 'ms', text: num(n.ms, 2) + ' ms' }) : null,
+      n.ms !== null ? h('span', { class: 'ms', text: ms(n.ms) + ' ms' }) : null,
       n.cold ? h('span', { class: 'badge cold', text: 'cold' }) : null,
       n.attempt > 1 ? h('span', { class: 'badge retrying', text: 'attempt ' + n.attempt }) : null,
       n.follow_ups ? h('span', { class: 'ms', text: `→ ${n.follow_ups}` }) : null);
   }
   function tip(n) {
-    return `${n.function} ${n.id}: ${n.status}${n.ms !== null ? ', ' + num(n.ms, 2) + ' ms' : ''}${n.cold ? ', cold' : ''}`;
+    return `${n.function} ${n.id}: ${n.status}${n.ms !== null ? ', ' + ms(n.ms) + ' ms' : ''}${n.cold ? ', cold' : ''}`;
   }
   // One node as a square and its follow-ups as dots.
   function group(n) {
@@ -797,7 +804,7 @@
         h('td', { class: 'l' }, h('span', { class: 'badge ' + v.status, text: v.status }), v.cold ? ' ' : '', v.cold ? h('span', { class: 'badge cold', text: 'cold' }) : ''),
         h('td', { text: v.depth }),
         h('td', { text: v.attempt }),
-        h('td', { text: v.ms === null ? '–' : num(v.ms, 2) }),
+        h('td', { text: ms(v.ms) }),
         h('td', { text: num(v.queue_ms, 1) }),
         h('td', { class: 'l mono', text: v.worker ? short(v.worker) : '–', title: v.worker || '' }),
         h('td', { class: 'l wrap' + (v.error ? ' err' : '') },

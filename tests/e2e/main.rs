@@ -4,9 +4,11 @@
 mod api_errors;
 mod callbacks;
 mod crash;
+mod deployment;
 mod drain;
 mod failures;
 mod flow;
 mod gateway;
 mod metrics;
 mod scaling;
+mod ui;

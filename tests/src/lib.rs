@@ -171,6 +171,28 @@ impl EddyProcess {
         }
     }
 
+    /// `eddy gateway` against `redis_url` on `port`, admin key `admin-secret`.
+    pub fn gateway(redis_url: &str, cache_dir: &Path, port: u16) -> Self {
+        let child = Command::new(bin_dir().join("eddy"))
+            .arg("gateway")
+            .env("REDIS_URL", redis_url)
+            .env("EDDY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("EDDY_ADMIN_KEY", "admin-secret")
+            .env("EDDY_CACHE_DIR", cache_dir)
+            .env("EDDY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting eddy gateway: {e}"));
+        wait_for(Duration::from_secs(30), "the gateway to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        EddyProcess {
+            child: Some(child),
+            name: format!("gateway-{port}"),
+        }
+    }
+
     /// `eddy controller` against `redis_url`.
     pub fn controller(redis_url: &str, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(bin_dir().join("eddy"));

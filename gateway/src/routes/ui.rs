@@ -98,13 +98,60 @@ const DEAD_LETTER_TENANTS: usize = 20;
 const RECENT_INVOCATIONS: usize = 15;
 const RECENT_DEAD: usize = 5;
 const SAMPLES_PER_FUNCTION: usize = 1_000;
-/// Records cached per stream before the cache is dropped and rebuilt.
-const RECORD_CACHE: usize = 20_000;
+/// Records cached per stream before the cache is dropped and rebuilt (they
+/// are kept slim: no output, one log line, the first follow-up ids).
+const RECORD_CACHE: usize = 5_000;
+/// Event streams open at once: per key holder (a tenant, or the admin) and
+/// per gateway process. Each stream reads Redis every second.
+const STREAMS_PER_CALLER: usize = 8;
+const STREAMS: usize = 256;
 /// Log lines and characters of a preview.
 const LOG_PREVIEW: usize = 160;
 
 /// Set once SIGTERM or SIGINT arrived: streams end, new ones are refused.
 static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Open event streams per key holder.
+static OPEN: LazyLock<Mutex<HashMap<String, usize>>> = LazyLock::new(Default::default);
+
+/// One open stream, counted until dropped.
+#[derive(Debug)]
+struct Slot(String);
+
+impl Slot {
+    fn take(caller: &Caller) -> ApiResult<Self> {
+        let who = match caller {
+            Caller::Admin => String::new(),
+            Caller::Tenant(t) => t.to_string(),
+        };
+        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = open.values().sum();
+        let mine = open.get(&who).copied().unwrap_or(0);
+        if total >= STREAMS || mine >= STREAMS_PER_CALLER {
+            return Err(ApiError::Quota(
+                format!(
+                    "too many dashboard streams open ({STREAMS_PER_CALLER} per key holder, \
+                     {STREAMS} per gateway); close a page"
+                ),
+                5,
+            ));
+        }
+        *open.entry(who.clone()).or_default() += 1;
+        Ok(Slot(who))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.0) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.0);
+            }
+        }
+    }
+}
 
 /// The dashboard's routes, behind the API's own authentication; here, and
 /// only here, the key may also come as `?key=`.
@@ -240,7 +287,8 @@ pub async fn events(
     }
     let scope = Scope::of(&caller, q.tenant.as_deref().filter(|t| !t.is_empty()))?;
     let runs = parse_runs(&scope, q.runs.as_deref().unwrap_or(""))?;
-    let conn = Connection::new(state.queue.clone(), sampler(&state), scope, runs);
+    let slot = Slot::take(&caller)?;
+    let conn = Connection::new(state.queue.clone(), sampler(&state), scope, runs, slot);
     let stream = futures::stream::unfold(conn, |mut c| async move {
         let event = c.next_event().await?;
         Some((Ok::<Event, Infallible>(event), c))
@@ -852,7 +900,11 @@ struct Payload<'a> {
 #[derive(Debug)]
 struct Cached {
     tenant: TenantId,
+    /// Slim: no output, the first log line, the first follow-up ids.
     record: InvocationRecord,
+    /// Log lines and follow-ups the record had.
+    logs: usize,
+    follow_ups: usize,
     source: &'static str,
 }
 
@@ -867,6 +919,7 @@ struct Durations {
 
 #[derive(Debug)]
 struct Connection {
+    _slot: Slot,
     queue: Queue,
     _sampler: Arc<Sampler>,
     rx: watch::Receiver<Arc<Shared>>,
@@ -900,8 +953,10 @@ impl Connection {
         sampler: Arc<Sampler>,
         scope: Scope,
         runs: Vec<(TenantId, String)>,
+        slot: Slot,
     ) -> Self {
         Connection {
+            _slot: slot,
             queue,
             rx: sampler.rx.clone(),
             _sampler: sampler,
@@ -1101,11 +1156,26 @@ impl Connection {
             self.counted.insert(record.id.clone());
         }
         let source = self.records.get(&record.id).map_or(source, |c| c.source);
+        // Only what the page shows is kept: logs and outputs can be large.
+        let mut record = record;
+        let logs = record.outcome.logs.len();
+        let follow_ups = record.outcome.follow_ups.len();
+        record.output = None;
+        record.outcome.logs.truncate(1);
+        for l in &mut record.outcome.logs {
+            l.message = l.message.chars().take(LOG_PREVIEW).collect();
+        }
+        if let Some(e) = &mut record.outcome.error {
+            e.message = e.message.chars().take(LOG_PREVIEW).collect();
+        }
+        record.outcome.follow_ups.truncate(TREE_NODES);
         self.records.insert(
             record.id.clone(),
             Cached {
                 tenant: tenant.clone(),
                 record,
+                logs,
+                follow_ups,
                 source,
             },
         );
@@ -1222,7 +1292,8 @@ impl Connection {
     }
 
     fn node(&self, id: &str, level: u32) -> Option<TreeNode> {
-        let r = &self.records.get(id)?.record;
+        let c = self.records.get(id)?;
+        let r = &c.record;
         let mut children = Vec::new();
         if level < TREE_LEVELS {
             for f in r.outcome.follow_ups.iter().take(TREE_CHILDREN) {
@@ -1239,8 +1310,8 @@ impl Connection {
             attempt: r.attempt,
             ms: busy_ms(r),
             cold: r.outcome.timings.cold,
-            follow_ups: r.outcome.follow_ups.len(),
-            more: r.outcome.follow_ups.len() - children.len(),
+            follow_ups: c.follow_ups,
+            more: c.follow_ups.saturating_sub(children.len()),
             children,
         })
     }
@@ -1363,7 +1434,7 @@ impl Connection {
                     worker: r.outcome.worker.clone(),
                     error_class: error.map(|e| e.class.clone()),
                     error: error.map(|e| e.message.chars().take(LOG_PREVIEW).collect()),
-                    logs: r.outcome.logs.len(),
+                    logs: c.logs,
                     log: r.outcome.logs.first().map(|l| {
                         format!("[{}] {}", l.level, l.message)
                             .chars()
