@@ -58,6 +58,34 @@ fn parse(stream: &str, entry: &StreamId, deliveries: u64) -> Result<Delivery, Ma
     })
 }
 
+/// A stream deleted under a reader (its function was deleted) reads as empty.
+/// The group is not recreated here, or a deleted function's stream would come
+/// back; deploy creates groups.
+fn gone_is_empty(
+    reply: redis::RedisResult<Option<StreamReadReply>>,
+) -> Result<Option<StreamReadReply>> {
+    match reply {
+        Ok(r) => Ok(r),
+        Err(e) if e.code() == Some("NOGROUP") || e.code() == Some("UNBLOCKED") => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The deliveries of an XREADGROUP reply, and the entries that did not parse.
+fn deliveries(reply: Option<StreamReadReply>) -> (Vec<Delivery>, Vec<Malformed>) {
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    for key in reply.map(|r| r.keys).unwrap_or_default() {
+        for entry in &key.ids {
+            match parse(&key.key, entry, 1) {
+                Ok(d) => out.push(d),
+                Err(m) => bad.push(m),
+            }
+        }
+    }
+    (out, bad)
+}
+
 /// The tenant a stream key belongs to (`eddy:{t:<tenant>}:q:<fn>`).
 fn tenant_of(stream: &str) -> Option<TenantId> {
     let start = stream.find("{t:")? + 3;
@@ -94,25 +122,8 @@ impl Queue {
             cmd.arg(">");
         }
         let reply: redis::RedisResult<Option<StreamReadReply>> = cmd.query_async(conn).await;
-        let reply = match reply {
-            Ok(r) => r,
-            // A stream deleted under us (its function was deleted): nothing to
-            // read there. The group is not recreated here, or a deleted
-            // function's stream would come back; deploy creates groups.
-            Err(e) if e.code() == Some("NOGROUP") || e.code() == Some("UNBLOCKED") => None,
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = Vec::new();
-        let mut bad = Vec::new();
-        for key in reply.map(|r| r.keys).unwrap_or_default() {
-            for entry in &key.ids {
-                match parse(&key.key, entry, 1) {
-                    Ok(d) => out.push(d),
-                    Err(m) => bad.push(m),
-                }
-            }
-        }
-        Ok((out, bad))
+        let reply = gone_is_empty(reply)?;
+        Ok(deliveries(reply))
     }
 
     /// Reads new entries of one stream without blocking (a wake-up), on the
@@ -134,22 +145,8 @@ impl Queue {
             .arg(">")
             .query_async(&mut self.conn())
             .await;
-        let reply = match reply {
-            Ok(r) => r,
-            Err(e) if e.code() == Some("NOGROUP") => None,
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = Vec::new();
-        let mut bad = Vec::new();
-        for key in reply.map(|r| r.keys).unwrap_or_default() {
-            for entry in &key.ids {
-                match parse(&key.key, entry, 1) {
-                    Ok(d) => out.push(d),
-                    Err(m) => bad.push(m),
-                }
-            }
-        }
-        Ok((out, bad))
+        let reply = gone_is_empty(reply)?;
+        Ok(deliveries(reply))
     }
 
     /// Takes over entries of `stream` idle for at least `min_idle_ms` (their
