@@ -18,7 +18,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-step "eddy up: redis-server + gateway + worker, one process"
+step "eddy up: redis-server + gateway + worker + controller, one process"
 EDDY_DATA_DIR=$DATA EDDY_CACHE_DIR=$DATA/artifacts EDDY_LISTEN=127.0.0.1:$PORT \
   EDDY_CALLBACK_ALLOWLIST=127.0.0.1 EDDY_LOG=warn "$EDDY" up 2> "$DATA/up.log" &
 pids+=($!)
