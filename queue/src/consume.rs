@@ -115,7 +115,7 @@ impl Queue {
             .arg("COUNT")
             .arg(count.max(1))
             .arg("BLOCK")
-            .arg(block_ms)
+            .arg(block_ms.max(1))
             .arg("STREAMS")
             .arg(streams);
         for _ in streams {

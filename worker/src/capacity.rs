@@ -116,8 +116,9 @@ impl Capacity {
     }
 
     /// Streams of the read set with room for at least one more delivery,
-    /// and the most any one of them can take.
-    pub(crate) fn readable(&mut self, default: u32) -> (Vec<String>, usize) {
+    /// the most any one of them can take, and whether some wanted stream is
+    /// full (left out for now).
+    pub(crate) fn readable(&mut self, default: u32) -> (Vec<String>, usize, bool) {
         let want = self.wanted(default);
         let mut most = 0;
         let streams = want
@@ -132,8 +133,9 @@ impl Capacity {
                 room > 0
             })
             .cloned()
-            .collect();
-        (streams, most)
+            .collect::<Vec<String>>();
+        let full = streams.len() < want.len();
+        (streams, most, full)
     }
 
     /// Forgets streams not wanted for `grace`; returns them so that their
@@ -183,8 +185,8 @@ mod tests {
             c.wanted(4),
             BTreeMap::from([("b".into(), 2), ("cold".into(), 4)])
         );
-        let (readable, most) = c.readable(4);
-        assert_eq!((readable.len(), most), (2, 12));
+        let (readable, most, full) = c.readable(4);
+        assert_eq!((readable.len(), most, full), (2, 12, false));
         // Unwanted streams expire after the grace and are reported.
         c.set_assigned(Some(BTreeMap::new()));
         c.woken.clear();

@@ -250,7 +250,7 @@ impl Worker {
                 _ = shutdown.changed() => break,
             };
             let free = slots.available_permits() + 1;
-            let (streams, most) = lock(&this.capacity).readable(this.default_concurrency());
+            let (streams, most, full) = lock(&this.capacity).readable(this.default_concurrency());
             if streams.is_empty() {
                 // Nothing readable: no streams, or every one holds all it
                 // may. Wait for an invocation to end (or for news).
@@ -279,9 +279,13 @@ impl Worker {
             // still deliver entries nobody sees); its short block bounds how
             // long a drain, or a new assignment, waits for it.
             let count = free.max(1).min(most.max(1));
+            // While some stream is full (its share and prefetch are in use),
+            // block only briefly: a long block on the other streams would
+            // keep the full one waiting after its invocations end.
+            let block_ms = if full { 2 } else { 200 };
             let read = this
                 .queue
-                .read(c, &this.consumer, &streams, count, 200)
+                .read(c, &this.consumer, &streams, count, block_ms)
                 .await;
             let (deliveries, malformed) = match read {
                 Ok(r) => {
