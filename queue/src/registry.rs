@@ -6,6 +6,15 @@ use redis::AsyncCommands;
 
 use crate::{Error, Queue, Result};
 
+/// The spec JSON of a function's current version, or nil.
+static CURRENT_SPEC: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "local v = redis.call('HGET', KEYS[1], 'current') \
+         if not v then return false end \
+         return redis.call('HGET', KEYS[1], 'v:' .. v)",
+    )
+});
+
 fn parse_spec(json: &str) -> Result<FunctionSpec> {
     serde_json::from_str(json).map_err(|e| Error::Corrupt(format!("function spec: {e}")))
 }
@@ -77,14 +86,12 @@ impl Queue {
     ) -> Result<Option<FunctionSpec>> {
         let mut conn = self.conn();
         let fkey = keys::function(tenant, name);
-        let version = match version {
-            Some(v) => v,
-            None => match conn.hget::<_, _, Option<u32>>(&fkey, "current").await? {
-                Some(v) => v,
-                None => return Ok(None),
-            },
+        // The current version in one round trip (the gateway asks on every
+        // invocation): the pointer and the spec are read in one script.
+        let json: Option<String> = match version {
+            Some(v) => conn.hget(&fkey, format!("v:{v}")).await?,
+            None => CURRENT_SPEC.key(&fkey).invoke_async(&mut conn).await?,
         };
-        let json: Option<String> = conn.hget(&fkey, format!("v:{version}")).await?;
         json.as_deref().map(parse_spec).transpose()
     }
 

@@ -17,31 +17,9 @@ use crate::client::{ApiFailure, Conn};
 /// sync timeout (30 s by default), everything else is quick.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The key to send: `--key`/`EDDY_KEY`, else the admin key `eddy up` wrote
-/// (`$EDDY_DATA_DIR/admin-key`), like every client command.
-fn resolve_key(explicit: Option<&str>) -> Option<String> {
-    if let Some(k) = explicit.map(str::trim).filter(|k| !k.is_empty()) {
-        return Some(k.to_string());
-    }
-    let dir = std::env::var_os("EDDY_DATA_DIR").unwrap_or_else(|| ".eddy".into());
-    std::fs::read_to_string(std::path::Path::new(&dir).join("admin-key"))
-        .ok()
-        .map(|k| k.trim().to_string())
-        .filter(|k| !k.is_empty())
-}
-
-/// Percent-encodes one path segment.
-pub fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+// Key resolution and path encoding are the client commands' own: one rule
+// for every command that talks to a gateway.
+pub use crate::client::api::{resolve_key, segment};
 
 /// A gateway, as the generator talks to it.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@
 //! and tables. An API error prints `error: <code>: <message>` on stderr and
 //! exits 1; a gateway that cannot be reached exits 2.
 
-mod api;
+pub(crate) mod api;
 mod commands;
 mod format;
 
