@@ -6,6 +6,7 @@ mod bench;
 mod client;
 mod local;
 mod roles;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 
@@ -54,14 +55,16 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EDDY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let role = match &cli.command {
+        Command::Worker(_) => Some("worker"),
+        Command::Controller { .. } => Some("controller"),
+        Command::Gateway { .. } => Some("gateway"),
+        Command::Up(_) => Some("up"),
+        _ => None,
+    };
+    // Held to the end: dropping it flushes the spans still buffered.
+    let _telemetry = telemetry::init(role.unwrap_or("client"), role.is_some());
     let result = match cli.command {
         Command::Run(args) => local::run(args),
         Command::Check(args) => local::check(args),

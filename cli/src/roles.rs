@@ -23,6 +23,11 @@ pub struct WorkerArgs {
     /// Invocations running at once in this process.
     #[arg(long, env = "EDDY_CONCURRENCY", default_value_t = 64)]
     concurrency: usize,
+    /// Sandboxes executing guest code at once, handed out round-robin across
+    /// tenants (0: twice the CPUs). The rest of the concurrency waits on
+    /// Redis round trips.
+    #[arg(long, env = "EDDY_EXEC_SLOTS", default_value_t = 0)]
+    exec_slots: usize,
     /// Lease of a delivery: after this long without a heartbeat another
     /// worker reclaims it.
     #[arg(long, env = "EDDY_LEASE_MS", default_value_t = 30_000)]
@@ -148,6 +153,7 @@ impl WorkerArgs {
         Ok(WorkerConfig {
             redis_url,
             concurrency: self.concurrency,
+            exec_slots: self.exec_slots,
             lease: Duration::from_millis(self.lease_ms),
             max_deliveries: self.max_deliveries,
             cache_dir: self.cache_dir.clone(),

@@ -15,6 +15,7 @@ pub mod function;
 pub mod keys;
 pub mod names;
 pub mod record;
+pub mod trace;
 
 pub use envelope::Envelope;
 pub use function::{FunctionConfig, FunctionSpec, RunLimits};

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 
 use eddy_protocol::{TenantId, keys};
 use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +27,10 @@ pub struct Callback {
     pub at: u64,
     /// Attempts made before this one.
     pub attempt: u32,
+    /// The trace context of the attempt that queued it (`traceparent`,
+    /// empty for none): the parent of the delivery's span.
+    #[serde(rename = "tp", default)]
+    pub traceparent: String,
     #[serde(skip)]
     pub tenant: Option<TenantId>,
     #[serde(skip)]
@@ -75,6 +78,7 @@ fn parse(stream: &str, entry: &StreamId) -> Callback {
         url: f.get("url").cloned().unwrap_or_default(),
         at: f.get("at").and_then(|a| a.parse().ok()).unwrap_or(0),
         attempt: f.get("attempt").and_then(|a| a.parse().ok()).unwrap_or(0),
+        traceparent: f.get("tp").cloned().unwrap_or_default(),
         tenant: tenant_of(stream),
         stream: stream.to_string(),
         entry_id: entry.id.clone(),
@@ -101,7 +105,7 @@ impl Queue {
     /// Reads new callbacks of `tenants`, blocking up to `block_ms`.
     pub async fn read_callbacks(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut crate::BlockingConn,
         consumer: &str,
         tenants: &[TenantId],
         count: usize,
@@ -111,17 +115,9 @@ impl Queue {
             return Ok(Vec::new());
         }
         let streams: Vec<String> = tenants.iter().map(keys::callbacks).collect();
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(CALLBACK_GROUP)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(count.max(1));
-        cmd.arg("BLOCK").arg(block_ms).arg("STREAMS").arg(&streams);
-        for _ in &streams {
-            cmd.arg(">");
-        }
-        let reply: redis::RedisResult<Option<StreamReadReply>> = cmd.query_async(conn).await;
+        let reply: redis::RedisResult<Option<StreamReadReply>> = self
+            .read_group(conn, CALLBACK_GROUP, consumer, &streams, count, block_ms)
+            .await;
         let reply = match reply {
             Ok(r) => r,
             Err(e) if e.code() == Some("NOGROUP") => {

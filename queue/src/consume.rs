@@ -4,9 +4,9 @@
 use eddy_protocol::envelope::{FIELD_ENVELOPE, FIELD_PAYLOAD};
 use eddy_protocol::{Envelope, TenantId, keys};
 use redis::Value;
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamReadReply};
 
+use crate::conn::{BlockingConn, by_slot};
 use crate::scripts::{FORGET, RELEASE};
 use crate::{Error, Queue, Result};
 
@@ -93,13 +93,104 @@ fn tenant_of(stream: &str) -> Option<TenantId> {
     TenantId::new(&stream[start..end]).ok()
 }
 
+/// `XREADGROUP GROUP group consumer COUNT count [BLOCK ms] STREAMS … >…`.
+fn xreadgroup(
+    group: &str,
+    consumer: &str,
+    streams: &[String],
+    count: usize,
+    block_ms: Option<u64>,
+) -> redis::Cmd {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP")
+        .arg(group)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count.max(1));
+    if let Some(ms) = block_ms {
+        cmd.arg("BLOCK").arg(ms.max(1));
+    }
+    cmd.arg("STREAMS").arg(streams);
+    for _ in streams {
+        cmd.arg(">");
+    }
+    cmd
+}
+
+/// On a cluster with streams on several slots: how long the one blocking
+/// read (on one slot group, in turn) may block, since new entries on the
+/// other groups wait for it.
+const CLUSTER_BLOCK_MS: u64 = 10;
+
 impl Queue {
+    /// `XREADGROUP` of `streams` on `conn`, blocking up to `block_ms`. One
+    /// command on a single server. A cluster serves one command only for
+    /// streams of one hash slot: there, each slot group (one tenant) is read
+    /// without blocking, concurrently, and only when all are empty does one
+    /// group (taking turns) block, briefly.
+    pub(crate) async fn read_group(
+        &self,
+        conn: &mut BlockingConn,
+        group: &str,
+        consumer: &str,
+        streams: &[String],
+        count: usize,
+        block_ms: u64,
+    ) -> redis::RedisResult<Option<StreamReadReply>> {
+        if !self.is_cluster() {
+            return xreadgroup(group, consumer, streams, count, Some(block_ms))
+                .query_async(conn)
+                .await;
+        }
+        let groups = by_slot(streams);
+        if groups.len() <= 1 {
+            return xreadgroup(group, consumer, streams, count, Some(block_ms))
+                .query_async(conn)
+                .await;
+        }
+        let reads = groups.iter().map(|g| {
+            let mut c = conn.clone();
+            async move {
+                let r: redis::RedisResult<Option<StreamReadReply>> =
+                    xreadgroup(group, consumer, g, count, None)
+                        .query_async(&mut c)
+                        .await;
+                r
+            }
+        });
+        let mut merged = StreamReadReply::default();
+        let mut failure = None;
+        for r in futures::future::join_all(reads).await {
+            match r {
+                Ok(Some(reply)) => merged.keys.extend(reply.keys),
+                Ok(None) => {}
+                Err(e) => failure = Some(e),
+            }
+        }
+        if !merged.keys.is_empty() {
+            return Ok(Some(merged));
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let turn = (eddy_protocol::now_ms() / CLUSTER_BLOCK_MS) as usize % groups.len();
+        xreadgroup(
+            group,
+            consumer,
+            &groups[turn],
+            count,
+            Some(block_ms.min(CLUSTER_BLOCK_MS)),
+        )
+        .query_async(conn)
+        .await
+    }
+
     /// Reads new entries from `streams` for `consumer`, at most `count` per
     /// stream, blocking up to `block_ms`. Uses `conn`, a connection of its own
     /// (see [`Queue::blocking_connection`]).
     pub async fn read(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut BlockingConn,
         consumer: &str,
         streams: &[String],
         count: usize,
@@ -108,20 +199,9 @@ impl Queue {
         if streams.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(keys::GROUP)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(count.max(1))
-            .arg("BLOCK")
-            .arg(block_ms.max(1))
-            .arg("STREAMS")
-            .arg(streams);
-        for _ in streams {
-            cmd.arg(">");
-        }
-        let reply: redis::RedisResult<Option<StreamReadReply>> = cmd.query_async(conn).await;
+        let reply = self
+            .read_group(conn, keys::GROUP, consumer, streams, count, block_ms)
+            .await;
         let reply = gone_is_empty(reply)?;
         Ok(deliveries(reply))
     }

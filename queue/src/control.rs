@@ -48,18 +48,28 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
 
 impl Queue {
     /// Marks `streams` active now and wakes whoever may need to start
-    /// consuming them. One round trip.
+    /// consuming them. One round trip (two on a cluster, where the activity
+    /// set and the wake channel live on different slots).
     pub async fn touch(&self, streams: &[String]) -> Result<()> {
         if streams.is_empty() {
             return Ok(());
         }
         let now = eddy_protocol::now_ms();
-        let mut pipe = redis::pipe();
+        let mut mark = redis::pipe();
+        let mut wake = redis::pipe();
         for s in streams {
-            pipe.zadd(keys::ACTIVE, s, now).ignore();
-            pipe.publish(keys::WAKE, s).ignore();
+            mark.zadd(keys::ACTIVE, s, now).ignore();
+            wake.publish(keys::WAKE, s).ignore();
         }
-        pipe.exec_async(&mut self.conn()).await?;
+        if self.is_cluster() {
+            mark.exec_async(&mut self.conn()).await?;
+            wake.exec_async(&mut self.conn()).await?;
+        } else {
+            for s in streams {
+                mark.publish(keys::WAKE, s).ignore();
+            }
+            mark.exec_async(&mut self.conn()).await?;
+        }
         Ok(())
     }
 
@@ -126,11 +136,9 @@ impl Queue {
 
     /// Removes a worker from the registry (drained or found dead).
     pub async fn unregister(&self, id: &str) -> Result<()> {
-        let _: () = redis::pipe()
-            .hdel(keys::WORKERS, id)
-            .hdel(keys::ASSIGNMENTS, id)
-            .exec_async(&mut self.conn())
-            .await?;
+        // Two keys of two slots (on a cluster): two commands.
+        let _: () = self.conn().hdel(keys::WORKERS, id).await?;
+        let _: () = self.conn().hdel(keys::ASSIGNMENTS, id).await?;
         Ok(())
     }
 
@@ -158,8 +166,9 @@ impl Queue {
         for (worker, a) in all {
             pipe.hset(keys::ASSIGNMENTS, worker, encode(a)?).ignore();
         }
-        pipe.publish(keys::ASSIGN, "changed").ignore();
         pipe.exec_async(&mut self.conn()).await?;
+        // After the transaction (the channel is another slot on a cluster).
+        let _: () = self.conn().publish(keys::ASSIGN, "changed").await?;
         Ok(())
     }
 

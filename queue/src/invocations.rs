@@ -46,12 +46,27 @@ pub enum Disposition {
     Dead,
 }
 
+impl Disposition {
+    /// `succeeded`, `retry`, `failed` or `dead`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Disposition::Succeeded { .. } => "succeeded",
+            Disposition::Retry { .. } => "retry",
+            Disposition::Failed => "failed",
+            Disposition::Dead => "dead",
+        }
+    }
+}
+
 /// One completion: the disposition plus the record's outcome part (error,
 /// timings, logs).
 #[derive(Debug, Clone)]
 pub struct Completion {
     pub disposition: Disposition,
     pub outcome: Outcome,
+    /// The trace context of the attempt (W3C `traceparent`), carried to its
+    /// callbacks so that their spans join the trace.
+    pub traceparent: Option<String>,
 }
 
 /// What the completion script did.
@@ -228,7 +243,8 @@ impl Queue {
             .arg(env.depth + 1)
             .arg(t.as_str())
             .arg(env.reply_to.as_deref().unwrap_or(""))
-            .arg(completion.outcome.timings.instantiate_us + completion.outcome.timings.run_us);
+            .arg(completion.outcome.timings.instantiate_us + completion.outcome.timings.run_us)
+            .arg(completion.traceparent.as_deref().unwrap_or(""));
         for f in follow_ups {
             inv.arg(encode(&f.envelope)?)
                 .arg(f.payload.as_slice())

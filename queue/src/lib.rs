@@ -5,14 +5,16 @@
 //! **Invariant:** this is the only crate that speaks Redis, and it writes only
 //! `eddy_protocol` types (or plain counters) into it.
 //!
-//! Connections: one auto-reconnecting multiplexed connection
-//! ([`redis::aio::ConnectionManager`]) for short commands, and a separate
-//! connection without a response timeout for each blocking reader
-//! ([`Queue::blocking_connection`]): a blocking `XREADGROUP` on the shared
-//! connection would hit the default response timeout and hold up everyone.
+//! Connections: one auto-reconnecting multiplexed connection for short
+//! commands, and a separate connection without a response timeout for each
+//! blocking reader ([`Queue::blocking_connection`]): a blocking `XREADGROUP`
+//! on the shared connection would hit the response timeout and hold up
+//! everyone. Either may be to one server or to a Redis Cluster (see
+//! `conn.rs`: `redis+cluster://host:port,…` or `EDDY_REDIS_CLUSTER=true`).
 #![forbid(unsafe_code)]
 
 mod callbacks;
+mod conn;
 mod consume;
 mod control;
 mod invocations;
@@ -24,9 +26,10 @@ mod tenants;
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use conn::{Backend, Conn};
 
 pub use callbacks::{CALLBACK_GROUP, Callback, DeadCallback};
+pub use conn::BlockingConn;
 pub use consume::{Delivery, Malformed};
 pub use control::StreamStats;
 pub use invocations::{Completed, Completion, Disposition, Enqueued, FollowUp};
@@ -92,8 +95,8 @@ impl Default for QueueConfig {
 /// A handle on Eddy's Redis. Cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
-    client: redis::Client,
-    conn: ConnectionManager,
+    backend: Backend,
+    conn: Conn,
     config: QueueConfig,
 }
 
@@ -101,40 +104,40 @@ impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Queue")
             .field("config", &self.config)
+            .field("cluster", &self.backend.is_cluster())
             .finish_non_exhaustive()
     }
 }
 
 impl Queue {
-    /// Connects to `url` (`redis://host:port/db`). Reconnects by itself later.
+    /// Connects to `url`: `redis://host:port/db` for one server,
+    /// `redis+cluster://host:port,host:port` (or any URL with
+    /// `EDDY_REDIS_CLUSTER=true`) for a Redis Cluster. Reconnects by itself
+    /// later.
     pub async fn connect(url: &str, config: QueueConfig) -> Result<Self> {
-        let client = redis::Client::open(url)?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client.clone(), manager).await?;
+        let forced = std::env::var("EDDY_REDIS_CLUSTER")
+            .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
+        let backend = Backend::open(url, forced)?;
+        let conn = backend.shared().await?;
         Ok(Queue {
-            client,
+            backend,
             conn,
             config,
         })
     }
 
-    /// A dedicated connection without a response timeout, for one blocking
-    /// reader.
-    pub async fn blocking_connection(&self) -> Result<MultiplexedConnection> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(None);
-        Ok(self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?)
+    /// Whether this is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.backend.is_cluster()
     }
 
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    /// A dedicated connection without a response timeout, for one blocking
+    /// reader.
+    pub async fn blocking_connection(&self) -> Result<BlockingConn> {
+        self.backend.blocking().await
+    }
+
+    pub(crate) fn conn(&self) -> Conn {
         self.conn.clone()
     }
 

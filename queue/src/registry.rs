@@ -49,12 +49,15 @@ impl Queue {
         let json = serde_json::to_string(&spec)
             .map_err(|e| Error::Corrupt(format!("encoding spec: {e}")))?;
         self.ensure_group(&keys::stream(tenant, name)).await?;
+        // The tenant registry first (a global key, another slot on a
+        // cluster; listing a tenant early is harmless), then the function
+        // atomically on the tenant's slot.
+        let _: () = conn.sadd(keys::TENANTS, tenant.as_str()).await?;
         redis::pipe()
             .atomic()
             .hset(&fkey, format!("v:{version}"), &json)
             .hset(&fkey, "current", version)
             .sadd(keys::functions(tenant), name.as_str())
-            .sadd(keys::TENANTS, tenant.as_str())
             .exec_async(&mut conn)
             .await?;
         Ok(spec)

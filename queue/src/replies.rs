@@ -29,10 +29,17 @@ impl Queue {
     /// [`Reply::Done`].
     pub fn replies(&self, channel: String) -> mpsc::Receiver<Reply> {
         let (tx, rx) = mpsc::channel(4096);
-        let client = self.client.clone();
+        // One server; or the nodes of a cluster in turn (a PUBLISH reaches
+        // every node, so any one serves).
+        let clients = self.backend.pubsub_clients();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(50);
+            let mut turn = 0usize;
             while !tx.is_closed() {
+                let Some(client) = clients.get(turn % clients.len().max(1)) else {
+                    return;
+                };
+                turn += 1;
                 let sub = async {
                     let mut pubsub = client.get_async_pubsub().await?;
                     pubsub.subscribe(&channel).await?;

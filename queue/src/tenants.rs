@@ -81,9 +81,10 @@ impl Queue {
                 ],
             )
             .hset_nx(&key, "pending", 0)
-            .sadd(keys::TENANTS, id.as_str())
             .exec_async(&mut conn)
             .await?;
+        // A global key (another slot on a cluster): its own command.
+        let _: () = conn.sadd(keys::TENANTS, id.as_str()).await?;
         let info = TenantInfo {
             id: id.clone(),
             created_at_ms: now,
@@ -155,12 +156,11 @@ impl Queue {
         };
         let json = serde_json::to_string(&key).map_err(|e| Error::Corrupt(e.to_string()))?;
         let hash = hash_key(&plaintext);
-        redis::pipe()
-            .atomic()
-            .hset(keys::API_KEYS, &hash, json)
-            .hset(keys::tenant_keys(tenant), &id, &hash)
-            .exec_async(&mut self.conn())
-            .await?;
+        // Two slots on a cluster: listed under the tenant first, then made
+        // valid, so that no valid key is ever unlisted (and revocable).
+        let mut conn = self.conn();
+        let _: () = conn.hset(keys::tenant_keys(tenant), &id, &hash).await?;
+        let _: () = conn.hset(keys::API_KEYS, &hash, json).await?;
         Ok((key, plaintext))
     }
 

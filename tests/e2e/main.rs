@@ -3,6 +3,7 @@
 
 mod api_errors;
 mod callbacks;
+mod cluster;
 mod crash;
 mod deployment;
 mod drain;
@@ -10,5 +11,6 @@ mod failures;
 mod flow;
 mod gateway;
 mod metrics;
+mod otel;
 mod scaling;
 mod ui;

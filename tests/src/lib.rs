@@ -131,6 +131,132 @@ impl Drop for RedisServer {
     }
 }
 
+/// A local Redis Cluster of this test's own: `masters` primaries (each with
+/// `replicas_each` replicas) on free loopback ports, created with
+/// `redis-cli --cluster create`, AOF on every node.
+#[derive(Debug)]
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    dir: tempfile::TempDir,
+    children: Vec<Option<Child>>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize, replicas_each: usize) -> Self {
+        let n = masters * (1 + replicas_each);
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut children = Vec::new();
+        for port in &ports {
+            let node_dir = dir.path().join(port.to_string());
+            std::fs::create_dir_all(&node_dir).unwrap();
+            let child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .arg("--dir")
+                .arg(&node_dir)
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", "nodes.conf"])
+                .args(["--cluster-node-timeout", "2000"])
+                .args(["--appendonly", "yes", "--appendfsync", "always"])
+                .args(["--save", ""])
+                .args(["--logfile", "redis.log"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (`make setup`)");
+            children.push(Some(child));
+        }
+        for port in &ports {
+            wait_for(Duration::from_secs(10), "a cluster node to listen", || {
+                std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok()
+            });
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for port in &ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", &replicas_each.to_string()])
+            .arg("--cluster-yes")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = RedisCluster {
+            ports,
+            dir,
+            children,
+        };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// Waits until every live node says `cluster_state:ok` and knows all
+    /// nodes.
+    pub fn wait_ok(&self) {
+        wait_for(Duration::from_secs(60), "the cluster to be ok", || {
+            self.ports
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.children[*i].is_some())
+                .all(|(_, p)| {
+                    self.cli(*p, &["CLUSTER", "INFO"])
+                        .contains("cluster_state:ok")
+                })
+        });
+    }
+
+    /// `redis+cluster://` with every node as a seed.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
+
+    /// `redis-cli` against the node on `port`.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The ports of the nodes that are primaries now.
+    pub fn primaries(&self) -> Vec<u16> {
+        self.ports
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.children[*i].is_some())
+            .map(|(_, p)| *p)
+            .filter(|p| self.cli(*p, &["ROLE"]).starts_with("master"))
+            .collect()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut() {
+            if let Some(mut c) = c.take() {
+                signal(&c, libc::SIGKILL);
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
 fn signal(child: &Child, sig: libc::c_int) {
     let _ = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -173,15 +299,29 @@ impl EddyProcess {
 
     /// `eddy gateway` against `redis_url` on `port`, admin key `admin-secret`.
     pub fn gateway(redis_url: &str, cache_dir: &Path, port: u16) -> Self {
-        let child = Command::new(bin_dir().join("eddy"))
-            .arg("gateway")
+        Self::gateway_with(redis_url, cache_dir, port, &[])
+    }
+
+    /// [`EddyProcess::gateway`] with extra environment.
+    pub fn gateway_with(
+        redis_url: &str,
+        cache_dir: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut cmd = Command::new(bin_dir().join("eddy"));
+        cmd.arg("gateway")
             .env("REDIS_URL", redis_url)
             .env("EDDY_LISTEN", format!("127.0.0.1:{port}"))
             .env("EDDY_ADMIN_KEY", "admin-secret")
             .env("EDDY_CACHE_DIR", cache_dir)
             .env("EDDY_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting eddy gateway: {e}"));
         wait_for(Duration::from_secs(30), "the gateway to listen", || {

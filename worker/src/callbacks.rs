@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use eddy_protocol::callback::{Allowlist, check_ip, check_url};
-use eddy_protocol::{TenantId, keys};
+use eddy_protocol::{TenantId, keys, trace};
 use eddy_queue::{Callback, Queue};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::{Semaphore, watch};
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 /// Settings of callback delivery.
 #[derive(Debug, Clone)]
@@ -296,7 +296,32 @@ impl Dispatcher {
         let Some(tenant) = cb.tenant.clone() else {
             return;
         };
-        match self.attempt(&cb, &tenant).await {
+        // A child of the attempt that queued it: the callback closes the
+        // invocation's (or the run's) trace.
+        let span = tracing::info_span!(
+            target: trace::TARGET,
+            "callback",
+            otel.name = %format_args!("callback {}", cb.kind),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            otel.status_message = tracing::field::Empty,
+            http.request.method = "POST",
+            url.full = %cb.url,
+            eddy.tenant = %tenant,
+            eddy.callback.kind = %cb.kind,
+            eddy.callback.id = %cb.id,
+            eddy.callback.attempt = cb.attempt + 1,
+        );
+        trace::set_parent(&span, Some(cb.traceparent.as_str()));
+        let result = self.attempt(&cb, &tenant).instrument(span.clone()).await;
+        match &result {
+            Ok(()) => span.record("otel.status_code", "OK"),
+            Err(e) => span
+                .record("otel.status_code", "ERROR")
+                .record("otel.status_message", e.as_str()),
+        };
+        drop(span);
+        match result {
             Ok(()) => {
                 metrics::counter!("eddy_callbacks_total", "outcome" => "delivered").increment(1);
                 debug!(kind = %cb.kind, id = %cb.id, attempt = cb.attempt + 1, "callback delivered");

@@ -10,9 +10,11 @@
 
 mod callbacks;
 mod capacity;
+mod fair;
 mod functions;
 mod http;
 mod process;
+mod telemetry;
 mod worker;
 
 pub use callbacks::{CallbackConfig, sign};

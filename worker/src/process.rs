@@ -7,6 +7,7 @@ use eddy_queue::{Completion, Delivery, Disposition, FollowUp};
 use eddy_runtime::{Input, InvokeError};
 use rand::Rng;
 
+use crate::fair::FairGate;
 use crate::functions::{LoadFailure, Loaded};
 
 /// Exponential backoff with full jitter in [0.5, 1.5) of the step, capped.
@@ -53,6 +54,7 @@ pub(crate) fn failed(error: ErrorInfo, dead: bool, worker: &str) -> Completion {
             worker: Some(worker.to_string()),
             ..Outcome::default()
         },
+        traceparent: None,
     }
 }
 
@@ -75,6 +77,8 @@ pub(crate) async fn run(
     delivery: &Delivery,
     load_time: Option<Duration>,
     worker: &str,
+    traceparent: Option<&str>,
+    gate: &FairGate,
 ) -> Completion {
     let env = &delivery.envelope;
     let queue_wait_ms = eddy_protocol::now_ms().saturating_sub(env.enqueued_at_ms);
@@ -88,9 +92,24 @@ pub(crate) async fn run(
         payload: delivery.payload.clone(),
         config: loaded.config.clone(),
     };
-    let report = runtime
-        .invoke(&loaded.processor, input, &loaded.limits)
-        .await;
+    // The CPU part: wait for a fair execution slot (tenants take turns).
+    let report = {
+        let _slot = gate.enter(env.tenant.as_str()).await;
+        runtime
+            .invoke(&loaded.processor, input, &loaded.limits)
+            .await
+    };
+    // Guest logs become events of the execution span (exported only when
+    // tracing is on; the record keeps them either way).
+    for l in &report.logs {
+        tracing::info!(
+            target: eddy_protocol::trace::TARGET,
+            log_level = l.level.as_str(),
+            log_source = l.source.as_str(),
+            "{}",
+            l.message
+        );
+    }
     let mut outcome = Outcome {
         timings: PhaseTimings {
             queue_wait_us: queue_wait_ms.saturating_mul(1000),
@@ -119,10 +138,17 @@ pub(crate) async fn run(
             let mut bad_target = None;
             for emit in report.emits {
                 match FunctionName::new(emit.function) {
-                    Ok(target) => follow_ups.push(FollowUp {
-                        envelope: env.follow_up(target, emit.content_type),
-                        payload: emit.payload,
-                    }),
+                    Ok(target) => {
+                        let mut envelope = env.follow_up(target, emit.content_type);
+                        // Each follow-up is a child of this invocation's span.
+                        if let Some(tp) = traceparent {
+                            envelope.traceparent = Some(tp.to_string());
+                        }
+                        follow_ups.push(FollowUp {
+                            envelope,
+                            payload: emit.payload,
+                        })
+                    }
                     Err(e) => {
                         bad_target = Some(e);
                         break;
@@ -162,6 +188,7 @@ pub(crate) async fn run(
     Completion {
         disposition,
         outcome,
+        traceparent: None,
     }
 }
 

@@ -7,15 +7,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eddy_protocol::control::WorkerInfo;
-use eddy_protocol::keys;
+use eddy_protocol::{keys, trace};
 use eddy_queue::Reply;
 use eddy_queue::{Completion, Delivery, Queue, QueueConfig};
 use eddy_runtime::{Runtime, RuntimeConfig};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::callbacks::{CallbackConfig, Dispatcher};
 use crate::capacity::Capacity;
+use crate::fair::FairGate;
 use crate::functions::Functions;
 use crate::process;
 
@@ -25,6 +26,9 @@ pub struct WorkerConfig {
     pub redis_url: String,
     /// Invocations running at once.
     pub concurrency: usize,
+    /// Sandboxes executing guest code at once, given round-robin across
+    /// tenants (0: twice the CPUs).
+    pub exec_slots: usize,
     /// How long a delivery may go without a heartbeat before another worker
     /// reclaims it.
     pub lease: Duration,
@@ -60,6 +64,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             redis_url: "redis://127.0.0.1:6379".into(),
             concurrency: 64,
+            exec_slots: 0,
             lease: Duration::from_secs(30),
             max_deliveries: 5,
             cache_dir: PathBuf::from(".eddy/artifacts"),
@@ -145,6 +150,8 @@ pub struct Worker {
     queue: Queue,
     runtime: Arc<Runtime>,
     functions: Arc<Functions>,
+    /// Fair execution slots (the CPU), shared by every tenant.
+    gate: FairGate,
     inflight: InFlight,
     capacity: Mutex<Capacity>,
     /// Invocations running now, and a wake-up for the drain waiting on 0.
@@ -190,13 +197,23 @@ impl Worker {
         )
         .await?;
         let consumer = config.consumer.clone().unwrap_or_else(unique_consumer);
-        info!(consumer, concurrency = config.concurrency, "worker started");
+        let exec_slots = match config.exec_slots {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
+            n => n,
+        };
+        info!(
+            consumer,
+            concurrency = config.concurrency,
+            exec_slots,
+            "worker started"
+        );
         Ok(Worker {
             config,
             consumer,
             queue,
             runtime: Arc::new(runtime),
             functions: Arc::new(Functions::default()),
+            gate: FairGate::new(exec_slots),
             inflight: Arc::default(),
             capacity: Mutex::default(),
             running: AtomicUsize::new(0),
@@ -461,6 +478,9 @@ impl Worker {
 
     /// Tells the controller this worker is alive, and what it does.
     async fn heartbeat(&self) {
+        let (free, waiting) = self.gate.load();
+        metrics::gauge!("eddy_worker_exec_slots_free").set(free as f64);
+        metrics::gauge!("eddy_worker_exec_waiting").set(waiting as f64);
         let mut per_stream: std::collections::BTreeMap<String, u32> =
             std::collections::BTreeMap::new();
         for (s, ids) in lock(&self.inflight).iter() {
@@ -527,8 +547,45 @@ impl Worker {
         self.let_go(d);
     }
 
-    /// Runs one delivery to its completion.
+    /// Runs one delivery to its completion, in the invocation's span (a
+    /// child of the step that enqueued it).
     async fn handle(&self, d: Delivery) {
+        let env = &d.envelope;
+        let span = tracing::info_span!(
+            target: trace::TARGET,
+            "invocation",
+            otel.name = %format_args!("invoke {}", env.function),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            otel.status_message = tracing::field::Empty,
+            eddy.tenant = %env.tenant,
+            eddy.function = %env.function,
+            eddy.version = env.version.unwrap_or(0),
+            eddy.invocation_id = %env.id,
+            eddy.run_id = %env.run_id,
+            eddy.parent_id = env.parent_id.as_deref().unwrap_or(""),
+            eddy.depth = env.depth,
+            eddy.attempt = env.attempt,
+            eddy.delivery = d.deliveries,
+            eddy.worker = %self.consumer,
+            eddy.queue_wait_ms = tracing::field::Empty,
+            eddy.cold_start = tracing::field::Empty,
+            eddy.cold_start_ms = tracing::field::Empty,
+            eddy.outcome = tracing::field::Empty,
+        );
+        trace::set_parent(&span, env.traceparent.as_deref());
+        let traceparent = trace::traceparent(&span);
+        if traceparent.is_some() {
+            let dequeued = std::time::SystemTime::now();
+            let waited = eddy_protocol::now_ms().saturating_sub(env.enqueued_at_ms);
+            span.record("eddy.queue_wait_ms", waited);
+            crate::telemetry::queue_wait(&span, env.enqueued_at_ms, dequeued);
+        }
+        self.handle_traced(&d, traceparent).instrument(span).await;
+        self.let_go(&d);
+    }
+
+    async fn handle_traced(&self, d: &Delivery, traceparent: Option<String>) {
         let completion = if d.deliveries > self.config.max_deliveries {
             Some(process::failed(
                 process::final_error(
@@ -542,26 +599,40 @@ impl Worker {
                 &self.consumer,
             ))
         } else {
-            self.execute(&d).await
+            self.execute(d, traceparent.as_deref()).await
         };
         // None: a transient failure before running. The entry stays pending
         // and comes back through reclaim after its lease.
-        if let Some(c) = completion {
-            self.complete(&d, &c).await;
-            if let eddy_queue::Disposition::Succeeded { follow_ups, .. } = &c.disposition
-                && !follow_ups.is_empty()
-            {
-                let targets: HashSet<String> = follow_ups
-                    .iter()
-                    .map(|f| keys::stream(&f.envelope.tenant, &f.envelope.function))
-                    .collect();
-                self.touch(targets).await;
+        let Some(mut c) = completion else { return };
+        // Callbacks continue this attempt's trace (or the caller's, when
+        // this process does not export).
+        c.traceparent = traceparent.or_else(|| d.envelope.traceparent.clone());
+        let span = tracing::Span::current();
+        span.record("eddy.outcome", c.disposition.as_str());
+        match &c.outcome.error {
+            Some(e) if !matches!(c.disposition, eddy_queue::Disposition::Succeeded { .. }) => {
+                span.record("otel.status_code", "ERROR")
+                    .record("otel.status_message", e.message.as_str());
+            }
+            _ => {
+                span.record("otel.status_code", "OK");
             }
         }
-        self.let_go(&d);
+        self.complete(d, &c)
+            .instrument(tracing::info_span!(target: trace::TARGET, "complete"))
+            .await;
+        if let eddy_queue::Disposition::Succeeded { follow_ups, .. } = &c.disposition
+            && !follow_ups.is_empty()
+        {
+            let targets: HashSet<String> = follow_ups
+                .iter()
+                .map(|f| keys::stream(&f.envelope.tenant, &f.envelope.function))
+                .collect();
+            self.touch(targets).await;
+        }
     }
 
-    async fn execute(&self, d: &Delivery) -> Option<Completion> {
+    async fn execute(&self, d: &Delivery, traceparent: Option<&str>) -> Option<Completion> {
         let env = &d.envelope;
         if env
             .deadline_ms
@@ -576,6 +647,7 @@ impl Worker {
                 &self.consumer,
             ));
         }
+        let load_started = std::time::SystemTime::now();
         let loaded = async {
             let version = self
                 .functions
@@ -594,7 +666,51 @@ impl Worker {
         .await;
         match loaded {
             Ok((loaded, load_time)) => {
-                Some(process::run(&self.runtime, &loaded, d, load_time, &self.consumer).await)
+                // A cold start: the artifact was loaded and pre-instantiated
+                // for this invocation. A span of its own when it was one.
+                let cold = load_time.is_some();
+                let cold_ms = load_time.map(|t| t.as_secs_f64() * 1e3).unwrap_or(0.0);
+                let current = tracing::Span::current();
+                current
+                    .record("eddy.cold_start", cold)
+                    .record("eddy.cold_start_ms", cold_ms);
+                if cold && traceparent.is_some() {
+                    crate::telemetry::past_span(
+                        &current,
+                        "cold start",
+                        load_started,
+                        std::time::SystemTime::now(),
+                        vec![
+                            opentelemetry::KeyValue::new("eddy.cold_start", true),
+                            opentelemetry::KeyValue::new("eddy.cold_start_ms", cold_ms),
+                        ],
+                    );
+                }
+                let exec = tracing::info_span!(
+                    target: trace::TARGET,
+                    "execute",
+                    eddy.instantiate_us = tracing::field::Empty,
+                    eddy.run_us = tracing::field::Empty,
+                    eddy.epoch_ticks = tracing::field::Empty,
+                    eddy.emits = tracing::field::Empty,
+                );
+                let c = process::run(
+                    &self.runtime,
+                    &loaded,
+                    d,
+                    load_time,
+                    &self.consumer,
+                    traceparent,
+                    &self.gate,
+                )
+                .instrument(exec.clone())
+                .await;
+                let t = &c.outcome.timings;
+                exec.record("eddy.instantiate_us", t.instantiate_us)
+                    .record("eddy.run_us", t.run_us)
+                    .record("eddy.epoch_ticks", t.epoch_ticks)
+                    .record("eddy.emits", c.outcome.follow_ups.len());
+                Some(c)
             }
             Err(failure) => match process::load_failure(failure) {
                 Ok(error) => Some(process::failed(error, false, &self.consumer)),

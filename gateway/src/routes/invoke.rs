@@ -8,11 +8,13 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use eddy_protocol::trace;
 use eddy_protocol::{
     Envelope, FunctionName, FunctionSpec, InvocationRecord, InvocationStatus, TenantId,
 };
 use futures::StreamExt;
 use serde_json::json;
+use tracing::Instrument;
 
 use super::{body, function_name};
 use crate::AppState;
@@ -180,6 +182,45 @@ pub async fn invoke(
     headers: HeaderMap,
     payload: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    // The server span of the trace: an incoming `traceparent` is its parent,
+    // and it is the parent of the invocation (carried in the envelope).
+    let span = tracing::info_span!(
+        target: trace::TARGET,
+        "POST /invoke/{name}",
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/invoke/{name}",
+        http.response.status_code = tracing::field::Empty,
+        eddy.tenant = %tenant,
+        eddy.function = %name,
+        eddy.invocation_id = tracing::field::Empty,
+        eddy.run_id = tracing::field::Empty,
+    );
+    let incoming = header_str(&headers, "traceparent")
+        .ok()
+        .flatten()
+        .filter(|tp| trace::parse(tp).is_some())
+        .map(str::to_string);
+    trace::set_parent(&span, incoming.as_deref());
+    let result = invoke_traced(state, tenant, name, headers, payload, incoming)
+        .instrument(span.clone())
+        .await;
+    let status = match &result {
+        Ok(r) => r.status(),
+        Err(e) => e.status(),
+    };
+    span.record("http.response.status_code", status.as_u16());
+    result
+}
+
+async fn invoke_traced(
+    state: AppState,
+    tenant: TenantId,
+    name: String,
+    headers: HeaderMap,
+    payload: Result<Bytes, BytesRejection>,
+    incoming: Option<String>,
+) -> ApiResult<Response> {
     let name = function_name(&name)?;
     let payload = body(payload, state.config.max_payload_bytes)?;
     let content_type = header_str(&headers, "content-type")?
@@ -207,7 +248,12 @@ pub async fn invoke(
     env.version = Some(spec.version);
     env.callback_url = callback;
     env.idempotency_key = idempotency;
-    env.traceparent = header_str(&headers, "traceparent")?.map(str::to_string);
+    // This handler's span when traces are exported, else the caller's
+    // context unchanged (a worker that exports still joins the trace).
+    let current = tracing::Span::current();
+    env.traceparent = trace::traceparent(&current).or(incoming);
+    current.record("eddy.invocation_id", env.id.as_str());
+    current.record("eddy.run_id", env.run_id.as_str());
     if sync {
         env.reply_to = Some(state.reply_channel.clone());
     }
@@ -263,6 +309,7 @@ pub async fn batch(
     State(state): State<AppState>,
     TenantCtx(tenant): TenantCtx,
     Path(name): Path<String>,
+    headers: HeaderMap,
     request: Body,
 ) -> ApiResult<Response> {
     const CHUNK: usize = 512;
@@ -270,7 +317,21 @@ pub async fn batch(
     let spec = current_spec(&state, &tenant, &name).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let max_line = state.config.max_payload_bytes;
+    // One span for the whole batch; every line's invocation is its child.
+    let span = tracing::info_span!(
+        target: trace::TARGET,
+        "POST /invoke/{name}/batch",
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/invoke/{name}/batch",
+        eddy.tenant = %tenant,
+        eddy.function = %name,
+    );
+    trace::set_parent(&span, header_str(&headers, "traceparent").ok().flatten());
+    let traceparent = trace::traceparent(&span);
     tokio::spawn(async move {
+        // The span ends when the last line is enqueued.
+        let _batch_span = span;
         let mut stream = request.into_data_stream();
         let mut buf: Vec<u8> = Vec::new();
         let mut line_no = 0usize;
@@ -318,6 +379,7 @@ pub async fn batch(
                             "application/json".into(),
                         );
                         env.version = Some(spec.version);
+                        env.traceparent = traceparent.clone();
                         (env, line.to_vec())
                     })
                 };

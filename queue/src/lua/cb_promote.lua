@@ -6,5 +6,5 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
 end
 local m = cjson.decode(ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'kind', m['kind'], 'id', m['id'], 'url', m['url'],
-  'at', tostring(m['at']), 'attempt', tostring(m['attempt']))
+  'at', tostring(m['at']), 'attempt', tostring(m['attempt']), 'tp', m['tp'] or '')
 return 1

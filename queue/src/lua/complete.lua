@@ -18,9 +18,10 @@
 --       13 error class, 14 error message, 15 number of follow-ups,
 --       16 callback url, 17 invocation id, 18 run id, 19 attempt,
 --       20 follow-up depth, 21 tenant, 22 reply channel ('' = none),
---       23 busy time of this attempt (us),
---       then per follow-up i: 24+4i envelope json, 25+4i payload, 26+4i id,
---       27+4i function
+--       23 busy time of this attempt (us), 24 the attempt's traceparent
+--       ('' = none; the parent of its callbacks' spans),
+--       then per follow-up i: 25+4i envelope json, 26+4i payload, 27+4i id,
+--       28+4i function
 if redis.call('XACK', KEYS[1], ARGV[2], ARGV[1]) == 0 then
   return {'stale'}
 end
@@ -46,7 +47,7 @@ if outcome == 'ok' and nf > 0 then
     if redis.call('EXISTS', KEYS[11 + 3 * i]) == 0 then
       outcome = 'fail'
       class = 'unknown-function'
-      message = 'emit to unknown function `' .. ARGV[27 + 4 * i] .. '`'
+      message = 'emit to unknown function `' .. ARGV[28 + 4 * i] .. '`'
       break
     end
   end
@@ -79,10 +80,10 @@ if outcome == 'ok' then
   redis.call('HSET', KEYS[2], 'status', 'succeeded', 'completed', now,
     'outcome', outcome_json, 'output', ARGV[7], 'ct', ARGV[8], 'attempt', ARGV[19])
   for i = 0, nf - 1 do
-    local env = ARGV[24 + 4 * i]
-    redis.call('XADD', KEYS[9 + 3 * i], '*', 'e', env, 'p', ARGV[25 + 4 * i])
+    local env = ARGV[25 + 4 * i]
+    redis.call('XADD', KEYS[9 + 3 * i], '*', 'e', env, 'p', ARGV[26 + 4 * i])
     redis.call('HSET', KEYS[10 + 3 * i],
-      'id', ARGV[26 + 4 * i], 'tenant', ARGV[21], 'function', ARGV[27 + 4 * i],
+      'id', ARGV[27 + 4 * i], 'tenant', ARGV[21], 'function', ARGV[28 + 4 * i],
       'status', 'queued', 'run', ARGV[18], 'parent', id, 'depth', ARGV[20],
       'attempt', 1, 'completions', 0, 'created', now)
     redis.call('EXPIRE', KEYS[10 + 3 * i], ttl)
@@ -119,7 +120,8 @@ if final then
     redis.call('PUBLISH', ARGV[22], id)
   end
   if ARGV[16] ~= '' then
-    redis.call('XADD', KEYS[6], '*', 'kind', 'invocation', 'id', id, 'url', ARGV[16], 'at', now)
+    redis.call('XADD', KEYS[6], '*', 'kind', 'invocation', 'id', id, 'url', ARGV[16], 'at', now,
+      'tp', ARGV[24])
   end
   redis.call('HINCRBY', KEYS[3], run_field, 1)
   local left = redis.call('HINCRBY', KEYS[3], 'outstanding', -1)
@@ -132,7 +134,8 @@ if final then
     end
     redis.call('HSET', KEYS[3], 'status', run_status, 'completed', now)
     if bad[3] then
-      redis.call('XADD', KEYS[6], '*', 'kind', 'run', 'id', ARGV[18], 'url', bad[3], 'at', now)
+      redis.call('XADD', KEYS[6], '*', 'kind', 'run', 'id', ARGV[18], 'url', bad[3], 'at', now,
+        'tp', ARGV[24])
     end
   end
   redis.call('EXPIRE', KEYS[3], ttl)

@@ -7,6 +7,8 @@
 //!   field, so it works under any deployed name) with the same payload and
 //!   content type. A run of `{"branch": 4, "depth": 6}` therefore has
 //!   1 + 4 + 4² + ... + 4⁶ = 5461 invocations.
+//! - With `"log": true` in the payload, each invocation logs one line
+//!   (`depth d: emitting n`) through the host's `log`.
 //! - Output: JSON `{"depth": d, "emitted": n}`: this invocation's depth and
 //!   how many follow-ups it emitted.
 //! - Errors: a payload that is not JSON of that shape is a non-retryable
@@ -20,6 +22,8 @@ use serde::{Deserialize, Serialize};
 struct Plan {
     branch: u32,
     depth: u32,
+    #[serde(default)]
+    log: bool,
 }
 
 #[derive(Serialize)]
@@ -31,6 +35,14 @@ struct Report {
 fn handle(inv: Invocation) -> Result<Output, Error> {
     let plan: Plan = inv.json()?;
     let mut emitted = 0;
+    if plan.log {
+        let n = if inv.depth < plan.depth {
+            plan.branch
+        } else {
+            0
+        };
+        eddy_sdk::info(format!("depth {}: emitting {n}", inv.depth));
+    }
     if inv.depth < plan.depth {
         for _ in 0..plan.branch {
             eddy_sdk::emit_with(&inv.function, &inv.payload, &inv.content_type);
