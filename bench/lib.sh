@@ -30,7 +30,7 @@
 set -euo pipefail
 
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-EDDY=$BENCH_ROOT/target/release/eddy
+EDDY=${EDDY_BIN:-$BENCH_ROOT/target/release/eddy}
 WASM=$BENCH_ROOT/functions/target/wasm32-wasip2/release
 BENCH_OUT=$BENCH_ROOT/.eddy/bench
 CLK_TCK=$(getconf CLK_TCK)

@@ -24,7 +24,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "EDDY_CONCURRENCY", default_value_t = 64)]
     concurrency: usize,
     /// Sandboxes executing guest code at once, handed out round-robin across
-    /// tenants (0: twice the CPUs). The rest of the concurrency waits on
+    /// tenants (0: one per CPU). The rest of the concurrency waits on
     /// Redis round trips.
     #[arg(long, env = "EDDY_EXEC_SLOTS", default_value_t = 0)]
     exec_slots: usize,

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
-    WasmBacktrace,
+    UpdateDeadline, WasmBacktrace,
 };
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -291,12 +291,24 @@ impl Runtime {
             .build();
         let mut store = Store::new(&self.engine, HostState::new(wasi, capture.clone(), limits));
         store.limiter(|state| &mut state.memory);
-        store.epoch_deadline_trap();
-        // A new store's deadline is 0 (already expired): always set it. One
-        // tick more than the limit, because the current tick is partly gone.
+        // The guest meets the epoch every tick: it yields to the async
+        // scheduler (so a CPU-bound guest shares its thread with the
+        // platform's I/O and other tenants' work instead of holding it), and
+        // traps once its time is up. A new store's deadline is 0 (already
+        // expired): always set it. One tick more than the limit, because the
+        // current tick is partly gone.
         let tick = self.ticker.tick().as_nanos().max(1);
         let ticks = u64::try_from(limits.timeout.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX);
-        store.set_epoch_deadline(ticks.saturating_add(1));
+        let clock = self.ticker.clock();
+        let deadline = clock().saturating_add(ticks).saturating_add(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if clock() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store.set_epoch_deadline(1);
 
         let running = self.ticker.enter();
         let epoch_start = self.ticker.now();

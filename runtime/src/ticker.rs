@@ -73,6 +73,13 @@ impl Ticker {
         self.shared.ticks.load(Ordering::Acquire)
     }
 
+    /// [`Ticker::now`] as a function that may outlive `self`'s borrow (for
+    /// a store's epoch callback).
+    pub(crate) fn clock(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.ticks.load(Ordering::Acquire)
+    }
+
     pub(crate) fn enter(&self) -> Running<'_> {
         if self.shared.running.fetch_add(1, Ordering::AcqRel) == 0 {
             self.thread.unpark();

@@ -9,7 +9,8 @@
 //! goes to the next tenant in turn, not to the oldest waiter.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -20,7 +21,13 @@ struct State {
     waiting: HashMap<String, VecDeque<oneshot::Sender<Pass>>>,
     /// Tenants with waiters, in turn order.
     turn: VecDeque<String>,
+    /// When each tenant last asked for a slot (pruned as it goes).
+    seen: HashMap<String, Instant>,
 }
+
+/// How recently another tenant must have run here for an invocation to be
+/// isolated on the low-priority execution threads.
+const SHARED_WINDOW: Duration = Duration::from_secs(1);
 
 /// Execution slots shared by every tenant of this worker. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -32,6 +39,8 @@ pub(crate) struct FairGate {
 #[derive(Debug)]
 pub(crate) struct Pass {
     gate: Option<FairGate>,
+    /// Another tenant ran here within [`SHARED_WINDOW`]: the CPU is shared.
+    shared: bool,
 }
 
 impl Drop for Pass {
@@ -56,14 +65,32 @@ impl FairGate {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Notes `tenant`'s activity; whether another tenant was active lately.
+    fn shared(s: &mut State, tenant: &str) -> bool {
+        let now = Instant::now();
+        match s.seen.get_mut(tenant) {
+            Some(at) => *at = now,
+            None => {
+                s.seen.insert(tenant.to_string(), now);
+            }
+        }
+        if s.seen.len() > 1 {
+            s.seen
+                .retain(|_, at| now.duration_since(*at) < SHARED_WINDOW);
+        }
+        s.seen.len() > 1
+    }
+
     /// Waits for a slot for `tenant`'s invocation.
     pub(crate) async fn enter(&self, tenant: &str) -> Pass {
         let rx = {
             let mut s = self.lock();
+            let shared = Self::shared(&mut s, tenant);
             if s.free > 0 && s.turn.is_empty() {
                 s.free -= 1;
                 return Pass {
                     gate: Some(self.clone()),
+                    shared,
                 };
             }
             let (tx, rx) = oneshot::channel();
@@ -83,7 +110,10 @@ impl FairGate {
             Ok(pass) => pass,
             // The sender went away without a pass: only when the gate is
             // dropped, which outlives every caller. Run unthrottled.
-            Err(_) => Pass { gate: None },
+            Err(_) => Pass {
+                gate: None,
+                shared: true,
+            },
         }
     }
 
@@ -105,8 +135,10 @@ impl FairGate {
                 s.waiting.remove(&tenant);
             }
             let Some(tx) = next else { continue };
+            // Someone waited: the CPU is contended.
             let pass = Pass {
                 gate: Some(self.clone()),
+                shared: true,
             };
             match tx.send(pass) {
                 Ok(()) => return,
@@ -123,6 +155,111 @@ impl FairGate {
     pub(crate) fn load(&self) -> (usize, usize) {
         let s = self.lock();
         (s.free, s.waiting.values().map(VecDeque::len).sum())
+    }
+}
+
+/// Where guest code runs. Alone (one tenant active on this worker), or for a
+/// short guest, inline on the caller's runtime: no thread handoff, the
+/// cheapest path. While tenants share the worker, a long guest runs on
+/// execution threads of its own (one per slot,
+/// each with a single-threaded async runtime) at a lower CPU priority, so a
+/// CPU-bound burst yields the CPU to the platform's I/O (reads, completions,
+/// the gateway, Redis on the same machine) and so to other tenants' round
+/// trips. The gate admits at most one job per thread.
+pub(crate) struct Executor {
+    gate: FairGate,
+    jobs: Option<mpsc::Sender<Job>>,
+}
+
+type Job = Box<dyn FnOnce(&tokio::runtime::Runtime) + Send>;
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("gate", &self.gate)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The nice value of the execution threads (lower priority than the I/O).
+pub(crate) const EXEC_NICE: i32 = 10;
+
+/// Functions whose guests typically run longer than this (µs) are isolated
+/// on the execution threads while tenants share the worker.
+pub(crate) const ISOLATE_OVER_US: u64 = 250;
+
+impl Executor {
+    pub(crate) fn new(slots: usize) -> std::io::Result<Self> {
+        let slots = slots.max(1);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..slots {
+            let rx = rx.clone();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()?;
+            std::thread::Builder::new()
+                .name(format!("eddy-exec-{i}"))
+                .spawn(move || {
+                    // On Linux the nice value is per thread. Best effort.
+                    #[cfg(target_os = "linux")]
+                    let _ = rustix::process::setpriority_process(
+                        Some(rustix::thread::gettid()),
+                        EXEC_NICE,
+                    );
+                    loop {
+                        // One thread waits on the queue at a time; the
+                        // others wait for the lock.
+                        let job = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                            Ok(job) => job,
+                            Err(_) => return, // the executor is gone
+                        };
+                        job(&rt);
+                    }
+                })?;
+        }
+        Ok(Executor {
+            gate: FairGate::new(slots),
+            jobs: Some(tx),
+        })
+    }
+
+    pub(crate) fn gate(&self) -> &FairGate {
+        &self.gate
+    }
+
+    /// Runs `work` once `tenant` has a slot: on an execution thread when
+    /// tenants share the worker and the function typically runs longer than
+    /// [`ISOLATE_OVER_US`] (`typical_us`, 0 when unknown); inline otherwise
+    /// (a short guest cannot hog the CPU, and the handoff would cost more
+    /// than it runs).
+    pub(crate) async fn run<T, F>(
+        &self,
+        tenant: &str,
+        typical_us: u64,
+        work: F,
+    ) -> Result<T, String>
+    where
+        F: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let slot = self.gate.enter(tenant).await;
+        let isolate = slot.shared && typical_us > ISOLATE_OVER_US;
+        let Some(jobs) = self.jobs.as_ref().filter(|_| isolate) else {
+            return Ok(work.await);
+        };
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |rt| {
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(work)));
+            let _ = tx.send(out.map_err(|_| "the sandbox task panicked".to_string()));
+        });
+        jobs.send(job)
+            .map_err(|_| "the execution threads are gone".to_string())?;
+        let out = rx
+            .await
+            .map_err(|_| "the execution thread went away".to_string())?;
+        drop(slot);
+        out
     }
 }
 
@@ -161,6 +298,38 @@ mod tests {
         assert_eq!(order[0], "burst-0");
         assert_eq!(order[1], "trickle", "the trickle goes second: {order:?}");
         assert_eq!(gate.load(), (1, 0));
+    }
+
+    fn thread() -> String {
+        std::thread::current().name().unwrap_or("").to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn long_guests_of_shared_workers_run_on_the_low_priority_threads() {
+        let exec = Executor::new(2).unwrap();
+        let long = ISOLATE_OVER_US + 1;
+        // One tenant alone: inline, whatever its length.
+        let t = exec.run("a", long, async { thread() }).await.unwrap();
+        assert!(!t.starts_with("eddy-exec"), "{t}");
+        // Two tenants active: a long guest goes to an execution thread, at
+        // the lower priority; a short one stays inline.
+        let _ = exec.run("b", 0, async {}).await;
+        let t = exec.run("a", long, async { thread() }).await.unwrap();
+        assert!(t.starts_with("eddy-exec"), "{t}");
+        #[cfg(target_os = "linux")]
+        {
+            let nice = exec
+                .run("a", long, async {
+                    rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(nice, EXEC_NICE);
+        }
+        let t = exec.run("b", 0, async { thread() }).await.unwrap();
+        assert!(!t.starts_with("eddy-exec"), "{t}");
+        assert_eq!(exec.gate().load(), (2, 0), "every slot came back");
     }
 
     #[tokio::test]

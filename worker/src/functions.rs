@@ -15,6 +15,23 @@ pub(crate) struct Loaded {
     pub(crate) processor: Arc<Processor>,
     pub(crate) limits: Limits,
     pub(crate) config: Vec<(String, String)>,
+    /// Smoothed run time of this version here, in µs (decides where it runs:
+    /// see `fair.rs`).
+    pub(crate) run_us: std::sync::atomic::AtomicU64,
+}
+
+impl Loaded {
+    /// Folds one run time into the smoothed figure (EWMA, 1/8 weight).
+    pub(crate) fn observe_run(&self, us: u64) {
+        use std::sync::atomic::Ordering;
+        let old = self.run_us.load(Ordering::Relaxed);
+        let new = if old == 0 { us } else { old - old / 8 + us / 8 };
+        self.run_us.store(new.max(1), Ordering::Relaxed);
+    }
+
+    pub(crate) fn typical_run_us(&self) -> u64 {
+        self.run_us.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Why a function could not be loaded.
@@ -149,6 +166,7 @@ impl Functions {
             config: spec.config.values.clone().into_iter().collect(),
             spec,
             processor,
+            run_us: std::sync::atomic::AtomicU64::new(0),
         });
         Self::lock(&self.loaded).insert(key, loaded.clone());
         Ok((loaded, Some(start.elapsed())))

@@ -1,5 +1,6 @@
 //! One delivery: run it, decide its disposition, build the completion.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use eddy_protocol::{ErrorInfo, FunctionName, LogEntry, Outcome, PhaseTimings};
@@ -7,7 +8,7 @@ use eddy_queue::{Completion, Delivery, Disposition, FollowUp};
 use eddy_runtime::{Input, InvokeError};
 use rand::Rng;
 
-use crate::fair::FairGate;
+use crate::fair::Executor;
 use crate::functions::{LoadFailure, Loaded};
 
 /// Exponential backoff with full jitter in [0.5, 1.5) of the step, capped.
@@ -72,13 +73,13 @@ fn error_info(e: &InvokeError) -> ErrorInfo {
 
 /// Runs `delivery` on `loaded` and decides what becomes of it.
 pub(crate) async fn run(
-    runtime: &eddy_runtime::Runtime,
+    runtime: &Arc<eddy_runtime::Runtime>,
     loaded: &Loaded,
     delivery: &Delivery,
     load_time: Option<Duration>,
     worker: &str,
     traceparent: Option<&str>,
-    gate: &FairGate,
+    executor: &Executor,
 ) -> Completion {
     let env = &delivery.envelope;
     let queue_wait_ms = eddy_protocol::now_ms().saturating_sub(env.enqueued_at_ms);
@@ -92,13 +93,23 @@ pub(crate) async fn run(
         payload: delivery.payload.clone(),
         config: loaded.config.clone(),
     };
-    // The CPU part: wait for a fair execution slot (tenants take turns).
-    let report = {
-        let _slot = gate.enter(env.tenant.as_str()).await;
-        runtime
-            .invoke(&loaded.processor, input, &loaded.limits)
-            .await
+    // The CPU part: once this tenant's turn for an execution slot comes
+    // (tenants take turns); see `fair.rs` for where it runs.
+    let (rt, processor, limits) = (
+        runtime.clone(),
+        loaded.processor.clone(),
+        loaded.limits.clone(),
+    );
+    let ran = executor
+        .run(env.tenant.as_str(), loaded.typical_run_us(), async move {
+            rt.invoke(&processor, input, &limits).await
+        })
+        .await;
+    let report = match ran {
+        Ok(report) => report,
+        Err(message) => return failed(final_error("host-error", message), false, worker),
     };
+    loaded.observe_run(report.timings.run.as_micros() as u64);
     // Guest logs become events of the execution span (exported only when
     // tracing is on; the record keeps them either way).
     for l in &report.logs {

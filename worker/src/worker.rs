@@ -16,7 +16,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::callbacks::{CallbackConfig, Dispatcher};
 use crate::capacity::Capacity;
-use crate::fair::FairGate;
+use crate::fair::Executor;
 use crate::functions::Functions;
 use crate::process;
 
@@ -27,7 +27,7 @@ pub struct WorkerConfig {
     /// Invocations running at once.
     pub concurrency: usize,
     /// Sandboxes executing guest code at once, given round-robin across
-    /// tenants (0: twice the CPUs).
+    /// tenants (0: one per CPU).
     pub exec_slots: usize,
     /// How long a delivery may go without a heartbeat before another worker
     /// reclaims it.
@@ -87,6 +87,8 @@ pub enum WorkerError {
     Queue(#[from] eddy_queue::Error),
     #[error("callback client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("execution threads: {0}")]
+    Executor(std::io::Error),
 }
 
 /// Counts one finished attempt: outcome, phases, cold starts, retries,
@@ -151,7 +153,7 @@ pub struct Worker {
     runtime: Arc<Runtime>,
     functions: Arc<Functions>,
     /// Fair execution slots (the CPU), shared by every tenant.
-    gate: FairGate,
+    executor: Executor,
     inflight: InFlight,
     capacity: Mutex<Capacity>,
     /// Invocations running now, and a wake-up for the drain waiting on 0.
@@ -198,7 +200,7 @@ impl Worker {
         .await?;
         let consumer = config.consumer.clone().unwrap_or_else(unique_consumer);
         let exec_slots = match config.exec_slots {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
         info!(
@@ -213,7 +215,7 @@ impl Worker {
             queue,
             runtime: Arc::new(runtime),
             functions: Arc::new(Functions::default()),
-            gate: FairGate::new(exec_slots),
+            executor: Executor::new(exec_slots).map_err(WorkerError::Executor)?,
             inflight: Arc::default(),
             capacity: Mutex::default(),
             running: AtomicUsize::new(0),
@@ -478,7 +480,7 @@ impl Worker {
 
     /// Tells the controller this worker is alive, and what it does.
     async fn heartbeat(&self) {
-        let (free, waiting) = self.gate.load();
+        let (free, waiting) = self.executor.gate().load();
         metrics::gauge!("eddy_worker_exec_slots_free").set(free as f64);
         metrics::gauge!("eddy_worker_exec_waiting").set(waiting as f64);
         let mut per_stream: std::collections::BTreeMap<String, u32> =
@@ -701,7 +703,7 @@ impl Worker {
                     load_time,
                     &self.consumer,
                     traceparent,
-                    &self.gate,
+                    &self.executor,
                 )
                 .instrument(exec.clone())
                 .await;

@@ -312,7 +312,10 @@ pub async fn batch(
     headers: HeaderMap,
     request: Body,
 ) -> ApiResult<Response> {
-    const CHUNK: usize = 512;
+    // Lines per pipelined enqueue: big enough to amortise the round trip,
+    // small enough that one chunk holds Redis (single-threaded) for a few ms
+    // only, so other tenants' commands do not queue behind a bulk load.
+    const CHUNK: usize = 64;
     let name = function_name(&name)?;
     let spec = current_spec(&state, &tenant, &name).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
