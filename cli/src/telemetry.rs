@@ -1,5 +1,5 @@
-//! Logging and tracing for every role: human logs on stderr (`EDDY_LOG`,
-//! default `warn`), and, when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! Logging and tracing for every role: logs on stderr (`EDDY_LOG`, default
+//! `warn`; `EDDY_LOG_FORMAT=json` for one JSON object per line), and, when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, spans exported over
 //! OTLP/HTTP (protobuf). The standard `OTEL_*` variables are honoured:
 //! endpoint, headers, timeout and compression by the exporter,
@@ -87,13 +87,25 @@ pub fn init(role: &str, export: bool) -> Telemetry {
     } else {
         format!("{spec},{}=off", eddy_protocol::trace::TARGET)
     };
-    let fmt_filter = EnvFilter::try_new(&spec).unwrap_or_else(|e| {
-        eprintln!("warning: EDDY_LOG={spec}: {e}; using `warn`");
-        EnvFilter::new("warn")
+    let filter = || {
+        EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+            eprintln!("warning: EDDY_LOG={spec}: {e}; using `warn`");
+            EnvFilter::new("warn")
+        })
+    };
+    // EDDY_LOG_FORMAT=json: one JSON object per line (for log collectors).
+    let json = std::env::var("EDDY_LOG_FORMAT").is_ok_and(|f| f.trim() == "json");
+    let text_layer = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
     });
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_filter(fmt_filter);
+    let json_layer = json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+    });
     let (provider, problem) = match export.then(|| provider(role)) {
         Some(Ok(p)) => (p, None),
         Some(Err(e)) => (None, Some(e)),
@@ -106,7 +118,11 @@ pub fn init(role: &str, export: bool) -> Telemetry {
             .with_threads(false)
             .with_filter(Targets::new().with_target(eddy_protocol::trace::TARGET, Level::INFO))
     });
-    tracing_subscriber::registry().with(fmt).with(otel).init();
+    tracing_subscriber::registry()
+        .with(text_layer)
+        .with(json_layer)
+        .with(otel)
+        .init();
     if let Some(problem) = problem {
         tracing::warn!("tracing export is off: {problem}");
     }

@@ -71,6 +71,8 @@ async fn every_role_serves_prometheus_metrics() {
         "eddy_desired_worker_replicas 1",
         "eddy_live_workers 1",
         "eddy_worker_in_flight",
+        "eddy_worker_exec_slots_free",
+        "eddy_worker_exec_waiting",
     ] {
         assert!(text.contains(name), "missing `{name}` in:\n{text}");
     }
