@@ -27,6 +27,23 @@ type BatchItem = (usize, Result<(Envelope, Vec<u8>), ApiError>);
 /// Longest `Idempotency-Key` accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 200;
 
+/// The server span of an invoke route (exported when tracing is on).
+fn server_span(route: &'static str, tenant: &TenantId, function: &str) -> tracing::Span {
+    tracing::info_span!(
+        target: trace::TARGET,
+        "invoke route",
+        otel.name = %format_args!("POST {route}"),
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+        eddy.tenant = %tenant,
+        eddy.function = %function,
+        eddy.invocation_id = tracing::field::Empty,
+        eddy.run_id = tracing::field::Empty,
+    )
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<Option<&'a str>> {
     headers
         .get(name)
@@ -184,18 +201,7 @@ pub async fn invoke(
 ) -> ApiResult<Response> {
     // The server span of the trace: an incoming `traceparent` is its parent,
     // and it is the parent of the invocation (carried in the envelope).
-    let span = tracing::info_span!(
-        target: trace::TARGET,
-        "POST /invoke/{name}",
-        otel.kind = "server",
-        http.request.method = "POST",
-        http.route = "/invoke/{name}",
-        http.response.status_code = tracing::field::Empty,
-        eddy.tenant = %tenant,
-        eddy.function = %name,
-        eddy.invocation_id = tracing::field::Empty,
-        eddy.run_id = tracing::field::Empty,
-    );
+    let span = server_span("/invoke/{name}", &tenant, &name);
     let incoming = header_str(&headers, "traceparent")
         .ok()
         .flatten()
@@ -321,15 +327,7 @@ pub async fn batch(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let max_line = state.config.max_payload_bytes;
     // One span for the whole batch; every line's invocation is its child.
-    let span = tracing::info_span!(
-        target: trace::TARGET,
-        "POST /invoke/{name}/batch",
-        otel.kind = "server",
-        http.request.method = "POST",
-        http.route = "/invoke/{name}/batch",
-        eddy.tenant = %tenant,
-        eddy.function = %name,
-    );
+    let span = server_span("/invoke/{name}/batch", &tenant, name.as_str());
     trace::set_parent(&span, header_str(&headers, "traceparent").ok().flatten());
     let traceparent = trace::traceparent(&span);
     tokio::spawn(async move {
