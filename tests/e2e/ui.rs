@@ -219,7 +219,12 @@ async fn the_event_stream_follows_a_run_to_its_end() {
             .first()
             .is_some_and(|r| r["run"]["status"] == "succeeded" && r["percent"] == 100.0);
         let counted = rows["acme/fanout"]["completed"].as_u64().unwrap_or(0) >= 85;
-        if done && counted {
+        // Worker counts come from heartbeats, which trail the completions.
+        let beaten = workers
+            .first()
+            .and_then(|w| w["completed"].as_u64())
+            .is_some_and(|c| c >= 85);
+        if done && counted && beaten {
             break;
         }
     }

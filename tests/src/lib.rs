@@ -272,6 +272,25 @@ pub struct EddyProcess {
 }
 
 impl EddyProcess {
+    /// `eddy <role>` with the role's environment (`cmd`), then `env` on top;
+    /// stdout dropped, stderr shown.
+    fn spawn(mut cmd: Command, env: &[(&str, &str)], name: String) -> Self {
+        cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "starting {name} ({}): {e} (build it: cargo build --release)",
+                bin_dir().join("eddy").display()
+            )
+        });
+        EddyProcess {
+            child: Some(child),
+            name,
+        }
+    }
+
     /// `eddy worker` against `redis_url`, with extra environment.
     pub fn worker(redis_url: &str, cache_dir: &Path, name: &str, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(bin_dir().join("eddy"));
@@ -279,22 +298,8 @@ impl EddyProcess {
             .env("REDIS_URL", redis_url)
             .env("EDDY_CACHE_DIR", cache_dir)
             .env("EDDY_CONSUMER", name)
-            .env("EDDY_LOG", "eddy=info,warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().unwrap_or_else(|e| {
-            panic!(
-                "starting {}: {e} (build it: cargo build --release)",
-                bin_dir().join("eddy").display()
-            )
-        });
-        EddyProcess {
-            child: Some(child),
-            name: name.to_string(),
-        }
+            .env("EDDY_LOG", "eddy=info,warn");
+        Self::spawn(cmd, env, name.to_string())
     }
 
     /// `eddy gateway` against `redis_url` on `port`, admin key `admin-secret`.
@@ -315,22 +320,12 @@ impl EddyProcess {
             .env("EDDY_LISTEN", format!("127.0.0.1:{port}"))
             .env("EDDY_ADMIN_KEY", "admin-secret")
             .env("EDDY_CACHE_DIR", cache_dir)
-            .env("EDDY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting eddy gateway: {e}"));
+            .env("EDDY_LOG", "warn");
+        let gateway = Self::spawn(cmd, env, format!("gateway-{port}"));
         wait_for(Duration::from_secs(30), "the gateway to listen", || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        EddyProcess {
-            child: Some(child),
-            name: format!("gateway-{port}"),
-        }
+        gateway
     }
 
     /// `eddy controller` against `redis_url`.
@@ -343,19 +338,8 @@ impl EddyProcess {
                 format!("127.0.0.1:{}", free_port()),
             )
             .env("EDDY_CONTROLLER_TICK_MS", "50")
-            .env("EDDY_LOG", "eddy=info,warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting eddy controller: {e}"));
-        EddyProcess {
-            child: Some(child),
-            name: "controller".into(),
-        }
+            .env("EDDY_LOG", "eddy=info,warn");
+        Self::spawn(cmd, env, "controller".into())
     }
 
     /// `eddy up` with its own private Redis on `redis_port`, the gateway on
@@ -370,19 +354,8 @@ impl EddyProcess {
             .env("EDDY_REDIS_PORT", redis_port.to_string())
             .env("EDDY_ADMIN_KEY", "admin-secret")
             .env("EDDY_CALLBACK_ALLOWLIST", "127.0.0.1")
-            .env("EDDY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting eddy up: {e}"));
-        let up = EddyProcess {
-            child: Some(child),
-            name: "up".into(),
-        };
+            .env("EDDY_LOG", "warn");
+        let up = Self::spawn(cmd, env, "up".into());
         wait_for(Duration::from_secs(30), "eddy up to serve /healthz", || {
             std::net::TcpStream::connect(("127.0.0.1", listen)).is_ok()
         });
