@@ -55,20 +55,20 @@ impl Queue {
             return Ok(());
         }
         let now = eddy_protocol::now_ms();
+        // One pipeline on a single server; on a cluster the activity set and
+        // the wake channel are two slots, so two.
         let mut mark = redis::pipe();
         let mut wake = redis::pipe();
+        let cluster = self.is_cluster();
         for s in streams {
             mark.zadd(keys::ACTIVE, s, now).ignore();
-            wake.publish(keys::WAKE, s).ignore();
+            if cluster { &mut wake } else { &mut mark }
+                .publish(keys::WAKE, s)
+                .ignore();
         }
-        if self.is_cluster() {
-            mark.exec_async(&mut self.conn()).await?;
+        mark.exec_async(&mut self.conn()).await?;
+        if cluster {
             wake.exec_async(&mut self.conn()).await?;
-        } else {
-            for s in streams {
-                mark.publish(keys::WAKE, s).ignore();
-            }
-            mark.exec_async(&mut self.conn()).await?;
         }
         Ok(())
     }

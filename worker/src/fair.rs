@@ -94,14 +94,12 @@ impl FairGate {
                 };
             }
             let (tx, rx) = oneshot::channel();
-            let queue = s.waiting.entry(tenant.to_string()).or_default();
+            let State { waiting, turn, .. } = &mut *s;
+            let queue = waiting.entry(tenant.to_string()).or_default();
             if queue.is_empty() {
-                s.turn.push_back(tenant.to_string());
+                turn.push_back(tenant.to_string());
             }
-            // `entry` above borrowed `s`; look the queue up again.
-            if let Some(q) = s.waiting.get_mut(tenant) {
-                q.push_back(tx);
-            }
+            queue.push_back(tx);
             rx
         };
         // A granted pass that is never received (this future dropped) drops
@@ -168,7 +166,7 @@ impl FairGate {
 /// trips. The gate admits at most one job per thread.
 pub(crate) struct Executor {
     gate: FairGate,
-    jobs: Option<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
 }
 
 type Job = Box<dyn FnOnce(&tokio::runtime::Runtime) + Send>;
@@ -220,7 +218,7 @@ impl Executor {
         }
         Ok(Executor {
             gate: FairGate::new(slots),
-            jobs: Some(tx),
+            jobs: tx,
         })
     }
 
@@ -245,15 +243,16 @@ impl Executor {
     {
         let slot = self.gate.enter(tenant).await;
         let isolate = slot.shared && typical_us > ISOLATE_OVER_US;
-        let Some(jobs) = self.jobs.as_ref().filter(|_| isolate) else {
+        if !isolate {
             return Ok(work.await);
-        };
+        }
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |rt| {
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(work)));
             let _ = tx.send(out.map_err(|_| "the sandbox task panicked".to_string()));
         });
-        jobs.send(job)
+        self.jobs
+            .send(job)
             .map_err(|_| "the execution threads are gone".to_string())?;
         let out = rx
             .await
