@@ -18,7 +18,7 @@ import http.client
 import json
 import statistics
 import sys
-import threading
+import multiprocessing
 import time
 import urllib.parse
 
@@ -34,12 +34,14 @@ def conn():
     return http.client.HTTPConnection(U.hostname, U.port, timeout=60)
 
 
-def call(c, method, path, key, body=None, headers=None):
+def call(c, method, path, key, body=None, headers=None, want=None):
     h = {"authorization": f"Bearer {key}"}
     h.update(headers or {})
     c.request(method, path, body=body, headers=h)
     r = c.getresponse()
     data = r.read()
+    if want is not None:
+        want.append(r.getheader("x-eddy-invocation-id"))
     return r.status, data
 
 
@@ -71,23 +73,60 @@ for name, key, module, q in (
 out = {"burst": BURST, "burst_ms": BURST_MS}
 
 # --- fairness baseline: trickle while idle
-def trickle(n, key, lat):
+# lat gets (ms, invocation id) per call; stops after n calls, or once `stop`
+# is set (the burst has drained: later samples would measure an idle worker).
+# During the burst it runs in a process of its own, like a separate client:
+# a thread here would share the interpreter lock with the drain poll.
+def trickle(n, key, lat, stop=None):
     tc = conn()
     for _ in range(n):
+        if stop is not None and stop.is_set():
+            break
+        ids = []
         t0 = time.perf_counter()
-        s, _ = call(tc, "POST", "/invoke/wordcount", key, b'{"text":"trickle words"}')
-        lat.append((time.perf_counter() - t0) * 1000)
+        s, _ = call(tc, "POST", "/invoke/wordcount", key, b'{"text":"trickle words"}', want=ids)
+        lat.append(((time.perf_counter() - t0) * 1000, ids[0]))
         assert s == 200, s
         time.sleep(0.02)
 
-idle_lat = []
-trickle(TRICKLE, tenants["trickle"], idle_lat)
+
+def ms_of(samples):
+    return [m for m, _ in samples]
+
+
+def slowest(samples, key, k=5):
+    """Where the slowest calls' time went, from their records (ms)."""
+    rows = []
+    for m, i in sorted(samples, reverse=True)[:k]:
+        s, r = js(c, "GET", f"/invocations/{i}", key)
+        t = r["timings"]
+        server = r["completed_at_ms"] - r["created_at_ms"]
+        rows.append({
+            "client_ms": round(m, 2),
+            "outside_record_ms": round(m - server, 2),
+            "queue_wait_ms": t["queue_wait_us"] / 1000,
+            "slot_wait_ms": t.get("slot_wait_us", 0) / 1000,
+            "instantiate_run_ms": (t["instantiate_us"] + t["run_us"]) / 1000,
+            "created_to_completed_ms": server,
+        })
+    return rows
+
+idle_samples = []
+trickle(TRICKLE, tenants["trickle"], idle_samples)
+idle_lat = ms_of(idle_samples)
 out["trickle_idle_ms"] = {"p50": pct(idle_lat, 50), "p99": pct(idle_lat, 99)}
 
 # --- reaction: the function is cold (never run); a burst lands via batch
 body = "\n".join(f'{{"ms":{BURST_MS}}}' for _ in range(BURST)).encode()
-busy_lat = []
-t = threading.Thread(target=trickle, args=(TRICKLE, tenants["trickle"], busy_lat))
+def trickle_process(n, key, stop, results):
+    lat = []
+    trickle(n, key, lat, stop)
+    results.put(lat)
+
+
+mp = multiprocessing.get_context("fork")
+drained, results = mp.Event(), mp.Queue()
+t = mp.Process(target=trickle_process, args=(TRICKLE, tenants["trickle"], drained, results))
 t0_ms = time.time() * 1000
 s, data = call(c, "POST", "/invoke/work/batch", tenants["burst"], body)
 assert s == 200, s
@@ -102,9 +141,16 @@ while True:
     if b["lag"] == 0 and b["pending"] == 0:
         break
     time.sleep(0.01)
+drained.set()
+busy_samples = results.get()
 t.join()
-out["trickle_during_burst_ms"] = {"p50": pct(busy_lat, 50), "p99": pct(busy_lat, 99)}
+busy_lat = ms_of(busy_samples)
+out["trickle_during_burst_ms"] = {
+    "samples": len(busy_lat), "p50": pct(busy_lat, 50), "p99": pct(busy_lat, 99),
+}
 out["fairness_p99_ratio"] = round(out["trickle_during_burst_ms"]["p99"] / out["trickle_idle_ms"]["p99"], 2)
+out["trickle_slowest_during_burst"] = slowest(busy_samples, tenants["trickle"])
+out["trickle_slowest_idle"] = slowest(idle_samples, tenants["trickle"], 3)
 
 # concurrency curve from the records
 spans = []

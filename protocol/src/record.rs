@@ -68,6 +68,10 @@ pub struct ErrorInfo {
 pub struct PhaseTimings {
     /// From acceptance (or retry due time) to the start of execution.
     pub queue_wait_us: u64,
+    /// Waiting for an execution slot on the worker (tenants take turns;
+    /// see the worker's fair gate), after the queue.
+    #[serde(default)]
+    pub slot_wait_us: u64,
     /// Loading the artifact, when it was not warm.
     pub load_us: u64,
     pub instantiate_us: u64,

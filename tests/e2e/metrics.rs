@@ -63,6 +63,7 @@ async fn every_role_serves_prometheus_metrics() {
         r#"eddy_cold_starts_total{tenant="acme",function="wordcount"} 1"#,
         r#"eddy_phase_seconds_bucket{phase="run",le="#,
         r#"eddy_phase_seconds_bucket{phase="queue_wait",le="#,
+        r#"eddy_phase_seconds_bucket{phase="slot_wait",le="#,
         r#"eddy_phase_seconds_bucket{phase="cold_start",le="#,
         r#"eddy_redis_roundtrip_seconds_bucket{op="complete",le="#,
         r#"eddy_redis_roundtrip_seconds_bucket{op="enqueue",le="#,

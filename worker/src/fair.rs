@@ -21,13 +21,36 @@ struct State {
     waiting: HashMap<String, VecDeque<oneshot::Sender<Pass>>>,
     /// Tenants with waiters, in turn order.
     turn: VecDeque<String>,
-    /// When each tenant last asked for a slot (pruned as it goes).
-    seen: HashMap<String, Instant>,
 }
 
 /// How recently another tenant must have run here for an invocation to be
 /// isolated on the low-priority execution threads.
 const SHARED_WINDOW: Duration = Duration::from_secs(1);
+
+/// Which tenants ran on this worker lately: whether the CPU is shared.
+#[derive(Debug, Default)]
+struct Activity {
+    /// When each tenant last asked to run (pruned as it goes).
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl Activity {
+    /// Notes `tenant`'s activity; whether another tenant was active lately.
+    fn shared(&self, tenant: &str) -> bool {
+        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get_mut(tenant) {
+            Some(at) => *at = now,
+            None => {
+                seen.insert(tenant.to_string(), now);
+            }
+        }
+        if seen.len() > 1 {
+            seen.retain(|_, at| now.duration_since(*at) < SHARED_WINDOW);
+        }
+        seen.len() > 1
+    }
+}
 
 /// Execution slots shared by every tenant of this worker. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -39,8 +62,6 @@ pub(crate) struct FairGate {
 #[derive(Debug)]
 pub(crate) struct Pass {
     gate: Option<FairGate>,
-    /// Another tenant ran here within [`SHARED_WINDOW`]: the CPU is shared.
-    shared: bool,
 }
 
 impl Drop for Pass {
@@ -65,32 +86,14 @@ impl FairGate {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Notes `tenant`'s activity; whether another tenant was active lately.
-    fn shared(s: &mut State, tenant: &str) -> bool {
-        let now = Instant::now();
-        match s.seen.get_mut(tenant) {
-            Some(at) => *at = now,
-            None => {
-                s.seen.insert(tenant.to_string(), now);
-            }
-        }
-        if s.seen.len() > 1 {
-            s.seen
-                .retain(|_, at| now.duration_since(*at) < SHARED_WINDOW);
-        }
-        s.seen.len() > 1
-    }
-
     /// Waits for a slot for `tenant`'s invocation.
     pub(crate) async fn enter(&self, tenant: &str) -> Pass {
         let rx = {
             let mut s = self.lock();
-            let shared = Self::shared(&mut s, tenant);
             if s.free > 0 && s.turn.is_empty() {
                 s.free -= 1;
                 return Pass {
                     gate: Some(self.clone()),
-                    shared,
                 };
             }
             let (tx, rx) = oneshot::channel();
@@ -108,10 +111,7 @@ impl FairGate {
             Ok(pass) => pass,
             // The sender went away without a pass: only when the gate is
             // dropped, which outlives every caller. Run unthrottled.
-            Err(_) => Pass {
-                gate: None,
-                shared: true,
-            },
+            Err(_) => Pass { gate: None },
         }
     }
 
@@ -133,10 +133,8 @@ impl FairGate {
                 s.waiting.remove(&tenant);
             }
             let Some(tx) = next else { continue };
-            // Someone waited: the CPU is contended.
             let pass = Pass {
                 gate: Some(self.clone()),
-                shared: true,
             };
             match tx.send(pass) {
                 Ok(()) => return,
@@ -159,13 +157,19 @@ impl FairGate {
 /// Where guest code runs. Alone (one tenant active on this worker), or for a
 /// short guest, inline on the caller's runtime: no thread handoff, the
 /// cheapest path. While tenants share the worker, a long guest runs on
-/// execution threads of its own (one per slot,
-/// each with a single-threaded async runtime) at a lower CPU priority, so a
-/// CPU-bound burst yields the CPU to the platform's I/O (reads, completions,
-/// the gateway, Redis on the same machine) and so to other tenants' round
-/// trips. The gate admits at most one job per thread.
+/// execution threads of its own (one per slot, each with a single-threaded
+/// async runtime) at idle scheduling priority, so a CPU-bound burst yields
+/// the CPU at once to the platform's I/O (reads, completions, the gateway,
+/// Redis on the same machine) and to other tenants' short guests.
+///
+/// Inline guests and isolated ones take turns in gates of their own: a short
+/// guest never waits for a slot held by a long guest that the kernel may be
+/// holding back (that wait was the tail of a trickle during a CPU-bound
+/// burst). Each gate admits one guest per core.
 pub(crate) struct Executor {
-    gate: FairGate,
+    activity: Activity,
+    inline: FairGate,
+    isolated: FairGate,
     jobs: mpsc::Sender<Job>,
 }
 
@@ -174,17 +178,41 @@ type Job = Box<dyn FnOnce(&tokio::runtime::Runtime) + Send>;
 impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Executor")
-            .field("gate", &self.gate)
+            .field("inline", &self.inline)
+            .field("isolated", &self.isolated)
             .finish_non_exhaustive()
     }
 }
 
-/// The nice value of the execution threads (lower priority than the I/O).
+/// The nice value of the execution threads where idle scheduling is not
+/// available.
 pub(crate) const EXEC_NICE: i32 = 10;
 
 /// Functions whose guests typically run longer than this (µs) are isolated
 /// on the execution threads while tenants share the worker.
 pub(crate) const ISOLATE_OVER_US: u64 = 250;
+
+/// Lowers the calling thread's CPU priority: `SCHED_IDLE` (it runs only when
+/// nothing else on the machine's share of this process wants the CPU, and any
+/// other thread waking up preempts it at once), else nice 10. Best effort.
+#[cfg(target_os = "linux")]
+fn lower_priority() -> &'static str {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) on the calling thread (pid 0) with a
+    // valid, initialised parameter; it reads the struct and writes nothing.
+    #[allow(unsafe_code)]
+    let idle = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0;
+    if idle {
+        return "idle";
+    }
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), EXEC_NICE);
+    "nice"
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() -> &'static str {
+    "normal"
+}
 
 impl Executor {
     pub(crate) fn new(slots: usize) -> std::io::Result<Self> {
@@ -199,12 +227,9 @@ impl Executor {
             std::thread::Builder::new()
                 .name(format!("eddy-exec-{i}"))
                 .spawn(move || {
-                    // On Linux the nice value is per thread. Best effort.
-                    #[cfg(target_os = "linux")]
-                    let _ = rustix::process::setpriority_process(
-                        Some(rustix::thread::gettid()),
-                        EXEC_NICE,
-                    );
+                    // On Linux the policy and nice value are per thread.
+                    let how = lower_priority();
+                    tracing::debug!(priority = how, "execution thread started");
                     loop {
                         // One thread waits on the queue at a time; the
                         // others wait for the lock.
@@ -217,13 +242,17 @@ impl Executor {
                 })?;
         }
         Ok(Executor {
-            gate: FairGate::new(slots),
+            activity: Activity::default(),
+            inline: FairGate::new(slots),
+            isolated: FairGate::new(slots),
             jobs: tx,
         })
     }
 
-    pub(crate) fn gate(&self) -> &FairGate {
-        &self.gate
+    /// Slots free and invocations waiting, over both gates.
+    pub(crate) fn load(&self) -> (usize, usize) {
+        let (a, b) = (self.inline.load(), self.isolated.load());
+        (a.0 + b.0, a.1 + b.1)
     }
 
     /// Runs `work` once `tenant` has a slot: on an execution thread when
@@ -241,11 +270,12 @@ impl Executor {
         F: std::future::Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        let slot = self.gate.enter(tenant).await;
-        let isolate = slot.shared && typical_us > ISOLATE_OVER_US;
+        let isolate = self.activity.shared(tenant) && typical_us > ISOLATE_OVER_US;
         if !isolate {
+            let _slot = self.inline.enter(tenant).await;
             return Ok(work.await);
         }
+        let slot = self.isolated.enter(tenant).await;
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |rt| {
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(work)));
@@ -303,6 +333,17 @@ mod tests {
         std::thread::current().name().unwrap_or("").to_string()
     }
 
+    /// The calling thread's scheduling policy and nice value, from
+    /// /proc/thread-self/stat (fields 19 and 41).
+    #[cfg(target_os = "linux")]
+    fn policy_and_nice() -> (u32, i32) {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after_comm.split(' ').collect();
+        // after_comm starts at field 3 (state).
+        (f[41 - 3].parse().unwrap(), f[19 - 3].parse().unwrap())
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn long_guests_of_shared_workers_run_on_the_low_priority_threads() {
         let exec = Executor::new(2).unwrap();
@@ -317,18 +358,55 @@ mod tests {
         assert!(t.starts_with("eddy-exec"), "{t}");
         #[cfg(target_os = "linux")]
         {
-            let nice = exec
-                .run("a", long, async {
-                    rustix::process::getpriority_process(Some(rustix::thread::gettid()))
-                })
+            let (policy, nice) = exec
+                .run("a", long, async { policy_and_nice() })
                 .await
-                .unwrap()
                 .unwrap();
-            assert_eq!(nice, EXEC_NICE);
+            // SCHED_IDLE, or nice 10 where the kernel refuses it.
+            assert!(
+                policy == libc::SCHED_IDLE as u32 || nice == EXEC_NICE,
+                "policy {policy}, nice {nice}"
+            );
+            assert_eq!(policy_and_nice(), (libc::SCHED_OTHER as u32, 0));
         }
         let t = exec.run("b", 0, async { thread() }).await.unwrap();
         assert!(!t.starts_with("eddy-exec"), "{t}");
-        assert_eq!(exec.gate().load(), (2, 0), "every slot came back");
+        assert_eq!(exec.load(), (4, 0), "every slot came back");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_short_guest_never_waits_for_a_long_one() {
+        let exec = Arc::new(Executor::new(1).unwrap());
+        let long = ISOLATE_OVER_US + 1;
+        let _ = exec.run("trickle", 0, async {}).await;
+        // The burst's long guest holds the only isolated slot until released.
+        let (release, held) = oneshot::channel::<()>();
+        let e = exec.clone();
+        let burst = tokio::spawn(async move {
+            e.run("burst", long, async move {
+                let _ = held.await;
+                thread()
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            exec.isolated.load(),
+            (0, 0),
+            "the long guest holds its slot"
+        );
+        // A short guest of the other tenant starts at once, inline.
+        let t = tokio::time::timeout(
+            Duration::from_secs(2),
+            exec.run("trickle", 0, async { thread() }),
+        )
+        .await
+        .expect("the short guest waited for the long one")
+        .unwrap();
+        assert!(!t.starts_with("eddy-exec"), "{t}");
+        release.send(()).unwrap();
+        assert!(burst.await.unwrap().unwrap().starts_with("eddy-exec"));
+        assert_eq!(exec.load(), (2, 0));
     }
 
     #[tokio::test]

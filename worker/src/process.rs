@@ -100,13 +100,17 @@ pub(crate) async fn run(
         loaded.processor.clone(),
         loaded.limits.clone(),
     );
+    // Waiting for the slot (and, when isolated, the hand-off to an execution
+    // thread) is measured from here to the guest's start.
+    let asked = std::time::Instant::now();
     let ran = executor
         .run(env.tenant.as_str(), loaded.typical_run_us(), async move {
-            rt.invoke(&processor, input, &limits).await
+            let slot_wait = asked.elapsed();
+            (rt.invoke(&processor, input, &limits).await, slot_wait)
         })
         .await;
-    let report = match ran {
-        Ok(report) => report,
+    let (report, slot_wait) = match ran {
+        Ok(ran) => ran,
         Err(message) => return failed(final_error("host-error", message), false, worker),
     };
     loaded.observe_run(report.timings.run.as_micros() as u64);
@@ -124,6 +128,7 @@ pub(crate) async fn run(
     let mut outcome = Outcome {
         timings: PhaseTimings {
             queue_wait_us: queue_wait_ms.saturating_mul(1000),
+            slot_wait_us: slot_wait.as_micros() as u64,
             load_us: load_time.map(|d| d.as_micros() as u64).unwrap_or(0),
             instantiate_us: report.timings.instantiate.as_micros() as u64,
             run_us: report.timings.run.as_micros() as u64,

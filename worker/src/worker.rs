@@ -122,6 +122,8 @@ fn record_metrics(d: &Delivery, c: &Completion) {
     }
     metrics::histogram!("eddy_phase_seconds", "phase" => "queue_wait")
         .record(t.queue_wait_us as f64 / 1e6);
+    metrics::histogram!("eddy_phase_seconds", "phase" => "slot_wait")
+        .record(t.slot_wait_us as f64 / 1e6);
     metrics::histogram!("eddy_phase_seconds", "phase" => "instantiate")
         .record(t.instantiate_us as f64 / 1e6);
     metrics::histogram!("eddy_phase_seconds", "phase" => "run").record(t.run_us as f64 / 1e6);
@@ -480,7 +482,7 @@ impl Worker {
 
     /// Tells the controller this worker is alive, and what it does.
     async fn heartbeat(&self) {
-        let (free, waiting) = self.executor.gate().load();
+        let (free, waiting) = self.executor.load();
         metrics::gauge!("eddy_worker_exec_slots_free").set(free as f64);
         metrics::gauge!("eddy_worker_exec_waiting").set(waiting as f64);
         let mut per_stream: std::collections::BTreeMap<String, u32> =

@@ -201,6 +201,7 @@ pub fn text(v: &Value) -> String {
             num(r.get("retried"))
         );
         hist_row(&mut out, "  queue wait", r.get("queue_wait_us"), us);
+        hist_row(&mut out, "  execution slot wait", r.get("slot_wait_us"), us);
         hist_row(&mut out, "  load (cold start)", r.get("load_us"), us);
         hist_row(&mut out, "  instantiate", r.get("instantiate_us"), us);
         hist_row(&mut out, "  run", r.get("run_us"), us);

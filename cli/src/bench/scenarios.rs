@@ -924,7 +924,8 @@ pub async fn cold(gw: &Gateway, s: &Settings) -> Result<Value> {
             let f = final_record(gw, &id_string(id), deadline).await;
             trials.push(json!({
                 "trial": trial, "function": name, "latency_us": us,
-                "queue_wait_us": f.queue_wait_us, "load_us": f.load_us,
+                "queue_wait_us": f.queue_wait_us, "slot_wait_us": f.slot_wait_us,
+                "load_us": f.load_us,
                 "instantiate_us": f.instantiate_us, "run_us": f.run_us, "cold": f.cold,
             }));
             facts.push(f);

@@ -121,6 +121,7 @@ pub struct Facts {
     pub completed_ms: Option<u64>,
     pub attempt: u64,
     pub queue_wait_us: u64,
+    pub slot_wait_us: u64,
     pub load_us: u64,
     pub instantiate_us: u64,
     pub run_us: u64,
@@ -152,6 +153,7 @@ impl Facts {
             completed_ms: v.get("completed_at_ms").and_then(Value::as_u64),
             attempt: u(v, "attempt"),
             queue_wait_us: u(t, "queue_wait_us"),
+            slot_wait_us: u(t, "slot_wait_us"),
             load_us: u(t, "load_us"),
             instantiate_us: u(t, "instantiate_us"),
             run_us: u(t, "run_us"),
@@ -180,6 +182,7 @@ impl Facts {
 /// Per-phase percentiles over records: where an invocation's time went.
 pub fn phases(facts: &[Facts]) -> Result<Value> {
     let mut queue_wait = Hist::new()?;
+    let mut slot_wait = Hist::new()?;
     let mut load = Hist::new()?;
     let mut instantiate = Hist::new()?;
     let mut run = Hist::new()?;
@@ -194,6 +197,7 @@ pub fn phases(facts: &[Facts]) -> Result<Value> {
         if let Some(done) = f.completed_ms {
             server_ms.record(done.saturating_sub(f.created_ms));
             queue_wait.record(f.queue_wait_us);
+            slot_wait.record(f.slot_wait_us);
             load.record(f.load_us);
             instantiate.record(f.instantiate_us);
             run.record(f.run_us);
@@ -207,6 +211,7 @@ pub fn phases(facts: &[Facts]) -> Result<Value> {
         "cold": cold,
         "retried": retried,
         "queue_wait_us": queue_wait.summary(),
+        "slot_wait_us": slot_wait.summary(),
         "load_us": load.summary(),
         "instantiate_us": instantiate.summary(),
         "run_us": run.summary(),

@@ -228,8 +228,9 @@ pub fn invocation(rec: &Value) -> String {
         };
         let _ = writeln!(
             out,
-            "timings     queue {}  load {}  instantiate {}  run {}  ({cold}, {} epoch ticks)",
+            "timings     queue {}  slot {}  load {}  instantiate {}  run {}  ({cold}, {} epoch ticks)",
             n("queue_wait_us"),
+            n("slot_wait_us"),
             n("load_us"),
             n("instantiate_us"),
             n("run_us"),
@@ -706,7 +707,7 @@ mod tests {
              function    wordcount v2  attempt 1  depth 0\n\
              run         run1\n\
              created     2023-11-14 22:13:20.000Z  completed 2023-11-14 22:13:20.012Z (12 ms later)\n\
-             timings     queue 120µs  load 0µs  instantiate 40µs  run 1.5ms  (warm, 0 epoch ticks)\n\
+             timings     queue 120µs  slot 0µs  load 0µs  instantiate 40µs  run 1.5ms  (warm, 0 epoch ticks)\n\
              worker      w1\n\
              output      (application/json) {\"words\":5}\n\
              logs        1 lines (eddy logs inv1)\n"
