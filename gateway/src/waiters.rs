@@ -1,7 +1,8 @@
 //! Sync invocations wait here for their result without polling Redis: the
-//! completion publishes the id on this gateway's reply channel, and the
-//! waiter wakes. The record is re-read on a slow timer and after every
-//! resubscription, because pub/sub may drop a message.
+//! completion publishes the finished record (or, when it is large, the id) on
+//! this gateway's reply channel, and the waiter wakes with it. The record is
+//! re-read on a slow timer and after every resubscription, because pub/sub
+//! may drop a message.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,15 @@ const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 pub struct Waiters {
-    map: Mutex<HashMap<String, Arc<Notify>>>,
+    map: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+/// One waiting request: its wake-up, and the record when the message
+/// carried it.
+#[derive(Debug, Default)]
+struct Slot {
+    notify: Notify,
+    record: Mutex<Option<InvocationRecord>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -28,7 +37,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Registration<'a> {
     waiters: &'a Waiters,
     id: String,
-    notify: Arc<Notify>,
+    slot: Arc<Slot>,
 }
 
 impl Drop for Registration<'_> {
@@ -45,13 +54,19 @@ impl Waiters {
             while let Some(reply) = replies.recv().await {
                 match reply {
                     Reply::Done(id) => {
-                        if let Some(n) = lock(&this.map).get(&id) {
-                            n.notify_one();
+                        if let Some(slot) = lock(&this.map).get(&id) {
+                            slot.notify.notify_one();
+                        }
+                    }
+                    Reply::Finished(id, rec) => {
+                        if let Some(slot) = lock(&this.map).get(&id) {
+                            *lock(&slot.record) = Some(*rec);
+                            slot.notify.notify_one();
                         }
                     }
                     Reply::Resubscribed => {
-                        for n in lock(&this.map).values() {
-                            n.notify_one();
+                        for slot in lock(&this.map).values() {
+                            slot.notify.notify_one();
                         }
                     }
                 }
@@ -62,12 +77,12 @@ impl Waiters {
     /// Registers interest in `id` before it is enqueued, so that no reply can
     /// slip between the enqueue and the wait.
     pub fn register(&self, id: &str) -> Registration<'_> {
-        let notify = Arc::new(Notify::new());
-        lock(&self.map).insert(id.to_string(), notify.clone());
+        let slot = Arc::new(Slot::default());
+        lock(&self.map).insert(id.to_string(), slot.clone());
         Registration {
             waiters: self,
             id: id.to_string(),
-            notify,
+            slot,
         }
     }
 
@@ -93,9 +108,15 @@ impl Registration<'_> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             tokio::select! {
-                _ = self.notify.notified() => {}
+                _ = self.slot.notify.notified() => {}
                 _ = tokio::time::sleep(FALLBACK_POLL) => {}
                 _ = tokio::time::sleep_until(deadline) => return Ok(None),
+            }
+            // The message carried the record: no read.
+            if let Some(rec) = lock(&self.slot.record).take()
+                && rec.status.is_final()
+            {
+                return Ok(Some(rec));
             }
             if let Some(rec) = queue.invocation(tenant, &self.id).await?
                 && rec.status.is_final()

@@ -269,38 +269,7 @@ impl Queue {
         if map.is_empty() {
             return Ok(None);
         }
-        let s = |k: &str| map.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
-        let n = |k: &str| s(k).and_then(|v| v.parse::<u64>().ok());
-        let status = s("status")
-            .as_deref()
-            .and_then(InvocationStatus::parse)
-            .ok_or_else(|| Error::Corrupt(format!("invocation {id}: no status")))?;
-        let outcome: Outcome = match map.get("outcome") {
-            Some(json) => serde_json::from_slice(json)
-                .map_err(|e| Error::Corrupt(format!("invocation {id} outcome: {e}")))?,
-            None => Outcome::default(),
-        };
-        Ok(Some(InvocationRecord {
-            id: id.to_string(),
-            tenant: tenant.to_string(),
-            function: s("function").unwrap_or_default(),
-            version: n("version").map(|v| v as u32),
-            status,
-            run_id: s("run").unwrap_or_default(),
-            parent_id: s("parent"),
-            depth: n("depth").unwrap_or(0) as u32,
-            attempt: n("attempt").unwrap_or(1) as u32,
-            completions: n("completions").unwrap_or(0) as u32,
-            created_at_ms: n("created").unwrap_or(0),
-            completed_at_ms: n("completed"),
-            content_type: s("ct"),
-            output: if status == InvocationStatus::Succeeded {
-                map.get("output").cloned()
-            } else {
-                None
-            },
-            outcome,
-        }))
+        record_from_map(id, Some(tenant.as_str()), &map).map(Some)
     }
 
     /// The record of run `id`.
@@ -360,4 +329,48 @@ fn enqueue_reply(envelope: &Envelope, reply: &[String]) -> Result<Enqueued> {
 /// the invocation id (to find its record).
 pub(crate) fn delayed_member(function: &FunctionName, id: &str) -> String {
     format!("{function}|{id}")
+}
+
+/// An invocation record from its hash's fields (`tenant` from the hash when
+/// not given).
+pub(crate) fn record_from_map(
+    id: &str,
+    tenant: Option<&str>,
+    map: &HashMap<String, Vec<u8>>,
+) -> Result<InvocationRecord> {
+    let s = |k: &str| map.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
+    let n = |k: &str| s(k).and_then(|v| v.parse::<u64>().ok());
+    let status = s("status")
+        .as_deref()
+        .and_then(InvocationStatus::parse)
+        .ok_or_else(|| Error::Corrupt(format!("invocation {id}: no status")))?;
+    let outcome: Outcome = match map.get("outcome") {
+        Some(json) => serde_json::from_slice(json)
+            .map_err(|e| Error::Corrupt(format!("invocation {id} outcome: {e}")))?,
+        None => Outcome::default(),
+    };
+    Ok(InvocationRecord {
+        id: id.to_string(),
+        tenant: tenant
+            .map(str::to_string)
+            .or_else(|| s("tenant"))
+            .unwrap_or_default(),
+        function: s("function").unwrap_or_default(),
+        version: n("version").map(|v| v as u32),
+        status,
+        run_id: s("run").unwrap_or_default(),
+        parent_id: s("parent"),
+        depth: n("depth").unwrap_or(0) as u32,
+        attempt: n("attempt").unwrap_or(1) as u32,
+        completions: n("completions").unwrap_or(0) as u32,
+        created_at_ms: n("created").unwrap_or(0),
+        completed_at_ms: n("completed"),
+        content_type: s("ct"),
+        output: if status == InvocationStatus::Succeeded {
+            map.get("output").cloned()
+        } else {
+            None
+        },
+        outcome,
+    })
 }

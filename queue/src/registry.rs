@@ -6,7 +6,12 @@ use redis::AsyncCommands;
 
 use crate::{Error, Queue, Result};
 
-/// The spec JSON of a function's current version, or nil.
+/// The function hash's copy of the current version's spec, written with the
+/// `current` pointer: the gateway reads it on every invocation with one HGET.
+const SPEC_FIELD: &str = "spec";
+
+/// The spec JSON of a function's current version, or nil (for a function
+/// deployed before the `spec` copy existed).
 static CURRENT_SPEC: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         "local v = redis.call('HGET', KEYS[1], 'current') \
@@ -57,6 +62,7 @@ impl Queue {
             .atomic()
             .hset(&fkey, format!("v:{version}"), &json)
             .hset(&fkey, "current", version)
+            .hset(&fkey, SPEC_FIELD, &json)
             .sadd(keys::functions(tenant), name.as_str())
             .exec_async(&mut conn)
             .await?;
@@ -89,11 +95,16 @@ impl Queue {
     ) -> Result<Option<FunctionSpec>> {
         let mut conn = self.conn();
         let fkey = keys::function(tenant, name);
-        // The current version in one round trip (the gateway asks on every
-        // invocation): the pointer and the spec are read in one script.
+        // The current version in one HGET (the gateway asks on every
+        // invocation): deploy and rollback keep a copy of its spec beside
+        // the pointer. Without the copy, the pointer and the version are read
+        // in one script.
         let json: Option<String> = match version {
             Some(v) => conn.hget(&fkey, format!("v:{v}")).await?,
-            None => CURRENT_SPEC.key(&fkey).invoke_async(&mut conn).await?,
+            None => match conn.hget(&fkey, SPEC_FIELD).await? {
+                Some(json) => Some(json),
+                None => CURRENT_SPEC.key(&fkey).invoke_async(&mut conn).await?,
+            },
         };
         json.as_deref().map(parse_spec).transpose()
     }
@@ -187,13 +198,16 @@ impl Queue {
     ) -> Result<bool> {
         let mut conn = self.conn();
         let fkey = keys::function(tenant, name);
-        if !conn
-            .hexists::<_, _, bool>(&fkey, format!("v:{version}"))
-            .await?
-        {
+        let Some(json): Option<String> = conn.hget(&fkey, format!("v:{version}")).await? else {
             return Ok(false);
-        }
-        let _: () = conn.hset(&fkey, "current", version).await?;
+        };
+        // The pointer and the copy of its spec change together.
+        redis::pipe()
+            .atomic()
+            .hset(&fkey, "current", version)
+            .hset(&fkey, SPEC_FIELD, &json)
+            .exec_async(&mut conn)
+            .await?;
         Ok(true)
     }
 

@@ -1,13 +1,18 @@
 //! The reply channel of a gateway instance: completions of sync invocations
-//! publish their id there, so a waiting request wakes without polling.
+//! publish there, so a waiting request wakes without polling. The message is
+//! the invocation's id followed by its finished record (the fields of its
+//! hash, each as `<length>:<bytes>`), so the request answers without reading
+//! the record back; just the id when the record is large.
 //!
 //! Pub/sub is not durable: a message sent while the subscription is down is
 //! lost. Waiters therefore also re-read the record now and then (the result
 //! key is the fallback), and every reconnect is announced so that they
 //! re-check at once.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use eddy_protocol::InvocationRecord;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -17,8 +22,11 @@ use crate::Queue;
 /// What the reply subscription reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// Invocation `id` finished.
+    /// A message: invocation `id` finished (on a reply channel), or the
+    /// payload of another channel.
     Done(String),
+    /// Invocation `id` finished, and this is its record.
+    Finished(String, Box<InvocationRecord>),
     /// The subscription was (re)established: messages may have been missed.
     Resubscribed,
 }
@@ -61,11 +69,10 @@ impl Queue {
                 }
                 let mut messages = pubsub.into_on_message();
                 while let Some(msg) = messages.next().await {
-                    let id: String = match msg.get_payload() {
-                        Ok(id) => id,
-                        Err(_) => continue,
+                    let Some(reply) = decode(msg.get_payload_bytes()) else {
+                        continue;
                     };
-                    if tx.send(Reply::Done(id)).await.is_err() {
+                    if tx.send(reply).await.is_err() {
                         return;
                     }
                 }
@@ -73,5 +80,104 @@ impl Queue {
             }
         });
         rx
+    }
+}
+
+/// A message as published: `<id>` alone, or `<id>\n` and the record's
+/// fields (see the module doc). A record that does not parse still wakes its
+/// waiter, which then reads the record itself.
+fn decode(payload: &[u8]) -> Option<Reply> {
+    let Some(nl) = payload.iter().position(|b| *b == b'\n') else {
+        return std::str::from_utf8(payload)
+            .ok()
+            .map(|s| Reply::Done(s.to_string()));
+    };
+    let id = std::str::from_utf8(&payload[..nl]).ok()?.to_string();
+    let mut rest = &payload[nl + 1..];
+    let mut items = Vec::new();
+    let complete = loop {
+        if rest.is_empty() {
+            break true;
+        }
+        let Some(colon) = rest.iter().position(|b| *b == b':') else {
+            break false;
+        };
+        let Some(len) = std::str::from_utf8(&rest[..colon])
+            .ok()
+            .and_then(|l| l.parse::<usize>().ok())
+        else {
+            break false;
+        };
+        let Some(item) = rest.get(colon + 1..colon + 1 + len) else {
+            break false;
+        };
+        items.push(item.to_vec());
+        rest = &rest[colon + 1 + len..];
+    };
+    if !complete || items.len() % 2 != 0 {
+        return Some(Reply::Done(id));
+    }
+    let mut map = HashMap::with_capacity(items.len() / 2);
+    let mut it = items.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        map.insert(String::from_utf8_lossy(&k).into_owned(), v);
+    }
+    match crate::invocations::record_from_map(&id, None, &map) {
+        Ok(rec) => Some(Reply::Finished(id, Box::new(rec))),
+        Err(_) => Some(Reply::Done(id)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(id: &str, fields: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = format!("{id}\n").into_bytes();
+        for (k, v) in fields {
+            out.extend(format!("{}:{k}", k.len()).bytes());
+            out.extend(format!("{}:", v.len()).bytes());
+            out.extend_from_slice(v);
+        }
+        out
+    }
+
+    #[test]
+    fn a_bare_id_and_a_framed_record() {
+        assert_eq!(decode(b"abc"), Some(Reply::Done("abc".into())));
+        // Binary output with separators inside survives the framing.
+        let output: &[u8] = b"x:\n1:\xff";
+        let msg = frame(
+            "inv1",
+            &[
+                ("tenant", b"acme"),
+                ("status", b"succeeded"),
+                ("run", b"inv1"),
+                ("attempt", b"2"),
+                ("completions", b"1"),
+                ("ct", b"application/octet-stream"),
+                ("output", output),
+                (
+                    "outcome",
+                    br#"{"timings":{"queue_wait_us":0,"load_us":0,"instantiate_us":1,"run_us":7,"cold":false,"epoch_ticks":0}}"#,
+                ),
+            ],
+        );
+        let Some(Reply::Finished(id, rec)) = decode(&msg) else {
+            panic!("not a record: {:?}", decode(&msg));
+        };
+        assert_eq!(id, "inv1");
+        assert_eq!(rec.tenant, "acme");
+        assert_eq!(rec.attempt, 2);
+        assert_eq!(rec.output.as_deref(), Some(output));
+        assert_eq!(rec.outcome.timings.run_us, 7);
+    }
+
+    #[test]
+    fn a_broken_frame_still_wakes_the_waiter() {
+        let mut msg = frame("inv2", &[("status", b"succeeded")]);
+        msg.truncate(msg.len() - 3);
+        assert_eq!(decode(&msg), Some(Reply::Done("inv2".into())));
+        assert_eq!(decode(b"inv3\n4:abc"), Some(Reply::Done("inv3".into())));
     }
 }

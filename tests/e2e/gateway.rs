@@ -193,6 +193,24 @@ async fn deploy_invoke_sync_async_with_callback_and_a_run() {
     assert_eq!(rec["status"], "succeeded");
     assert!(rec["timings"]["run_us"].as_u64().unwrap() > 0);
 
+    // Sync answers carry binary output exactly: a small one comes with the
+    // reply message, a large one (over 64 KiB) is read from the record.
+    p.deploy(&key, "echo", "echo", "").await;
+    for size in [300usize, 200_000] {
+        let body: Vec<u8> = (0..size).map(|i| (i * 7 % 256) as u8).collect();
+        let r = p
+            .req(Method::POST, "/invoke/echo", &key)
+            .header("content-type", "application/octet-stream")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{size}");
+        assert_eq!(r.headers()["content-type"], "application/octet-stream");
+        assert!(r.headers().contains_key("x-eddy-run-id"));
+        assert_eq!(r.bytes().await.unwrap().as_ref(), body.as_slice(), "{size}");
+    }
+
     // Async with a callback: 202 + Location, then a signed POST.
     let port = free_port();
     let received: Received = Arc::default();
@@ -340,6 +358,55 @@ fn cli(p: &Platform, key: &str, args: &[&str]) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
+}
+
+/// The version that ran each sync invocation follows deploys and rollbacks
+/// at once (the gateway reads the current spec on every invocation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redeploy_and_rollback_change_what_runs_at_once() {
+    let p = Platform::start(&[]);
+    let (key, _) = p.tenant("acme", json!({})).await;
+    let ran = |version: u64| {
+        let (p, key) = (&p, &key);
+        async move {
+            let r = p
+                .req(Method::POST, "/invoke/wordcount", key)
+                .body(r#"{"text":"a b"}"#)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            let id = r.headers()["x-eddy-invocation-id"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let (_, rec) = p.get(key, &format!("/invocations/{id}")).await;
+            assert_eq!(rec["version"].as_u64(), Some(version), "{rec}");
+            let (_, f) = p.get(key, "/functions/wordcount").await;
+            assert_eq!(f["current"].as_u64(), Some(version), "{f}");
+        }
+    };
+    p.deploy(&key, "wordcount", "wordcount", "?timeout_ms=1000")
+        .await;
+    ran(1).await;
+    p.deploy(&key, "wordcount", "wordcount", "?timeout_ms=2000")
+        .await;
+    ran(2).await;
+    let r = p
+        .req(Method::POST, "/functions/wordcount/rollback", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    ran(1).await;
+    let r = p
+        .req(Method::POST, "/functions/wordcount/rollback", &key)
+        .json(&json!({"version": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    ran(2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,7 +117,21 @@ if final then
   redis.call('HINCRBY', KEYS[2], 'completions', 1)
   redis.call('HINCRBY', KEYS[7], 'pending', -1)
   if ARGV[22] ~= '' then
-    redis.call('PUBLISH', ARGV[22], id)
+    -- The waiting request gets the finished record with the news (its
+    -- fields as <length>:<bytes>), unless it is large: then just the id.
+    local msg = id
+    if #ARGV[7] + #outcome_json <= 65536 then
+      local flat = redis.call('HGETALL', KEYS[2])
+      local parts, size = {id, '\n'}, 0
+      for i = 1, #flat do
+        parts[#parts + 1] = #flat[i] .. ':' .. flat[i]
+        size = size + #flat[i]
+      end
+      if size <= 131072 then
+        msg = table.concat(parts)
+      end
+    end
+    redis.call('PUBLISH', ARGV[22], msg)
   end
   if ARGV[16] ~= '' then
     redis.call('XADD', KEYS[6], '*', 'kind', 'invocation', 'id', id, 'url', ARGV[16], 'at', now,
