@@ -296,12 +296,7 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
         let worker = Worker::start(args.config(url)?)
             .await
             .context("starting the worker")?;
-        // On the runtime's threads, not this one: the reader would otherwise
-        // be woken across threads for every read it makes.
-        tokio::spawn(worker.run(shutdown))
-            .await
-            .context("worker task")?
-            .context("running the worker")?;
+        worker.run(shutdown).await.context("running the worker")?;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -460,11 +455,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
             worker.consumer()
         );
         eprintln!("eddy up: ready");
-        // On the runtime's threads (see `worker`).
-        tokio::spawn(worker.run(shutdown))
-            .await
-            .context("worker task")?
-            .context("running the worker")?;
+        worker.run(shutdown).await.context("running the worker")?;
         gateway
             .await
             .context("gateway task")?

@@ -3,6 +3,10 @@
 //! tenant-scoped route takes a [`TenantCtx`], so nothing of another tenant
 //! can be named, let alone touched.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -27,6 +31,62 @@ fn same_secret(a: &str, b: &str) -> bool {
         .zip(hb.iter())
         .fold(0u8, |acc, (x, y)| acc | (x ^ y))
         == 0
+}
+
+/// How long a valid key is trusted without asking Redis again. A revocation
+/// reaches every gateway at once over pub/sub (`eddy:keys:revoked`); this
+/// bounds how long a lost message could keep a revoked key working.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Entries kept at most (the cache starts over when full).
+const KEY_CACHE_MAX: usize = 100_000;
+
+/// Valid tenant keys seen lately, by their hash: most requests need no
+/// Redis round trip to authenticate.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    map: Mutex<HashMap<String, (TenantId, Instant)>>,
+}
+
+impl KeyCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (TenantId, Instant)>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, hash: &str) -> Option<TenantId> {
+        match self.lock().get(hash) {
+            Some((tenant, at)) if at.elapsed() < KEY_CACHE_TTL => Some(tenant.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, hash: String, tenant: TenantId) {
+        let mut map = self.lock();
+        if map.len() >= KEY_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(hash, (tenant, Instant::now()));
+    }
+
+    /// Forgets every key of `tenant` (this gateway revoked one of them).
+    pub fn forget_tenant(&self, tenant: &TenantId) {
+        self.lock().retain(|_, (t, _)| t != tenant);
+    }
+
+    /// Follows revocations: a revoked key's hash is dropped at once; after a
+    /// resubscription (messages may have been lost) everything is.
+    pub fn listen(self: &Arc<Self>, mut revoked: tokio::sync::mpsc::Receiver<eddy_queue::Reply>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = revoked.recv().await {
+                match msg {
+                    eddy_queue::Reply::Done(hash) => {
+                        this.lock().remove(&hash);
+                    }
+                    _ => this.lock().clear(),
+                }
+            }
+        });
+    }
 }
 
 /// Authenticates every request that reaches it; puts the [`Caller`] into
@@ -54,10 +114,17 @@ pub async fn authenticate(
     {
         Caller::Admin
     } else {
-        match state.queue.lookup_key(key).await? {
-            Some(k) if k.revoked => return Err(ApiError::KeyRevoked),
-            Some(k) => Caller::Tenant(k.tenant),
-            None => return Err(ApiError::InvalidKey),
+        let hash = eddy_queue::hash_key(key);
+        match state.keys.get(&hash) {
+            Some(tenant) => Caller::Tenant(tenant),
+            None => match state.queue.lookup_key_hash(&hash).await? {
+                Some(k) if k.revoked => return Err(ApiError::KeyRevoked),
+                Some(k) => {
+                    state.keys.put(hash, k.tenant.clone());
+                    Caller::Tenant(k.tenant)
+                }
+                None => return Err(ApiError::InvalidKey),
+            },
         }
     };
     req.extensions_mut().insert(caller);

@@ -83,6 +83,8 @@ pub struct AppState {
     pub reply_channel: String,
     /// Renders `/metrics` (set by the binary, which owns the recorder).
     pub metrics: Option<eddy_protocol::MetricsRender>,
+    /// Valid API keys seen lately (see `auth.rs`).
+    pub keys: Arc<auth::KeyCache>,
     /// When this gateway last marked each stream active.
     pub touched: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
@@ -113,6 +115,8 @@ impl AppState {
         let reply_channel = eddy_protocol::keys::reply_channel(&instance);
         let waiters = Arc::new(waiters::Waiters::default());
         waiters.listen(queue.replies(reply_channel.clone()));
+        let keys = Arc::new(auth::KeyCache::default());
+        keys.listen(queue.replies(eddy_protocol::keys::KEYS_REVOKED.to_string()));
         Ok(AppState {
             queue,
             config: Arc::new(config),
@@ -120,6 +124,7 @@ impl AppState {
             waiters,
             reply_channel,
             metrics: None,
+            keys,
             touched: Arc::default(),
         })
     }

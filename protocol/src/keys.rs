@@ -142,6 +142,10 @@ pub const ACTIVE: &str = "eddy:active";
 /// Pub/sub channel: a stream got work while it may have no warm capacity.
 pub const WAKE: &str = "eddy:wake";
 
+/// Pub/sub channel: the hash of an API key that was just revoked (gateways
+/// drop it from their key cache).
+pub const KEYS_REVOKED: &str = "eddy:keys:revoked";
+
 /// Pub/sub channel: assignments changed.
 pub const ASSIGN: &str = "eddy:assign";
 

@@ -36,7 +36,7 @@ pub use invocations::{Completed, Completion, Disposition, Enqueued, FollowUp};
 pub use registry::{Backlog, FunctionVersions};
 pub use replies::Reply;
 pub use retries::DeadLetter;
-pub use tenants::{ApiKey, Quota, TenantInfo};
+pub use tenants::{ApiKey, Quota, TenantInfo, hash_key};
 
 /// Errors of the queue.
 #[derive(Debug, thiserror::Error)]

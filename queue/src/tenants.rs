@@ -41,7 +41,8 @@ pub struct ApiKey {
     pub revoked: bool,
 }
 
-fn hash_key(plaintext: &str) -> String {
+/// How an API key is stored and looked up: its sha256, hex.
+pub fn hash_key(plaintext: &str) -> String {
     hex::encode(Sha256::digest(plaintext.as_bytes()))
 }
 
@@ -178,16 +179,20 @@ impl Queue {
         key.revoked = true;
         let json = serde_json::to_string(&key).map_err(|e| Error::Corrupt(e.to_string()))?;
         let _: () = conn.hset(keys::API_KEYS, &hash, json).await?;
+        // Gateways cache valid keys for a few seconds: tell them now.
+        let _: () = conn.publish(keys::KEYS_REVOKED, &hash).await?;
         Ok(true)
     }
 
     /// The key a plaintext bearer token names, if any (revoked keys included:
     /// the caller tells them apart).
     pub async fn lookup_key(&self, plaintext: &str) -> Result<Option<ApiKey>> {
-        let json: Option<String> = self
-            .conn()
-            .hget(keys::API_KEYS, hash_key(plaintext))
-            .await?;
+        self.lookup_key_hash(&hash_key(plaintext)).await
+    }
+
+    /// The key whose [`hash_key`] is `hash`.
+    pub async fn lookup_key_hash(&self, hash: &str) -> Result<Option<ApiKey>> {
+        let json: Option<String> = self.conn().hget(keys::API_KEYS, hash).await?;
         json.map(|j| serde_json::from_str(&j).map_err(|e| Error::Corrupt(e.to_string())))
             .transpose()
     }

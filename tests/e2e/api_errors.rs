@@ -69,6 +69,9 @@ async fn bad_inputs_get_exact_errors() {
             v["id"].as_str().unwrap().to_string(),
             v["key"].as_str().unwrap().to_string(),
         );
+        // Used (so this gateway trusts it from its cache), then revoked.
+        let (s, _) = p.get(&k, "/functions").await;
+        assert_eq!(s, StatusCode::OK);
         let r = p
             .req(Method::DELETE, &format!("/tenants/acme/keys/{id}"), &key)
             .send()

@@ -48,6 +48,60 @@ async fn two_gateways_three_workers_two_controllers_survive_kills_and_a_roll() {
         .as_str()
         .unwrap()
         .to_string();
+    // A second key, trusted (cached) by both gateways, revoked on one: the
+    // other refuses it within a second (pub/sub), not after its cache's 5 s.
+    let r = http
+        .post(format!("{}/tenants/acme/keys", base(0)))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let (spare_id, spare) = (
+        v["id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    );
+    for i in 0..2 {
+        let r = http
+            .get(format!("{}/functions", base(i)))
+            .bearer_auth(&spare)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let r = http
+        .delete(format!("{}/tenants/acme/keys/{spare_id}", base(0)))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let revoked_at = std::time::Instant::now();
+    let status = |i: usize| {
+        let (http, spare, url) = (http.clone(), spare.clone(), base(i));
+        async move {
+            http.get(format!("{url}/functions"))
+                .bearer_auth(&spare)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        status(0).await,
+        StatusCode::UNAUTHORIZED,
+        "the revoking gateway"
+    );
+    wait_until(
+        Duration::from_secs(1),
+        "the other gateway to refuse the key",
+        || async { (status(1).await == StatusCode::UNAUTHORIZED).then_some(()) },
+    )
+    .await;
+    assert!(revoked_at.elapsed() < Duration::from_secs(1));
+
     let deploy = |guest: &'static str| {
         let (http, key, url) = (http.clone(), key.clone(), base(1));
         async move {

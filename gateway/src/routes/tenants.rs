@@ -164,7 +164,9 @@ pub async fn list_keys(
     Ok(Json(state.queue.keys_of(&id).await?))
 }
 
-/// Revokes an API key at once.
+/// Revokes an API key at once: on this gateway at the response, on the
+/// others as the revocation's pub/sub message arrives (milliseconds; at most
+/// their key cache's 5 s if it were lost).
 #[utoipa::path(delete, path = "/tenants/{tenant}/keys/{key}", params(("tenant" = String, Path), ("key" = String, Path)),
     responses((status = 204), (status = 404, body = crate::ErrorBody)))]
 pub async fn revoke_key(
@@ -175,6 +177,7 @@ pub async fn revoke_key(
     let id = tenant_id(&tenant)?;
     may_manage(&caller, &id)?;
     if state.queue.revoke_key(&id, &key).await? {
+        state.keys.forget_tenant(&id);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound {
