@@ -89,8 +89,11 @@ if outcome == 'ok' then
     redis.call('EXPIRE', KEYS[10 + 3 * i], ttl)
   end
   if nf > 0 then
+    -- New work keeps the run alive for another TTL (a run's record is
+    -- otherwise refreshed only when it ends).
     redis.call('HINCRBY', KEYS[3], 'total', nf)
     redis.call('HINCRBY', KEYS[3], 'outstanding', nf)
+    redis.call('EXPIRE', KEYS[3], ttl)
     redis.call('HINCRBY', KEYS[7], 'pending', nf)
   end
   run_field = 'succeeded'
@@ -137,22 +140,31 @@ if final then
     redis.call('XADD', KEYS[6], '*', 'kind', 'invocation', 'id', id, 'url', ARGV[16], 'at', now,
       'tp', ARGV[24])
   end
-  redis.call('HINCRBY', KEYS[3], run_field, 1)
   local left = redis.call('HINCRBY', KEYS[3], 'outstanding', -1)
-  if left <= 0 then
-    local bad = redis.call('HMGET', KEYS[3], 'failed', 'dead', 'callback')
-    if (tonumber(bad[1]) or 0) + (tonumber(bad[2]) or 0) > 0 then
+  if left > 0 then
+    redis.call('HINCRBY', KEYS[3], run_field, 1)
+  else
+    -- The run ends here: its counts, status and TTL in one write.
+    local r = redis.call('HMGET', KEYS[3], 'failed', 'dead', 'callback', run_field)
+    local failed, dead = tonumber(r[1]) or 0, tonumber(r[2]) or 0
+    if run_field == 'failed' then
+      failed = failed + 1
+    elseif run_field == 'dead' then
+      dead = dead + 1
+    end
+    if failed + dead > 0 then
       run_status = 'failed'
     else
       run_status = 'succeeded'
     end
-    redis.call('HSET', KEYS[3], 'status', run_status, 'completed', now)
-    if bad[3] then
-      redis.call('XADD', KEYS[6], '*', 'kind', 'run', 'id', ARGV[18], 'url', bad[3], 'at', now,
+    redis.call('HSET', KEYS[3], run_field, (tonumber(r[4]) or 0) + 1,
+      'status', run_status, 'completed', now)
+    redis.call('EXPIRE', KEYS[3], ttl)
+    if r[3] then
+      redis.call('XADD', KEYS[6], '*', 'kind', 'run', 'id', ARGV[18], 'url', r[3], 'at', now,
         'tp', ARGV[24])
     end
   end
-  redis.call('EXPIRE', KEYS[3], ttl)
 end
 local status = outcome
 if outcome == 'ok' then status = 'succeeded' elseif outcome == 'fail' then status = 'failed' end
