@@ -44,32 +44,63 @@ const KEY_CACHE_MAX: usize = 100_000;
 /// Redis round trip to authenticate.
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    map: Mutex<HashMap<String, (TenantId, Instant)>>,
+    state: Mutex<CacheState>,
+}
+
+#[derive(Debug, Default)]
+struct CacheState {
+    /// Valid keys by hash, with when Redis was asked about them.
+    valid: HashMap<String, (TenantId, Instant)>,
+    /// Keys revoked lately (kept for a TTL): a lookup that read one just
+    /// before its revocation must not put it back.
+    revoked: HashMap<String, Instant>,
+    /// When this gateway last revoked a key of each tenant (same purpose,
+    /// before its own revocation message arrives).
+    revoked_tenants: HashMap<TenantId, Instant>,
 }
 
 impl KeyCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (TenantId, Instant)>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn get(&self, hash: &str) -> Option<TenantId> {
-        match self.lock().get(hash) {
+        match self.lock().valid.get(hash) {
             Some((tenant, at)) if at.elapsed() < KEY_CACHE_TTL => Some(tenant.clone()),
             _ => None,
         }
     }
 
-    fn put(&self, hash: String, tenant: TenantId) {
-        let mut map = self.lock();
-        if map.len() >= KEY_CACHE_MAX {
-            map.clear();
+    /// Trusts `hash` for `tenant`, as Redis said when asked at `asked`;
+    /// unless a revocation has been seen since.
+    fn put(&self, hash: String, tenant: TenantId, asked: Instant) {
+        let mut s = self.lock();
+        let since = |at: Option<&Instant>| at.is_some_and(|at| *at >= asked);
+        if since(s.revoked.get(&hash)) || since(s.revoked_tenants.get(&tenant)) {
+            return;
         }
-        map.insert(hash, (tenant, Instant::now()));
+        if s.valid.len() >= KEY_CACHE_MAX {
+            s.valid.clear();
+        }
+        s.valid.insert(hash, (tenant, asked));
     }
 
     /// Forgets every key of `tenant` (this gateway revoked one of them).
     pub fn forget_tenant(&self, tenant: &TenantId) {
-        self.lock().retain(|_, (t, _)| t != tenant);
+        let mut s = self.lock();
+        s.valid.retain(|_, (t, _)| t != tenant);
+        s.revoked_tenants.insert(tenant.clone(), Instant::now());
+    }
+
+    fn revoked(&self, hash: String) {
+        let mut s = self.lock();
+        let now = Instant::now();
+        s.valid.remove(&hash);
+        s.revoked
+            .retain(|_, at| now.duration_since(*at) < KEY_CACHE_TTL);
+        s.revoked_tenants
+            .retain(|_, at| now.duration_since(*at) < KEY_CACHE_TTL);
+        s.revoked.insert(hash, now);
     }
 
     /// Follows revocations: a revoked key's hash is dropped at once; after a
@@ -79,10 +110,8 @@ impl KeyCache {
         tokio::spawn(async move {
             while let Some(msg) = revoked.recv().await {
                 match msg {
-                    eddy_queue::Reply::Done(hash) => {
-                        this.lock().remove(&hash);
-                    }
-                    _ => this.lock().clear(),
+                    eddy_queue::Reply::Done(hash) => this.revoked(hash),
+                    _ => this.lock().valid.clear(),
                 }
             }
         });
@@ -115,12 +144,13 @@ pub async fn authenticate(
         Caller::Admin
     } else {
         let hash = eddy_queue::hash_key(key);
+        let asked = Instant::now();
         match state.keys.get(&hash) {
             Some(tenant) => Caller::Tenant(tenant),
             None => match state.queue.lookup_key_hash(&hash).await? {
                 Some(k) if k.revoked => return Err(ApiError::KeyRevoked),
                 Some(k) => {
-                    state.keys.put(hash, k.tenant.clone());
+                    state.keys.put(hash, k.tenant.clone(), asked);
                     Caller::Tenant(k.tenant)
                 }
                 None => return Err(ApiError::InvalidKey),
@@ -182,5 +212,32 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
             Caller::Admin => Ok(Admin),
             Caller::Tenant(_) => Err(ApiError::Forbidden("this route needs the admin key".into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(s: &str) -> TenantId {
+        TenantId::new(s).unwrap()
+    }
+
+    #[test]
+    fn a_lookup_that_raced_a_revocation_is_not_cached() {
+        let cache = KeyCache::default();
+        let asked = Instant::now();
+        // The revocation is seen while the lookup is in flight.
+        cache.revoked("h1".into());
+        cache.put("h1".into(), tenant("acme"), asked);
+        assert_eq!(cache.get("h1"), None);
+        // Same when this gateway revoked a key of the tenant.
+        let asked = Instant::now();
+        cache.forget_tenant(&tenant("globex"));
+        cache.put("h2".into(), tenant("globex"), asked);
+        assert_eq!(cache.get("h2"), None);
+        // A lookup that started after the revocation is trusted again.
+        cache.put("h3".into(), tenant("acme"), Instant::now());
+        assert_eq!(cache.get("h3"), Some(tenant("acme")));
     }
 }

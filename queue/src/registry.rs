@@ -95,17 +95,27 @@ impl Queue {
     ) -> Result<Option<FunctionSpec>> {
         let mut conn = self.conn();
         let fkey = keys::function(tenant, name);
-        // The current version in one HGET (the gateway asks on every
+        // The current version in one HMGET (the gateway asks on every
         // invocation): deploy and rollback keep a copy of its spec beside
-        // the pointer. Without the copy, the pointer and the version are read
-        // in one script.
-        let json: Option<String> = match version {
-            Some(v) => conn.hget(&fkey, format!("v:{v}")).await?,
-            None => match conn.hget(&fkey, SPEC_FIELD).await? {
-                Some(json) => Some(json),
-                None => CURRENT_SPEC.key(&fkey).invoke_async(&mut conn).await?,
-            },
-        };
+        // the pointer. Without a copy that matches the pointer, the pointer
+        // and the version are read in one script.
+        if let Some(v) = version {
+            let json: Option<String> = conn.hget(&fkey, format!("v:{v}")).await?;
+            return json.as_deref().map(parse_spec).transpose();
+        }
+        let (current, copy): (Option<u32>, Option<String>) = redis::cmd("HMGET")
+            .arg(&fkey)
+            .arg("current")
+            .arg(SPEC_FIELD)
+            .query_async(&mut conn)
+            .await?;
+        if let Some(spec) = copy.as_deref().map(parse_spec).transpose()?
+            && Some(spec.version) == current
+        {
+            return Ok(Some(spec));
+        }
+        // No copy, or a stale one (a binary without it moved the pointer).
+        let json: Option<String> = CURRENT_SPEC.key(&fkey).invoke_async(&mut conn).await?;
         json.as_deref().map(parse_spec).transpose()
     }
 

@@ -108,11 +108,14 @@ fn decode(payload: &[u8]) -> Option<Reply> {
         else {
             break false;
         };
-        let Some(item) = rest.get(colon + 1..colon + 1 + len) else {
+        let Some(end) = (colon + 1).checked_add(len) else {
+            break false;
+        };
+        let Some(item) = rest.get(colon + 1..end) else {
             break false;
         };
         items.push(item.to_vec());
-        rest = &rest[colon + 1 + len..];
+        rest = &rest[end..];
     };
     if !complete || items.len() % 2 != 0 {
         return Some(Reply::Done(id));

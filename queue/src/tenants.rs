@@ -179,8 +179,12 @@ impl Queue {
         key.revoked = true;
         let json = serde_json::to_string(&key).map_err(|e| Error::Corrupt(e.to_string()))?;
         let _: () = conn.hset(keys::API_KEYS, &hash, json).await?;
-        // Gateways cache valid keys for a few seconds: tell them now.
-        let _: () = conn.publish(keys::KEYS_REVOKED, &hash).await?;
+        // Gateways cache valid keys for a few seconds: tell them now. The
+        // key is revoked either way; without the message, caches let go of
+        // it within their TTL.
+        if let Err(error) = conn.publish::<_, _, ()>(keys::KEYS_REVOKED, &hash).await {
+            tracing::warn!(%error, "announcing a key revocation; gateway caches expire it within 5 s");
+        }
         Ok(true)
     }
 

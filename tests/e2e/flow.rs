@@ -86,3 +86,34 @@ async fn unknown_function_and_idempotency_key() {
     assert_eq!(second.id, first.id);
     assert_eq!(redis.cli(&["XLEN", "eddy:{t:acme}:q:echo"]), "1");
 }
+
+/// The gateway reads the current spec from a copy kept beside the `current`
+/// pointer. A pointer moved without the copy (a binary from before the copy
+/// existed, in a rolling upgrade) must still win.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_spec_follows_the_pointer_even_without_its_copy() {
+    let redis = RedisServer::start();
+    let q = queue(&redis).await;
+    let t = tenant("acme");
+    let f = function("echo");
+    deploy(&q, &t, "echo", "echo", FunctionConfig::default()).await;
+    deploy(&q, &t, "echo", "echo", FunctionConfig::default()).await;
+    let current = |q: &eddy_queue::Queue| {
+        let (q, t, f) = (q.clone(), t.clone(), f.clone());
+        async move { q.function(&t, &f, None).await.unwrap().unwrap().version }
+    };
+    assert_eq!(current(&q).await, 2);
+    assert!(q.set_current(&t, &f, 1).await.unwrap());
+    assert_eq!(current(&q).await, 1);
+    // An older binary's rollback: the pointer only.
+    redis.cli(&[
+        "HSET",
+        &eddy_protocol::keys::function(&t, &f),
+        "current",
+        "2",
+    ]);
+    assert_eq!(current(&q).await, 2);
+    // And a hash with no copy at all.
+    redis.cli(&["HDEL", &eddy_protocol::keys::function(&t, &f), "spec"]);
+    assert_eq!(current(&q).await, 2);
+}
