@@ -28,6 +28,12 @@ pub struct WorkerArgs {
     /// Redis round trips.
     #[arg(long, env = "EDDY_EXEC_SLOTS", default_value_t = 0)]
     exec_slots: usize,
+    /// CPU priority of long guests while tenants share the worker: `nice`
+    /// (nice 10: they still get about a tenth of a busy core) or `idle`
+    /// (`SCHED_IDLE`: any other work preempts them at once; a long guest
+    /// can then starve into its timeout while the CPU is saturated).
+    #[arg(long, env = "EDDY_EXEC_PRIORITY", default_value = "nice", value_parser = ["nice", "idle"])]
+    exec_priority: String,
     /// Lease of a delivery: after this long without a heartbeat another
     /// worker reclaims it.
     #[arg(long, env = "EDDY_LEASE_MS", default_value_t = 30_000)]
@@ -154,6 +160,7 @@ impl WorkerArgs {
             redis_url,
             concurrency: self.concurrency,
             exec_slots: self.exec_slots,
+            exec_idle: self.exec_priority == "idle",
             lease: Duration::from_millis(self.lease_ms),
             max_deliveries: self.max_deliveries,
             cache_dir: self.cache_dir.clone(),

@@ -192,30 +192,36 @@ pub(crate) const EXEC_NICE: i32 = 10;
 /// on the execution threads while tenants share the worker.
 pub(crate) const ISOLATE_OVER_US: u64 = 250;
 
-/// Lowers the calling thread's CPU priority: `SCHED_IDLE` (it runs only when
-/// nothing else on the machine's share of this process wants the CPU, and any
-/// other thread waking up preempts it at once), else nice 10. Best effort.
+/// Lowers the calling thread's CPU priority: with `idle`, `SCHED_IDLE` (it
+/// runs only when nothing else wants the CPU, and any other thread waking up
+/// preempts it at once); otherwise, or where that is refused, nice 10 (a
+/// weight of 110 against 1024: about a tenth of a core that normal threads
+/// keep busy). Best effort.
 #[cfg(target_os = "linux")]
-fn lower_priority() -> &'static str {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler(2) on the calling thread (pid 0) with a
-    // valid, initialised parameter; it reads the struct and writes nothing.
-    #[allow(unsafe_code)]
-    let idle = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0;
+fn lower_priority(idle: bool) -> &'static str {
     if idle {
-        return "idle";
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler(2) on the calling thread (pid 0) with a
+        // valid, initialised parameter; it reads the struct and writes nothing.
+        #[allow(unsafe_code)]
+        let done = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0;
+        if done {
+            return "idle";
+        }
     }
     let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), EXEC_NICE);
     "nice"
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lower_priority() -> &'static str {
+fn lower_priority(_idle: bool) -> &'static str {
     "normal"
 }
 
 impl Executor {
-    pub(crate) fn new(slots: usize) -> std::io::Result<Self> {
+    /// `slots` execution threads (and slots per gate); `idle`: run them at
+    /// `SCHED_IDLE` rather than nice 10.
+    pub(crate) fn new(slots: usize, idle: bool) -> std::io::Result<Self> {
         let slots = slots.max(1);
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -228,7 +234,7 @@ impl Executor {
                 .name(format!("eddy-exec-{i}"))
                 .spawn(move || {
                     // On Linux the policy and nice value are per thread.
-                    let how = lower_priority();
+                    let how = lower_priority(idle);
                     tracing::debug!(priority = how, "execution thread started");
                     loop {
                         // One thread waits on the queue at a time; the
@@ -346,37 +352,44 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn long_guests_of_shared_workers_run_on_the_low_priority_threads() {
-        let exec = Executor::new(2).unwrap();
-        let long = ISOLATE_OVER_US + 1;
-        // One tenant alone: inline, whatever its length.
-        let t = exec.run("a", long, async { thread() }).await.unwrap();
-        assert!(!t.starts_with("eddy-exec"), "{t}");
-        // Two tenants active: a long guest goes to an execution thread, at
-        // the lower priority; a short one stays inline.
-        let _ = exec.run("b", 0, async {}).await;
-        let t = exec.run("a", long, async { thread() }).await.unwrap();
-        assert!(t.starts_with("eddy-exec"), "{t}");
-        #[cfg(target_os = "linux")]
-        {
-            let (policy, nice) = exec
-                .run("a", long, async { policy_and_nice() })
-                .await
-                .unwrap();
-            // SCHED_IDLE, or nice 10 where the kernel refuses it.
-            assert!(
-                policy == libc::SCHED_IDLE as u32 || nice == EXEC_NICE,
-                "policy {policy}, nice {nice}"
-            );
-            assert_eq!(policy_and_nice(), (libc::SCHED_OTHER as u32, 0));
+        for idle in [false, true] {
+            let exec = Executor::new(2, idle).unwrap();
+            let long = ISOLATE_OVER_US + 1;
+            // One tenant alone: inline, whatever its length.
+            let t = exec.run("a", long, async { thread() }).await.unwrap();
+            assert!(!t.starts_with("eddy-exec"), "{t}");
+            // Two tenants active: a long guest goes to an execution thread,
+            // at the lower priority; a short one stays inline.
+            let _ = exec.run("b", 0, async {}).await;
+            let t = exec.run("a", long, async { thread() }).await.unwrap();
+            assert!(t.starts_with("eddy-exec"), "{t}");
+            #[cfg(target_os = "linux")]
+            {
+                let (policy, nice) = exec
+                    .run("a", long, async { policy_and_nice() })
+                    .await
+                    .unwrap();
+                let (other, idle_policy) = (libc::SCHED_OTHER as u32, libc::SCHED_IDLE as u32);
+                if idle {
+                    // SCHED_IDLE, or nice 10 where the kernel refuses it.
+                    assert!(
+                        policy == idle_policy || (policy, nice) == (other, EXEC_NICE),
+                        "policy {policy}, nice {nice}"
+                    );
+                } else {
+                    assert_eq!((policy, nice), (other, EXEC_NICE));
+                }
+                assert_eq!(policy_and_nice(), (other, 0), "the caller is untouched");
+            }
+            let t = exec.run("b", 0, async { thread() }).await.unwrap();
+            assert!(!t.starts_with("eddy-exec"), "{t}");
+            assert_eq!(exec.load(), (4, 0), "every slot came back");
         }
-        let t = exec.run("b", 0, async { thread() }).await.unwrap();
-        assert!(!t.starts_with("eddy-exec"), "{t}");
-        assert_eq!(exec.load(), (4, 0), "every slot came back");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_short_guest_never_waits_for_a_long_one() {
-        let exec = Arc::new(Executor::new(1).unwrap());
+        let exec = Arc::new(Executor::new(1, false).unwrap());
         let long = ISOLATE_OVER_US + 1;
         let _ = exec.run("trickle", 0, async {}).await;
         // The burst's long guest holds the only isolated slot until released.

@@ -29,6 +29,8 @@ pub struct WorkerConfig {
     /// Sandboxes executing guest code at once, given round-robin across
     /// tenants (0: one per CPU).
     pub exec_slots: usize,
+    /// Long guests of a shared worker run at `SCHED_IDLE` rather than nice 10.
+    pub exec_idle: bool,
     /// How long a delivery may go without a heartbeat before another worker
     /// reclaims it.
     pub lease: Duration,
@@ -65,6 +67,7 @@ impl Default for WorkerConfig {
             redis_url: "redis://127.0.0.1:6379".into(),
             concurrency: 64,
             exec_slots: 0,
+            exec_idle: false,
             lease: Duration::from_secs(30),
             max_deliveries: 5,
             cache_dir: PathBuf::from(".eddy/artifacts"),
@@ -201,6 +204,7 @@ impl Worker {
         )
         .await?;
         let consumer = config.consumer.clone().unwrap_or_else(unique_consumer);
+        let exec_idle = config.exec_idle;
         let exec_slots = match config.exec_slots {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -217,7 +221,7 @@ impl Worker {
             queue,
             runtime: Arc::new(runtime),
             functions: Arc::new(Functions::default()),
-            executor: Executor::new(exec_slots).map_err(WorkerError::Executor)?,
+            executor: Executor::new(exec_slots, exec_idle).map_err(WorkerError::Executor)?,
             inflight: Arc::default(),
             capacity: Mutex::default(),
             running: AtomicUsize::new(0),
