@@ -431,6 +431,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
     };
     eprintln!("eddy up: redis at {url}");
     let admin_key = admin_key(&args)?;
+    let gateway_rt = tokio_runtime()?;
     let result = tokio_runtime()?.block_on(async {
         let shutdown = shutdown_signal()?;
         let worker = Worker::start(args.worker.config(url.clone())?)
@@ -441,16 +442,25 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         let config = args
             .gateway
             .config(url, &args.worker, Some(admin_key), listen)?;
-        let mut state = AppState::connect(config, validator(&args.worker.cache_dir)?)
-            .await
-            .context("connecting the gateway")?;
-        state.metrics = metrics();
+        // The gateway gets a runtime of its own, as it has a process of its
+        // own in production: its requests do not queue behind the worker's
+        // tasks on the same threads.
+        let validator = validator(&args.worker.cache_dir)?;
         let mut gateway_stop = shutdown.clone();
-        let (addr, gateway) = eddy_gateway::bind(state, async move {
-            let _ = gateway_stop.wait_for(|s| *s).await;
-        })
-        .await
-        .context("binding the gateway")?;
+        let (addr, gateway) = gateway_rt
+            .spawn(async move {
+                let mut state = AppState::connect(config, validator)
+                    .await
+                    .context("connecting the gateway")?;
+                state.metrics = metrics();
+                eddy_gateway::bind(state, async move {
+                    let _ = gateway_stop.wait_for(|s| *s).await;
+                })
+                .await
+                .context("binding the gateway")
+            })
+            .await
+            .context("gateway start")??;
         eprintln!("eddy up: gateway on http://{addr}");
         let controller_config = args.controller.config(
             url_for_controller.clone(),
