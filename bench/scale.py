@@ -9,7 +9,9 @@
   zero      after the idle timeout: warm concurrency 0 and the worker's RSS
             before/after (from `GET /status` heartbeats).
   fairness  tenant B sends a trickle of sync invocations (one every 20 ms);
-            its p50/p99 while idle, then while tenant A has a burst of N queued.
+            its p50/p99 while idle, then, from a separate process, while
+            tenant A's burst of N drains (it stops when the backlog is empty);
+            the slowest calls are split by phase from their records.
 
 usage: scale.py URL ADMIN_KEY [--burst N] [--trickle N] [--burst-ms MS]
 Standard library only. Prints one JSON document.

@@ -158,9 +158,10 @@ impl FairGate {
 /// short guest, inline on the caller's runtime: no thread handoff, the
 /// cheapest path. While tenants share the worker, a long guest runs on
 /// execution threads of its own (one per slot, each with a single-threaded
-/// async runtime) at idle scheduling priority, so a CPU-bound burst yields
-/// the CPU at once to the platform's I/O (reads, completions, the gateway,
-/// Redis on the same machine) and to other tenants' short guests.
+/// async runtime) at a lower CPU priority (nice 10, or `SCHED_IDLE` when
+/// asked), so a CPU-bound burst yields the CPU to the platform's I/O (reads,
+/// completions, the gateway, Redis on the same machine) and to other
+/// tenants' short guests.
 ///
 /// Inline guests and isolated ones take turns in gates of their own: a short
 /// guest never waits for a slot held by a long guest that the kernel may be
