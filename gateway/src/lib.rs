@@ -11,6 +11,7 @@ mod auth;
 mod error;
 mod openapi;
 mod routes;
+mod specs;
 mod waiters;
 
 use std::net::SocketAddr;
@@ -85,6 +86,8 @@ pub struct AppState {
     pub metrics: Option<eddy_protocol::MetricsRender>,
     /// Valid API keys seen lately (see `auth.rs`).
     pub keys: Arc<auth::KeyCache>,
+    /// Current function specs seen lately (see `specs.rs`).
+    pub specs: Arc<specs::SpecCache>,
     /// When this gateway last marked each stream active.
     pub touched: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
@@ -117,6 +120,8 @@ impl AppState {
         waiters.listen(queue.replies(reply_channel.clone()));
         let keys = Arc::new(auth::KeyCache::default());
         keys.listen(queue.replies(eddy_protocol::keys::KEYS_REVOKED.to_string()));
+        let specs = Arc::new(specs::SpecCache::default());
+        specs.listen(queue.replies(eddy_protocol::keys::FUNCTIONS_CHANGED.to_string()));
         Ok(AppState {
             queue,
             config: Arc::new(config),
@@ -125,6 +130,7 @@ impl AppState {
             reply_channel,
             metrics: None,
             keys,
+            specs,
             touched: Arc::default(),
         })
     }

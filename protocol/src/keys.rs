@@ -146,6 +146,10 @@ pub const WAKE: &str = "eddy:wake";
 /// drop it from their key cache).
 pub const KEYS_REVOKED: &str = "eddy:keys:revoked";
 
+/// Pub/sub channel: `<tenant>/<function>` was deployed, rolled back or
+/// deleted (gateways drop their cached spec of it).
+pub const FUNCTIONS_CHANGED: &str = "eddy:functions:changed";
+
 /// Pub/sub channel: assignments changed.
 pub const ASSIGN: &str = "eddy:assign";
 

@@ -274,9 +274,30 @@ impl Queue {
 
     /// The record of run `id`.
     pub async fn run(&self, tenant: &TenantId, id: &str) -> Result<Option<RunRecord>> {
-        let map: HashMap<String, String> = self.conn().hgetall(keys::run(tenant, id)).await?;
+        let run_key = keys::run(tenant, id);
+        let mut map: HashMap<String, String> = self.conn().hgetall(&run_key).await?;
         if map.is_empty() {
-            return Ok(None);
+            // A run of one, or one whose root fanned out since the read
+            // above: the root's record tells which (its follow-ups), and in
+            // the second case the run's record exists now.
+            let fields: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+                .arg(keys::invocation(tenant, id))
+                .arg(&ROOT_FIELDS[..])
+                .query_async(&mut self.conn())
+                .await?;
+            let root: HashMap<String, Vec<u8>> = ROOT_FIELDS
+                .iter()
+                .zip(fields)
+                .filter_map(|(k, v)| Some((k.to_string(), v?)))
+                .collect();
+            match single_run(tenant, id, &root)? {
+                Some(Single::Run(run)) => return Ok(Some(run)),
+                Some(Single::FannedOut) => map = self.conn().hgetall(&run_key).await?,
+                None => return Ok(None),
+            }
+            if map.is_empty() {
+                return Ok(None);
+            }
         }
         let n = |k: &str| {
             map.get(k)
@@ -304,6 +325,83 @@ impl Queue {
             error: map.get("error").cloned(),
         }))
     }
+}
+
+/// The fields of a root's record that a run of one is read from.
+const ROOT_FIELDS: [&str; 10] = [
+    "status",
+    "function",
+    "run",
+    "parent",
+    "depth",
+    "created",
+    "completed",
+    "outcome",
+    "max_depth",
+    "max_inv",
+];
+
+/// What the root's record says about a run without a record of its own.
+enum Single {
+    /// The run is the root alone.
+    Run(RunRecord),
+    /// The root added follow-ups: the run has a record of its own.
+    FannedOut,
+}
+
+/// A run that is still its root alone has no record of its own (the enqueue
+/// script does not write one; the completion script does when the root first
+/// fans out): it is read from the root's record, `map` (its [`ROOT_FIELDS`]).
+/// None when there is no such root.
+fn single_run(
+    tenant: &TenantId,
+    id: &str,
+    map: &HashMap<String, Vec<u8>>,
+) -> Result<Option<Single>> {
+    if map.is_empty() {
+        return Ok(None);
+    }
+    let root = record_from_map(id, Some(tenant.as_str()), map)?;
+    if root.run_id != id || root.parent_id.is_some() {
+        return Ok(None);
+    }
+    if root.status == InvocationStatus::Succeeded && !root.outcome.follow_ups.is_empty() {
+        return Ok(Some(Single::FannedOut));
+    }
+    let n = |k: &str| {
+        map.get(k)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (status, outstanding, succeeded, failed, dead) = match root.status {
+        InvocationStatus::Queued | InvocationStatus::Retrying => (RunStatus::Running, 1, 0, 0, 0),
+        InvocationStatus::Succeeded => (RunStatus::Succeeded, 0, 1, 0, 0),
+        InvocationStatus::Failed => (RunStatus::Failed, 0, 0, 1, 0),
+        InvocationStatus::Dead => (RunStatus::Failed, 0, 0, 0, 1),
+    };
+    let error = root
+        .outcome
+        .error
+        .as_ref()
+        .filter(|e| e.class == "run-limit")
+        .map(|e| e.message.clone());
+    Ok(Some(Single::Run(RunRecord {
+        id: id.to_string(),
+        tenant: tenant.to_string(),
+        function: root.function,
+        status,
+        total: 1,
+        outstanding,
+        succeeded,
+        failed,
+        dead,
+        max_depth: n("max_depth") as u32,
+        max_invocations: n("max_inv"),
+        created_at_ms: root.created_at_ms,
+        completed_at_ms: root.completed_at_ms,
+        error,
+    })))
 }
 
 fn enqueue_reply(envelope: &Envelope, reply: &[String]) -> Result<Enqueued> {

@@ -7,7 +7,8 @@ use redis::AsyncCommands;
 use crate::{Error, Queue, Result};
 
 /// The function hash's copy of the current version's spec, written with the
-/// `current` pointer: the gateway reads it on every invocation with one HGET.
+/// `current` pointer: a gateway that has no cached spec reads it with one
+/// HMGET.
 const SPEC_FIELD: &str = "spec";
 
 /// The spec JSON of a function's current version, or nil (for a function
@@ -25,6 +26,17 @@ fn parse_spec(json: &str) -> Result<FunctionSpec> {
 }
 
 impl Queue {
+    /// Tells gateways that a function's current spec changed (they cache it:
+    /// see the gateway's `specs.rs`). The change has happened either way;
+    /// without the message, caches let go of the old spec within their TTL.
+    async fn announce_change(&self, tenant: &TenantId, name: &FunctionName) {
+        let msg = format!("{tenant}/{name}");
+        let sent: redis::RedisResult<()> = self.conn().publish(keys::FUNCTIONS_CHANGED, &msg).await;
+        if let Err(error) = sent {
+            tracing::warn!(%error, function = msg, "announcing a function change; gateway caches expire it within 1 s");
+        }
+    }
+
     /// Stores a new immutable version of `name` and makes it current. Creates
     /// the function's stream and consumer group. Module bytes are stored once
     /// per sha256, whoever deploys them.
@@ -66,6 +78,7 @@ impl Queue {
             .sadd(keys::functions(tenant), name.as_str())
             .exec_async(&mut conn)
             .await?;
+        self.announce_change(tenant, name).await;
         Ok(spec)
     }
 
@@ -218,6 +231,7 @@ impl Queue {
             .hset(&fkey, SPEC_FIELD, &json)
             .exec_async(&mut conn)
             .await?;
+        self.announce_change(tenant, name).await;
         Ok(true)
     }
 
@@ -311,6 +325,7 @@ impl Queue {
             .ignore()
             .query_async(&mut self.conn())
             .await?;
+        self.announce_change(tenant, name).await;
         Ok(Ok(removed == 1))
     }
 }

@@ -163,8 +163,35 @@ async fn a_run_that_loops_stops_at_its_guards() {
         ..FunctionConfig::default()
     };
     deploy(&q, &t, "fanout", "fanout", wide).await;
+    let flat = FunctionConfig {
+        run: RunLimits {
+            max_depth: 0,
+            max_invocations: 1_000,
+        },
+        ..FunctionConfig::default()
+    };
+    deploy(&q, &t, "flat", "fanout", flat).await;
     let cache = tempfile::tempdir().unwrap();
     let _w = EddyProcess::worker(&redis.url(), cache.path(), "w1", &[]);
+
+    // A root that may not fan out at all: its run ends with it, and since it
+    // never fanned out, its record is the run's (no run record is written).
+    let id = invoke(&q, &t, "flat", r#"{"branch":2,"depth":1}"#).await;
+    let run = finished_run(&q, &t, &id, Duration::from_secs(30)).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(
+        (run.total, run.succeeded, run.failed, run.outstanding),
+        (1, 0, 1, 0)
+    );
+    assert_eq!((run.max_depth, run.max_invocations), (0, 1_000));
+    assert_eq!(
+        run.error.as_deref(),
+        Some("run depth limit: a follow-up at depth 1 exceeds the maximum depth of 0")
+    );
+    assert_eq!(
+        redis.cli(&["EXISTS", &eddy_protocol::keys::run(&t, &id)]),
+        "0"
+    );
 
     // Emits itself forever: the depth guard ends it.
     let id = invoke(&q, &t, "forever", "{}").await;

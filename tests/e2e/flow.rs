@@ -27,6 +27,9 @@ async fn invocation_and_fanout_run_complete_with_exact_counts() {
     assert_eq!(out["words"], 3);
     assert!(rec.outcome.timings.run_us > 0);
     assert_eq!(rec.outcome.worker.as_deref(), Some("w1"));
+    // A run that never fanned out is its root alone: no record of its own.
+    let run_key = |id: &str| eddy_protocol::keys::run(&t, id);
+    assert_eq!(redis.cli(&["EXISTS", &run_key(&id)]), "0");
 
     // B=4, D=4: 1 + 4 + 16 + 64 + 256 = 341 invocations.
     let root = invoke(&q, &t, "fanout", r#"{"branch":4,"depth":4}"#).await;
@@ -42,6 +45,7 @@ async fn invocation_and_fanout_run_complete_with_exact_counts() {
         ),
         (341, 341, 0, 0, 0)
     );
+    assert_eq!(redis.cli(&["EXISTS", &run_key(&root)]), "1");
     let rec = q.invocation(&t, &root).await.unwrap().unwrap();
     assert_eq!(rec.outcome.follow_ups.len(), 4);
     let child = q

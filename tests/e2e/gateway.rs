@@ -287,6 +287,45 @@ async fn deploy_invoke_sync_async_with_callback_and_a_run() {
     });
     assert_eq!(by_id(&received)[&format!("msg_run_{run_id}")]["total"], 85);
 
+    // A run of one invocation, which has no run record of its own, reads and
+    // calls back like any other.
+    let r = p
+        .req(Method::POST, "/invoke/wordcount", &key)
+        .header("prefer", "respond-async")
+        .header("x-run-callback-url", &hook)
+        .body(r#"{"text":"solo"}"#)
+        .send()
+        .await
+        .unwrap();
+    let solo = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for(Duration::from_secs(20), "the solo run's callback", || {
+        by_id(&received).contains_key(&format!("msg_run_{solo}"))
+    });
+    let cb = &by_id(&received)[&format!("msg_run_{solo}")];
+    assert_eq!(
+        (
+            cb["type"].as_str(),
+            cb["status"].as_str(),
+            cb["total"].as_u64(),
+            cb["succeeded"].as_u64()
+        ),
+        (Some("run.completed"), Some("succeeded"), Some(1), Some(1))
+    );
+    let (s, run) = p.get(&key, &format!("/runs/{solo}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (
+            run["status"].as_str(),
+            run["total"].as_u64(),
+            run["outstanding"].as_u64(),
+            run["percent"].as_f64()
+        ),
+        (Some("succeeded"), Some(1), Some(0), Some(100.0))
+    );
+
     // Idempotency: the same key answers with the first invocation.
     let send = |k: &'static str| {
         p.req(Method::POST, "/invoke/wordcount", &key)

@@ -120,6 +120,7 @@ pub async fn deploy(
         .queue
         .deploy(&tenant, &name, &module, &sha256, config)
         .await?;
+    state.specs.forget(&tenant, &name);
     tracing::info!(tenant = %tenant, function = %name, version = spec.version, "deployed");
     Ok((StatusCode::CREATED, Json(spec)))
 }
@@ -154,6 +155,7 @@ pub async fn patch(
         .queue
         .deploy(&tenant, &name, &module, &current.sha256, config)
         .await?;
+    state.specs.forget(&tenant, &name);
     Ok(Json(spec))
 }
 
@@ -268,7 +270,9 @@ pub async fn rollback(
                 ApiError::Conflict(format!("`{name}` has no version before {current}"))
             })?,
     };
-    if !state.queue.set_current(&tenant, &name, target).await? {
+    let moved = state.queue.set_current(&tenant, &name, target).await?;
+    state.specs.forget(&tenant, &name);
+    if !moved {
         return Err(ApiError::NotFound {
             what: "version",
             name: format!("{name}@{target}"),
@@ -288,7 +292,9 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     let name = function_name(&name)?;
-    match state.queue.delete_function(&tenant, &name).await? {
+    let deleted = state.queue.delete_function(&tenant, &name).await?;
+    state.specs.forget(&tenant, &name);
+    match deleted {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(ApiError::NotFound {
             what: "function",

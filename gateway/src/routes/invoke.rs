@@ -1,6 +1,7 @@
 //! `POST /invoke/{name}` (sync by default, async on request) and
 //! `POST /invoke/{name}/batch` (NDJSON bulk ingestion).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -77,19 +78,29 @@ fn prefer(headers: &HeaderMap) -> (bool, Option<Duration>) {
     (asynchronous, wait)
 }
 
+/// The function's current spec: from this gateway's cache (see `specs.rs`),
+/// else from Redis.
 async fn current_spec(
     state: &AppState,
     tenant: &TenantId,
     name: &FunctionName,
-) -> ApiResult<FunctionSpec> {
-    state
+) -> ApiResult<Arc<FunctionSpec>> {
+    if let Some(spec) = state.specs.get(tenant, name) {
+        return Ok(spec);
+    }
+    let generation = state.specs.generation();
+    let asked = std::time::Instant::now();
+    let spec = state
         .queue
         .function(tenant, name, None)
         .await?
+        .map(Arc::new)
         .ok_or_else(|| ApiError::NotFound {
             what: "function",
             name: name.to_string(),
-        })
+        })?;
+    state.specs.put(spec.clone(), generation, asked);
+    Ok(spec)
 }
 
 fn check_callback(state: &AppState, url: Option<&str>) -> ApiResult<()> {

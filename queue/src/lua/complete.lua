@@ -6,6 +6,11 @@
 -- (another worker reclaimed and completed it), this completion is stale and
 -- changes nothing. That makes completion exactly-once per delivery.
 --
+-- A run that is still its root alone has no record (KEYS 3) yet: the root's
+-- record stands for it (see enqueue.lua). The record is created here when the
+-- root first adds follow-ups; a root that ends without any ends its run with
+-- no run record written at all.
+--
 -- KEYS: 1 stream, 2 invocation record, 3 run record, 4 delayed zset,
 --       5 dead-letter stream, 6 callbacks stream, 7 tenant hash (its `pending`
 --       counts accepted, unfinished invocations), 8 the function's stats hash,
@@ -35,10 +40,20 @@ local message = ARGV[14]
 local nf = tonumber(ARGV[15])
 local id = ARGV[17]
 
+-- A root whose run has no record yet (see enqueue.lua): the run is this
+-- invocation alone, and the root's record holds its limits and callback.
+local lazy = id == ARGV[18] and redis.call('EXISTS', KEYS[3]) == 0
+
 -- Run guards and follow-up targets are checked here, against the run as it
 -- is now, so that they hold under any number of concurrent completions.
 if outcome == 'ok' and nf > 0 then
-  local run = redis.call('HMGET', KEYS[3], 'total', 'max_depth', 'max_invocations')
+  local run
+  if lazy then
+    local r = redis.call('HMGET', KEYS[2], 'max_depth', 'max_inv')
+    run = {1, r[1], r[2]}
+  else
+    run = redis.call('HMGET', KEYS[3], 'total', 'max_depth', 'max_invocations')
+  end
   local total = tonumber(run[1]) or 0
   local max_depth = tonumber(run[2]) or 0
   local max_inv = tonumber(run[3]) or 0
@@ -89,6 +104,20 @@ if outcome == 'ok' then
     redis.call('EXPIRE', KEYS[10 + 3 * i], ttl)
   end
   if nf > 0 then
+    if lazy then
+      -- The root fans out: its run gets a record of its own, holding the
+      -- root alone so far.
+      local r = redis.call('HMGET', KEYS[2], 'function', 'created', 'max_depth', 'max_inv',
+        'run_cb')
+      redis.call('HSET', KEYS[3],
+        'id', ARGV[18], 'tenant', ARGV[21], 'function', r[1], 'status', 'running',
+        'total', 1, 'outstanding', 1, 'succeeded', 0, 'failed', 0, 'dead', 0,
+        'max_depth', r[3], 'max_invocations', r[4], 'created', r[2])
+      if r[5] then
+        redis.call('HSET', KEYS[3], 'callback', r[5])
+      end
+      lazy = false
+    end
     -- New work keeps the run alive for another TTL (a run's record is
     -- otherwise refreshed only when it ends).
     redis.call('HINCRBY', KEYS[3], 'total', nf)
@@ -109,7 +138,7 @@ else
     'class', class, 'error', message, 'status', (outcome == 'dead') and 'dead' or 'failed',
     'at', now)
   run_field = (outcome == 'dead') and 'dead' or 'failed'
-  if class == 'run-limit' then
+  if class == 'run-limit' and not lazy then
     redis.call('HSETNX', KEYS[3], 'error', message)
   end
 end
@@ -140,29 +169,44 @@ if final then
     redis.call('XADD', KEYS[6], '*', 'kind', 'invocation', 'id', id, 'url', ARGV[16], 'at', now,
       'tp', ARGV[24])
   end
-  local left = redis.call('HINCRBY', KEYS[3], 'outstanding', -1)
-  if left > 0 then
-    redis.call('HINCRBY', KEYS[3], run_field, 1)
-  else
-    -- The run ends here: its counts, status and TTL in one write.
-    local r = redis.call('HMGET', KEYS[3], 'failed', 'dead', 'callback', run_field)
-    local failed, dead = tonumber(r[1]) or 0, tonumber(r[2]) or 0
-    if run_field == 'failed' then
-      failed = failed + 1
-    elseif run_field == 'dead' then
-      dead = dead + 1
-    end
-    if failed + dead > 0 then
-      run_status = 'failed'
-    else
+  if lazy then
+    -- The root ended without follow-ups, and so did its run: nothing to
+    -- count (its record is the run's), only a callback to send.
+    if run_field == 'succeeded' then
       run_status = 'succeeded'
+    else
+      run_status = 'failed'
     end
-    redis.call('HSET', KEYS[3], run_field, (tonumber(r[4]) or 0) + 1,
-      'status', run_status, 'completed', now)
-    redis.call('EXPIRE', KEYS[3], ttl)
-    if r[3] then
-      redis.call('XADD', KEYS[6], '*', 'kind', 'run', 'id', ARGV[18], 'url', r[3], 'at', now,
+    local cb = redis.call('HGET', KEYS[2], 'run_cb')
+    if cb then
+      redis.call('XADD', KEYS[6], '*', 'kind', 'run', 'id', ARGV[18], 'url', cb, 'at', now,
         'tp', ARGV[24])
+    end
+  else
+    local left = redis.call('HINCRBY', KEYS[3], 'outstanding', -1)
+    if left > 0 then
+      redis.call('HINCRBY', KEYS[3], run_field, 1)
+    else
+      -- The run ends here: its counts, status and TTL in one write.
+      local r = redis.call('HMGET', KEYS[3], 'failed', 'dead', 'callback', run_field)
+      local failed, dead = tonumber(r[1]) or 0, tonumber(r[2]) or 0
+      if run_field == 'failed' then
+        failed = failed + 1
+      elseif run_field == 'dead' then
+        dead = dead + 1
+      end
+      if failed + dead > 0 then
+        run_status = 'failed'
+      else
+        run_status = 'succeeded'
+      end
+      redis.call('HSET', KEYS[3], run_field, (tonumber(r[4]) or 0) + 1,
+        'status', run_status, 'completed', now)
+      redis.call('EXPIRE', KEYS[3], ttl)
+      if r[3] then
+        redis.call('XADD', KEYS[6], '*', 'kind', 'run', 'id', ARGV[18], 'url', r[3], 'at', now,
+          'tp', ARGV[24])
+      end
     end
   end
 end

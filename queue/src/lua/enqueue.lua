@@ -1,6 +1,7 @@
 -- Accepts one root invocation: function check, quota, idempotency, stream
--- entry, record, run. Atomic: either all of it happened, or none.
--- KEYS: 1 stream, 2 invocation record, 3 run record, 4 idempotency key,
+-- entry, record (which stands for its run until the run fans out). Atomic: either all of it happened, or none.
+-- KEYS: 1 stream, 2 invocation record, 3 run record (not written here),
+--       4 idempotency key,
 --       5 function hash, 6 tenant hash, 7 rate-window counter
 -- ARGV: 1 envelope json, 2 payload, 3 id, 4 function, 5 now ms, 6 ttl s,
 --       7 idempotency key ('' = none), 8 tenant, 9 max depth, 10 max invocations,
@@ -36,17 +37,16 @@ if ARGV[7] ~= '' then
 end
 local entry = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1], 'p', ARGV[2])
 redis.call('HINCRBY', KEYS[6], 'pending', 1)
+-- The run of a root invocation is the root alone until it fans out: its
+-- limits and callback wait in the root's record, and the completion script
+-- creates the run's own record only when the first follow-ups are added
+-- (most invocations never emit, and then no run record is ever written).
 redis.call('HSET', KEYS[2],
   'id', ARGV[3], 'tenant', ARGV[8], 'function', ARGV[4], 'version', ARGV[11],
   'status', 'queued', 'run', ARGV[3], 'depth', 0, 'attempt', 1,
-  'completions', 0, 'created', ARGV[5])
-redis.call('EXPIRE', KEYS[2], ttl)
-redis.call('HSET', KEYS[3],
-  'id', ARGV[3], 'tenant', ARGV[8], 'function', ARGV[4], 'status', 'running',
-  'total', 1, 'outstanding', 1, 'succeeded', 0, 'failed', 0, 'dead', 0,
-  'max_depth', ARGV[9], 'max_invocations', ARGV[10], 'created', ARGV[5])
+  'completions', 0, 'created', ARGV[5], 'max_depth', ARGV[9], 'max_inv', ARGV[10])
 if ARGV[12] ~= '' then
-  redis.call('HSET', KEYS[3], 'callback', ARGV[12])
+  redis.call('HSET', KEYS[2], 'run_cb', ARGV[12])
 end
-redis.call('EXPIRE', KEYS[3], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
 return {'ok', entry}
