@@ -20,10 +20,16 @@
 #   BENCH_CONTROLLER=0|1|auto   also run `eddy controller` (default 0: gateway + worker only;
 #                               auto: when the binary has the command)
 #   BENCH_WORKER_CONCURRENCY=16 EDDY_CONCURRENCY of the worker
+#   BENCH_THREADS=1             EDDY_THREADS of gateway, worker and controller: the four
+#                               processes share 2 cores, as one-CPU pods would ("" = one
+#                               per core, the binary's default)
 #   BENCH_SHARED_CACHE=1        gateway and worker share one artifact cache dir (like
 #                               `eddy up`); 0 = separate dirs (like separate pods)
 #   BENCH_TIMEOUT_S=1800        upper bound on the `eddy bench` process
 #   BENCH_KEEP_RUN_DIR=1        keep the run directory (logs, redis dump) after exit
+#   BENCH_REDIS_ARGS="--hash-max-listpack-value 1024"
+#                               more redis-server arguments (the default is what `eddy up`
+#                               and the Helm chart set; "" = Redis's own defaults)
 #   BENCH_WAIT_QUIET=0          before the measured run, wait up to this many seconds
 #                               until no other process uses more than 20% CPU
 
@@ -40,6 +46,8 @@ BENCH_AOF=${BENCH_AOF:-0}
 BENCH_CONTROLLER=${BENCH_CONTROLLER:-0}
 BENCH_WORKER_CONCURRENCY=${BENCH_WORKER_CONCURRENCY:-16}
 BENCH_SHARED_CACHE=${BENCH_SHARED_CACHE:-1}
+BENCH_THREADS=${BENCH_THREADS-1}
+BENCH_REDIS_ARGS=${BENCH_REDIS_ARGS---hash-max-listpack-value 1024}
 BENCH_TIMEOUT_S=${BENCH_TIMEOUT_S:-1800}
 BENCH_KEEP_RUN_DIR=${BENCH_KEEP_RUN_DIR:-1}
 BENCH_WAIT_QUIET=${BENCH_WAIT_QUIET:-0}
@@ -131,7 +139,7 @@ bench_start_redis() {
         persistence=(--save "" --appendonly yes --appendfsync everysec)
     fi
     start redis "$RUN_DIR/redis.out" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
-        --dir "$RUN_DIR" --logfile redis.log "${persistence[@]}"
+        --dir "$RUN_DIR" --logfile redis.log "${persistence[@]}" $BENCH_REDIS_ARGS
     REDIS_URL=redis://127.0.0.1:$REDIS_PORT
     wait_for 10 "redis-server" redis-cli -p "$REDIS_PORT" ping
     log "redis-server $(redis-server --version | grep -o 'v=[0-9.]*') on port $REDIS_PORT (AOF $([ "$BENCH_AOF" = 1 ] && echo everysec || echo off), no RDB saves)"
@@ -158,6 +166,7 @@ bench_start_eddy() {
         gw_cache=$RUN_DIR/artifacts-gw
         wk_cache=$RUN_DIR/artifacts-wk
     fi
+    export EDDY_THREADS=$BENCH_THREADS
     start gateway "$RUN_DIR/gateway.log" env REDIS_URL="$REDIS_URL" EDDY_LISTEN="127.0.0.1:$GATEWAY_PORT" \
         EDDY_ADMIN_KEY="$ADMIN_KEY" EDDY_CACHE_DIR="$gw_cache" EDDY_LOG="${EDDY_LOG:-warn}" "$EDDY" gateway
     start worker "$RUN_DIR/worker.log" env REDIS_URL="$REDIS_URL" EDDY_CONCURRENCY="$BENCH_WORKER_CONCURRENCY" \
@@ -174,7 +183,7 @@ bench_start_eddy() {
     for name in "${BENCH_ORDER[@]}"; do
         kill -0 "${BENCH_PIDS[$name]}" 2>/dev/null || die "$name exited at start: $(tail -5 "$RUN_DIR/$name.log" 2>/dev/null)"
     done
-    log "gateway $EDDY_URL (pid ${BENCH_PIDS[gateway]}), worker pid ${BENCH_PIDS[worker]} (EDDY_CONCURRENCY=$BENCH_WORKER_CONCURRENCY)$([ "$CONTROLLER_ON" = 1 ] && echo ", controller pid ${BENCH_PIDS[controller]}")"
+    log "gateway $EDDY_URL (pid ${BENCH_PIDS[gateway]}), worker pid ${BENCH_PIDS[worker]} (EDDY_CONCURRENCY=$BENCH_WORKER_CONCURRENCY, EDDY_THREADS=${BENCH_THREADS:-per core})$([ "$CONTROLLER_ON" = 1 ] && echo ", controller pid ${BENCH_PIDS[controller]}")"
 }
 
 bench_tenant() {

@@ -287,8 +287,39 @@ fn shutdown_signal() -> Result<watch::Receiver<bool>> {
     Ok(rx)
 }
 
+/// `EDDY_THREADS`: how many threads a role's async runtime uses. Unset: as
+/// many as the CPUs this process may use (cgroup quota included).
+fn threads() -> Result<usize> {
+    match std::env::var("EDDY_THREADS") {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => bail!("EDDY_THREADS must be a whole number of at least 1, not `{v}`"),
+        },
+        _ => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
+/// The runtime a role process runs on (`block_on`). With one thread
+/// (`EDDY_THREADS=1`, or a one-CPU pod) everything runs on the main thread:
+/// no task ever wakes another thread, which is what a handoff costs most on
+/// a small machine (bench/RESULTS.md: 15-20% less CPU per invocation on 2
+/// cores). Guests that run long still get execution threads of their own
+/// (see the worker's `fair.rs`).
 fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    match threads()? {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting tokio"),
+        n => spawn_runtime(n),
+    }
+}
+
+/// A runtime that is spawned into rather than blocked on (it needs threads
+/// of its own).
+fn spawn_runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
         .enable_all()
         .build()
         .context("starting tokio")
@@ -359,6 +390,11 @@ impl RedisChild {
                 "--save",
                 "",
             ])
+            // Records keep their outcome and output in the hash: with values
+            // up to 1 KiB it stays a listpack (Redis's default is 64 bytes,
+            // past which it becomes a hashtable): 36% less memory per
+            // finished invocation and cheaper writes (bench/RESULTS.md).
+            .args(["--hash-max-listpack-value", "1024"])
             .args(["--logfile", "redis.log"])
             .stdout(Stdio::null())
             .spawn()
@@ -431,7 +467,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
     };
     eprintln!("eddy up: redis at {url}");
     let admin_key = admin_key(&args)?;
-    let gateway_rt = tokio_runtime()?;
+    let gateway_rt = spawn_runtime(threads()?)?;
     let result = tokio_runtime()?.block_on(async {
         let shutdown = shutdown_signal()?;
         let worker = Worker::start(args.worker.config(url.clone())?)

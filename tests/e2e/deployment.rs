@@ -23,9 +23,13 @@ async fn two_gateways_three_workers_two_controllers_survive_kills_and_a_roll() {
     let ports = [free_port(), free_port()];
     let _g: Vec<EddyProcess> = ports
         .iter()
-        .map(|p| EddyProcess::gateway(&redis.url(), cache.path(), *p))
+        .map(|p| {
+            EddyProcess::gateway_with(&redis.url(), cache.path(), *p, &[("EDDY_THREADS", "1")])
+        })
         .collect();
+    // As the Helm chart runs them: one runtime thread per pod.
     let env = [
+        ("EDDY_THREADS", "1"),
         ("EDDY_LEASE_MS", "1000"),
         ("EDDY_MAX_DELIVERIES", "20"),
         ("EDDY_CONCURRENCY", "8"),
