@@ -27,7 +27,7 @@
 #                               `eddy up`); 0 = separate dirs (like separate pods)
 #   BENCH_TIMEOUT_S=1800        upper bound on the `eddy bench` process
 #   BENCH_KEEP_RUN_DIR=1        keep the run directory (logs, redis dump) after exit
-#   BENCH_REDIS_ARGS="--hash-max-listpack-value 1024"
+#   BENCH_REDIS_ARGS="--hash-max-ziplist-value 1024"
 #                               more redis-server arguments (the default is what `eddy up`
 #                               and the Helm chart set; "" = Redis's own defaults)
 #   BENCH_WAIT_QUIET=0          before the measured run, wait up to this many seconds
@@ -47,7 +47,7 @@ BENCH_CONTROLLER=${BENCH_CONTROLLER:-0}
 BENCH_WORKER_CONCURRENCY=${BENCH_WORKER_CONCURRENCY:-16}
 BENCH_SHARED_CACHE=${BENCH_SHARED_CACHE:-1}
 BENCH_THREADS=${BENCH_THREADS-1}
-BENCH_REDIS_ARGS=${BENCH_REDIS_ARGS---hash-max-listpack-value 1024}
+BENCH_REDIS_ARGS=${BENCH_REDIS_ARGS---hash-max-ziplist-value 1024}
 BENCH_TIMEOUT_S=${BENCH_TIMEOUT_S:-1800}
 BENCH_KEEP_RUN_DIR=${BENCH_KEEP_RUN_DIR:-1}
 BENCH_WAIT_QUIET=${BENCH_WAIT_QUIET:-0}

@@ -101,6 +101,27 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+/// How recent a worker's heartbeat must be for it to count as live here.
+const WORKER_LIVE_MS: u64 = 30_000;
+
+/// Enqueues roots without a run record only while no live worker predates
+/// that (a rolling upgrade): such a worker's completion script would find
+/// no run to count in. Checked now and every 5 s.
+fn follow_workers(queue: Queue) {
+    tokio::spawn(async move {
+        loop {
+            if let Ok(workers) = queue.workers().await {
+                let now = eddy_protocol::now_ms();
+                let old = workers
+                    .iter()
+                    .any(|w| !w.runs_of_one && now.saturating_sub(w.seen_at_ms) < WORKER_LIVE_MS);
+                queue.set_runs_of_one(!old);
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        }
+    });
+}
+
 impl AppState {
     /// Connects to Redis and subscribes to this instance's reply channel.
     pub async fn connect(
@@ -120,6 +141,7 @@ impl AppState {
         waiters.listen(queue.replies(reply_channel.clone()));
         let keys = Arc::new(auth::KeyCache::default());
         keys.listen(queue.replies(eddy_protocol::keys::KEYS_REVOKED.to_string()));
+        follow_workers(queue.clone());
         let specs = Arc::new(specs::SpecCache::default());
         specs.listen(queue.replies(eddy_protocol::keys::FUNCTIONS_CHANGED.to_string()));
         Ok(AppState {

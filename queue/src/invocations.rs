@@ -160,7 +160,14 @@ impl Queue {
             .arg(limits.max_depth)
             .arg(limits.max_invocations)
             .arg(envelope.version.map(|v| v.to_string()).unwrap_or_default())
-            .arg(run_callback.unwrap_or(""));
+            .arg(run_callback.unwrap_or(""))
+            .arg(
+                if self.runs_of_one.load(std::sync::atomic::Ordering::Relaxed) {
+                    "1"
+                } else {
+                    ""
+                },
+            );
         Ok(inv)
     }
 

@@ -98,6 +98,9 @@ pub struct Queue {
     backend: Backend,
     conn: Conn,
     config: QueueConfig,
+    /// Whether roots are enqueued without a run record (see
+    /// [`Queue::set_runs_of_one`]).
+    runs_of_one: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -123,7 +126,17 @@ impl Queue {
             backend,
             conn,
             config,
+            runs_of_one: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         })
+    }
+
+    /// Whether roots are enqueued without a run record until they fan out
+    /// (on by default). A gateway turns it off while a live worker does not
+    /// handle that (a rolling upgrade from a binary before it): that worker's
+    /// completion script would find no run to count in. Shared by clones.
+    pub fn set_runs_of_one(&self, on: bool) {
+        self.runs_of_one
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether this is a Redis Cluster.

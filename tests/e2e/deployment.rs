@@ -212,3 +212,92 @@ async fn two_gateways_three_workers_two_controllers_survive_kills_and_a_roll() {
     )
     .await;
 }
+
+/// A rolling upgrade from a release whose workers expect every run to have a
+/// record: while such a worker is live, gateways write run records at
+/// enqueue as before; once it is gone, a run of one writes none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roots_get_run_records_while_a_worker_from_before_runs_of_one_is_live() {
+    let redis = RedisServer::start();
+    let q = queue(&redis).await;
+    // The previous release's heartbeat has no `runs_of_one`.
+    let old = eddy_protocol::control::WorkerInfo {
+        id: "old".into(),
+        seen_at_ms: eddy_protocol::now_ms(),
+        ..Default::default()
+    };
+    q.heartbeat(&old).await.unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _g = EddyProcess::gateway(&redis.url(), cache.path(), port);
+    let _w = EddyProcess::worker(&redis.url(), cache.path(), "new", &[]);
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let r = http
+        .post(format!("{base}/tenants"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"id": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    let key = r.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = http
+        .put(format!("{base}/functions/echo"))
+        .bearer_auth(&key)
+        .body(wasm("echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let t = tenant("acme");
+    // Accepts one invocation; says whether its run has a record right away.
+    let run_record_at_once = || {
+        let (http, key, base, redis, t) = (&http, &key, &base, &redis, &t);
+        async move {
+            let r = http
+                .post(format!("{base}/invoke/echo"))
+                .bearer_auth(key)
+                .header("prefer", "respond-async")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::ACCEPTED);
+            let id = r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let exists = redis.cli(&["EXISTS", &eddy_protocol::keys::run(t, &id)]) == "1";
+            (id, exists)
+        }
+    };
+    let (id, exists) = run_record_at_once().await;
+    assert!(
+        exists,
+        "a live worker predates runs of one: the run has a record"
+    );
+    let run = finished_run(&q, &t, &id, Duration::from_secs(20)).await;
+    assert_eq!((run.total, run.succeeded, run.outstanding), (1, 1, 0));
+
+    // The old worker leaves; within the gateway's next check (5 s), runs of
+    // one stop writing records.
+    redis.cli(&["HDEL", eddy_protocol::keys::WORKERS, "old"]);
+    let id = wait_until(
+        Duration::from_secs(15),
+        "runs of one without a record",
+        || async {
+            let (id, exists) = run_record_at_once().await;
+            (!exists).then_some(id)
+        },
+    )
+    .await;
+    let run = finished_run(&q, &t, &id, Duration::from_secs(20)).await;
+    assert_eq!((run.total, run.succeeded, run.outstanding), (1, 1, 0));
+    assert_eq!(
+        redis.cli(&["EXISTS", &eddy_protocol::keys::run(&t, &id)]),
+        "0"
+    );
+}

@@ -169,6 +169,7 @@ impl FairGate {
 /// burst). Each gate admits one guest per core.
 pub(crate) struct Executor {
     activity: Activity,
+    single_thread: bool,
     inline: FairGate,
     isolated: FairGate,
     jobs: mpsc::Sender<Job>,
@@ -222,7 +223,13 @@ fn lower_priority(_idle: bool) -> &'static str {
 impl Executor {
     /// `slots` execution threads (and slots per gate); `idle`: run them at
     /// `SCHED_IDLE` rather than nice 10.
-    pub(crate) fn new(slots: usize, idle: bool) -> std::io::Result<Self> {
+    /// `single_thread`: the caller's runtime has one thread (`EDDY_THREADS=1`).
+    /// Then long guests always go to the execution threads, shared worker or
+    /// not (inline, they would hold the only thread between their 1 ms
+    /// yields, and the runtime polls I/O only every few dozen polls), and
+    /// short ones run inline one at a time (more would only interleave on the
+    /// one thread, stretching each one's wall-clock time toward its timeout).
+    pub(crate) fn new(slots: usize, idle: bool, single_thread: bool) -> std::io::Result<Self> {
         let slots = slots.max(1);
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -250,7 +257,8 @@ impl Executor {
         }
         Ok(Executor {
             activity: Activity::default(),
-            inline: FairGate::new(slots),
+            single_thread,
+            inline: FairGate::new(if single_thread { 1 } else { slots }),
             isolated: FairGate::new(slots),
             jobs: tx,
         })
@@ -263,7 +271,8 @@ impl Executor {
     }
 
     /// Runs `work` once `tenant` has a slot: on an execution thread when
-    /// tenants share the worker and the function typically runs longer than
+    /// tenants share the worker (or the caller's runtime has one thread: see
+    /// [`Executor::new`]) and the function typically runs longer than
     /// [`ISOLATE_OVER_US`] (`typical_us`, 0 when unknown); inline otherwise
     /// (a short guest cannot hog the CPU, and the handoff would cost more
     /// than it runs).
@@ -277,7 +286,9 @@ impl Executor {
         F: std::future::Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        let isolate = self.activity.shared(tenant) && typical_us > ISOLATE_OVER_US;
+        // `shared` also records this tenant's activity: always ask it.
+        let shared = self.activity.shared(tenant);
+        let isolate = typical_us > ISOLATE_OVER_US && (shared || self.single_thread);
         if !isolate {
             let _slot = self.inline.enter(tenant).await;
             return Ok(work.await);
@@ -354,7 +365,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn long_guests_of_shared_workers_run_on_the_low_priority_threads() {
         for idle in [false, true] {
-            let exec = Executor::new(2, idle).unwrap();
+            let exec = Executor::new(2, idle, false).unwrap();
             let long = ISOLATE_OVER_US + 1;
             // One tenant alone: inline, whatever its length.
             let t = exec.run("a", long, async { thread() }).await.unwrap();
@@ -388,9 +399,26 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_one_runtime_thread_long_guests_always_leave_it_and_short_ones_take_turns() {
+        let exec = Executor::new(2, false, true).unwrap();
+        let long = ISOLATE_OVER_US + 1;
+        // One tenant alone, yet a long guest runs on an execution thread.
+        let t = exec.run("a", long, async { thread() }).await.unwrap();
+        assert!(t.starts_with("eddy-exec"), "{t}");
+        // A short one stays on the caller's thread, with one inline slot.
+        let t = exec.run("a", 0, async { thread() }).await.unwrap();
+        assert!(!t.starts_with("eddy-exec"), "{t}");
+        assert_eq!(
+            exec.load(),
+            (3, 0),
+            "one inline slot, two isolated, all back"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_short_guest_never_waits_for_a_long_one() {
-        let exec = Arc::new(Executor::new(1, false).unwrap());
+        let exec = Arc::new(Executor::new(1, false, false).unwrap());
         let long = ISOLATE_OVER_US + 1;
         let _ = exec.run("trickle", 0, async {}).await;
         // The burst's long guest holds the only isolated slot until released.

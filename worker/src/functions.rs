@@ -120,7 +120,7 @@ impl Functions {
     pub(crate) async fn get(
         &self,
         queue: &Queue,
-        runtime: &Runtime,
+        runtime: &Arc<Runtime>,
         tenant: &TenantId,
         name: &FunctionName,
         version: u32,
@@ -152,12 +152,17 @@ impl Functions {
                     }
                     Err(e) => return Err(LoadFailure::Transient(e.to_string())),
                 };
-                match runtime.load(&bytes) {
-                    Ok(p) => p,
-                    Err(eddy_runtime::LoadError::InvalidModule(m)) => {
+                // Compiling takes milliseconds to seconds: off the async
+                // threads, which keep serving leases, reads and completions
+                // (with `EDDY_THREADS=1` there is only one).
+                let rt = runtime.clone();
+                match tokio::task::spawn_blocking(move || rt.load(&bytes)).await {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(eddy_runtime::LoadError::InvalidModule(m))) => {
                         return Err(LoadFailure::Invalid(m));
                     }
-                    Err(e) => return Err(LoadFailure::Transient(e.to_string())),
+                    Ok(Err(e)) => return Err(LoadFailure::Transient(e.to_string())),
+                    Err(e) => return Err(LoadFailure::Transient(format!("compiling: {e}"))),
                 }
             }
         };

@@ -221,7 +221,13 @@ impl Worker {
             queue,
             runtime: Arc::new(runtime),
             functions: Arc::new(Functions::default()),
-            executor: Executor::new(exec_slots, exec_idle).map_err(WorkerError::Executor)?,
+            executor: Executor::new(
+                exec_slots,
+                exec_idle,
+                tokio::runtime::Handle::current().runtime_flavor()
+                    == tokio::runtime::RuntimeFlavor::CurrentThread,
+            )
+            .map_err(WorkerError::Executor)?,
             inflight: Arc::default(),
             capacity: Mutex::default(),
             running: AtomicUsize::new(0),
@@ -507,6 +513,7 @@ impl Worker {
             seen_at_ms: eddy_protocol::now_ms(),
             warm: self.functions.len() as u32,
             rss_bytes: rss_bytes(),
+            runs_of_one: true,
         };
         if let Err(error) = self.queue.heartbeat(&info).await {
             debug!(%error, "heartbeat");

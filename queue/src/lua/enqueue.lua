@@ -5,7 +5,8 @@
 --       5 function hash, 6 tenant hash, 7 rate-window counter
 -- ARGV: 1 envelope json, 2 payload, 3 id, 4 function, 5 now ms, 6 ttl s,
 --       7 idempotency key ('' = none), 8 tenant, 9 max depth, 10 max invocations,
---       11 version, 12 run callback url ('' = none)
+--       11 version, 12 run callback url ('' = none), 13 '1' = no run record
+--       until the root fans out
 if redis.call('EXISTS', KEYS[5]) == 0 then
   return {'no-function'}
 end
@@ -41,6 +42,8 @@ redis.call('HINCRBY', KEYS[6], 'pending', 1)
 -- limits and callback wait in the root's record, and the completion script
 -- creates the run's own record only when the first follow-ups are added
 -- (most invocations never emit, and then no run record is ever written).
+-- Unless ARGV[13] is not '1' (a live worker predates this): then the run's
+-- record is written now, as before.
 redis.call('HSET', KEYS[2],
   'id', ARGV[3], 'tenant', ARGV[8], 'function', ARGV[4], 'version', ARGV[11],
   'status', 'queued', 'run', ARGV[3], 'depth', 0, 'attempt', 1,
@@ -49,4 +52,14 @@ if ARGV[12] ~= '' then
   redis.call('HSET', KEYS[2], 'run_cb', ARGV[12])
 end
 redis.call('EXPIRE', KEYS[2], ttl)
+if ARGV[13] ~= '1' then
+  redis.call('HSET', KEYS[3],
+    'id', ARGV[3], 'tenant', ARGV[8], 'function', ARGV[4], 'status', 'running',
+    'total', 1, 'outstanding', 1, 'succeeded', 0, 'failed', 0, 'dead', 0,
+    'max_depth', ARGV[9], 'max_invocations', ARGV[10], 'created', ARGV[5])
+  if ARGV[12] ~= '' then
+    redis.call('HSET', KEYS[3], 'callback', ARGV[12])
+  end
+  redis.call('EXPIRE', KEYS[3], ttl)
+end
 return {'ok', entry}
