@@ -15,6 +15,22 @@ use eddy_tests::*;
 
 const ADMIN: &str = "admin-secret";
 
+/// Creates tenant `id` through the gateway at `base`; returns its API key.
+async fn create_tenant(http: &reqwest::Client, base: &str, id: &str) -> String {
+    let r = http
+        .post(format!("{base}/tenants"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "id": id }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_three_workers_two_controllers_survive_kills_and_a_roll() {
     let redis = RedisServer::start();
@@ -42,17 +58,7 @@ async fn two_gateways_three_workers_two_controllers_survive_kills_and_a_roll() {
     let http = reqwest::Client::new();
     let base = |i: usize| format!("http://127.0.0.1:{}", ports[i % 2]);
 
-    let r = http
-        .post(format!("{}/tenants", base(0)))
-        .bearer_auth(ADMIN)
-        .json(&json!({"id": "acme"}))
-        .send()
-        .await
-        .unwrap();
-    let key = r.json::<Value>().await.unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = create_tenant(&http, &base(0), "acme").await;
     // A second key, trusted (cached) by both gateways, revoked on one: the
     // other refuses it within a second (pub/sub), not after its cache's 5 s.
     let r = http
@@ -233,17 +239,7 @@ async fn roots_get_run_records_while_a_worker_from_before_runs_of_one_is_live() 
     let _w = EddyProcess::worker(&redis.url(), cache.path(), "new", &[]);
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let r = http
-        .post(format!("{base}/tenants"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"id": "acme"}))
-        .send()
-        .await
-        .unwrap();
-    let key = r.json::<Value>().await.unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = create_tenant(&http, &base, "acme").await;
     let r = http
         .put(format!("{base}/functions/echo"))
         .bearer_auth(&key)
