@@ -142,34 +142,27 @@ async fn non_retryable_failures_are_final_at_once() {
     );
 }
 
+/// The default config with these run limits.
+fn run_limits(max_depth: u32, max_invocations: u64) -> FunctionConfig {
+    FunctionConfig {
+        run: RunLimits {
+            max_depth,
+            max_invocations,
+        },
+        ..FunctionConfig::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_loops_stops_at_its_guards() {
     let redis = RedisServer::start();
     let q = queue(&redis).await;
     let t = tenant("acme");
-    let deep = FunctionConfig {
-        run: RunLimits {
-            max_depth: 10,
-            max_invocations: 1_000,
-        },
-        ..FunctionConfig::default()
-    };
+    let deep = run_limits(10, 1_000);
     deploy(&q, &t, "forever", "fx-emit-self", deep).await;
-    let wide = FunctionConfig {
-        run: RunLimits {
-            max_depth: 32,
-            max_invocations: 100,
-        },
-        ..FunctionConfig::default()
-    };
+    let wide = run_limits(32, 100);
     deploy(&q, &t, "fanout", "fanout", wide).await;
-    let flat = FunctionConfig {
-        run: RunLimits {
-            max_depth: 0,
-            max_invocations: 1_000,
-        },
-        ..FunctionConfig::default()
-    };
+    let flat = run_limits(0, 1_000);
     deploy(&q, &t, "flat", "fanout", flat).await;
     let cache = tempfile::tempdir().unwrap();
     let _w = EddyProcess::worker(&redis.url(), cache.path(), "w1", &[]);
