@@ -347,10 +347,9 @@ pub fn gateway(gateway: GatewayArgs, worker: WorkerArgs) -> Result<ExitCode> {
         let mut shutdown = shutdown_signal()?;
         let listen = SocketAddr::from(([0, 0, 0, 0], 8080));
         let config = gateway.config(url, &worker, gateway.admin_key.clone(), listen)?;
-        let mut state = AppState::connect(config, validator(&worker.cache_dir)?)
+        let state = AppState::connect(config, validator(&worker.cache_dir)?, metrics())
             .await
             .context("connecting to redis")?;
-        state.metrics = metrics();
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;
         };
@@ -486,10 +485,9 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         let mut gateway_stop = shutdown.clone();
         let (addr, gateway) = gateway_rt
             .spawn(async move {
-                let mut state = AppState::connect(config, validator)
+                let state = AppState::connect(config, validator, metrics())
                     .await
                     .context("connecting the gateway")?;
-                state.metrics = metrics();
                 eddy_gateway::bind(state, async move {
                     let _ = gateway_stop.wait_for(|s| *s).await;
                 })

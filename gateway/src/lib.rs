@@ -23,6 +23,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use eddy_protocol::callback::Allowlist;
+use eddy_protocol::{FunctionName, TenantId};
 use eddy_queue::{Queue, QueueConfig};
 use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
@@ -73,9 +74,22 @@ impl Default for GatewayConfig {
     }
 }
 
-/// What every handler shares.
+/// What every handler shares: one `Arc`, so that the several clones axum
+/// makes per request (extractors, middleware, route services) are each an
+/// atomic increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The gateway's shared state (see [`AppState`]).
+pub struct Shared {
     pub queue: Queue,
     pub config: Arc<GatewayConfig>,
     pub validator: Arc<dyn ModuleValidator>,
@@ -88,11 +102,23 @@ pub struct AppState {
     pub keys: Arc<auth::KeyCache>,
     /// Current function specs seen lately (see `specs.rs`).
     pub specs: Arc<specs::SpecCache>,
-    /// When this gateway last marked each stream active.
-    pub touched: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    /// When this gateway last marked each function's stream active.
+    touched:
+        std::sync::Mutex<std::collections::HashMap<(TenantId, FunctionName), std::time::Instant>>,
+    /// `eddy_invocations_accepted_total` per function, (async, sync):
+    /// registered once instead of on every request.
+    accepted: std::sync::Mutex<
+        std::collections::HashMap<(TenantId, FunctionName), [metrics::Counter; 2]>,
+    >,
 }
 
 impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("config", &self.config)
@@ -127,6 +153,7 @@ impl AppState {
     pub async fn connect(
         config: GatewayConfig,
         validator: Arc<dyn ModuleValidator>,
+        metrics: Option<eddy_protocol::MetricsRender>,
     ) -> Result<Self, eddy_queue::Error> {
         let queue = Queue::connect(
             &config.redis_url,
@@ -144,39 +171,65 @@ impl AppState {
         follow_workers(queue.clone());
         let specs = Arc::new(specs::SpecCache::default());
         specs.listen(queue.replies(eddy_protocol::keys::FUNCTIONS_CHANGED.to_string()));
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             queue,
             config: Arc::new(config),
             validator,
             waiters,
             reply_channel,
-            metrics: None,
+            metrics,
             keys,
             specs,
-            touched: Arc::default(),
-        })
+            touched: Default::default(),
+            accepted: Default::default(),
+        })))
     }
 }
 
 impl AppState {
-    /// Marks a stream active and wakes its consumers, at most once a second
-    /// per stream from this gateway: enough for the controller's view and for
-    /// a cold function to wake at its first invocation, without an extra
-    /// round trip on every request.
-    pub async fn touch(&self, stream: String) {
+    /// Marks a function's stream active and wakes its consumers, at most
+    /// once a second per stream from this gateway: enough for the
+    /// controller's view and for a cold function to wake at its first
+    /// invocation, without an extra round trip on every request.
+    pub async fn touch(&self, tenant: &TenantId, function: &FunctionName) {
         let now = std::time::Instant::now();
         {
             let mut t = self.touched.lock().unwrap_or_else(|e| e.into_inner());
-            if t.get(&stream)
+            let key = (tenant.clone(), function.clone());
+            if t.get(&key)
                 .is_some_and(|at| now.duration_since(*at) < Duration::from_secs(1))
             {
                 return;
             }
-            t.insert(stream.clone(), now);
+            t.insert(key, now);
         }
+        let stream = eddy_protocol::keys::stream(tenant, function);
         if let Err(error) = self.queue.touch(&[stream]).await {
             tracing::debug!(%error, "marking a stream active");
         }
+    }
+
+    /// The counter of invocations of `function` accepted by this gateway.
+    pub fn accepted(
+        &self,
+        tenant: &TenantId,
+        function: &FunctionName,
+        sync: bool,
+    ) -> metrics::Counter {
+        let mut cache = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+        let pair = cache
+            .entry((tenant.clone(), function.clone()))
+            .or_insert_with(|| {
+                ["async", "sync"].map(|mode| {
+                    metrics::counter!(
+                        "eddy_invocations_accepted_total",
+                        "tenant" => tenant.to_string(),
+                        "function" => function.to_string(),
+                        "mode" => mode
+                    )
+                })
+            });
+        pair[usize::from(sync)].clone()
     }
 }
 

@@ -49,6 +49,22 @@ pub struct Envelope {
     /// invoke): the completion publishes the id there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
+    /// Set on a root whose run has no record of its own yet (the root's
+    /// record stands for it until it fans out): the completion then knows
+    /// without asking Redis that the run is this root alone, and where the
+    /// run's callback goes. Absent (an older gateway, or a run whose record
+    /// was written at enqueue), the completion looks both up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lazy_run: Option<LazyRun>,
+}
+
+/// What the completion of a root needs to know about its run while the run
+/// has no record (see [`Envelope::lazy_run`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LazyRun {
+    /// The run's callback URL, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 impl Envelope {
@@ -71,6 +87,7 @@ impl Envelope {
             idempotency_key: None,
             enqueued_at_ms: crate::now_ms(),
             reply_to: None,
+            lazy_run: None,
         }
     }
 
@@ -92,6 +109,7 @@ impl Envelope {
             idempotency_key: None,
             enqueued_at_ms: crate::now_ms(),
             reply_to: None,
+            lazy_run: None,
         }
     }
 

@@ -17,7 +17,7 @@ pub mod names;
 pub mod record;
 pub mod trace;
 
-pub use envelope::Envelope;
+pub use envelope::{Envelope, LazyRun};
 pub use function::{FunctionConfig, FunctionSpec, RunLimits};
 pub use names::{FunctionName, NameError, TenantId};
 pub use record::{
@@ -29,9 +29,16 @@ pub use record::{
 /// installs the recorder and hands this to every role's HTTP server.
 pub type MetricsRender = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
 
-/// A new invocation id: a UUIDv7, so ids sort by creation time.
+/// A new invocation id: a UUIDv7, so ids sort by creation time (to the
+/// millisecond). Its 74 random bits come from the thread's CSPRNG rather
+/// than a `getrandom` system call per id: ids are made on the hot path of
+/// every invocation and follow-up.
 pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    let mut random = [0u8; 10];
+    rand::Rng::fill(&mut rand::rng(), &mut random);
+    let id = uuid::Builder::from_unix_timestamp_millis(now_ms(), &random).into_uuid();
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    id.hyphenated().encode_lower(&mut buf).to_string()
 }
 
 /// Milliseconds since the Unix epoch.
@@ -40,4 +47,27 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_are_uuid_v7_of_now_and_distinct() {
+        let before = super::now_ms();
+        let ids: Vec<String> = (0..1000).map(|_| super::new_id()).collect();
+        let after = super::now_ms();
+        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        for id in &ids {
+            let u = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(u.get_version_num(), 7, "{id}");
+            assert_eq!(u.hyphenated().to_string(), *id, "lower-case, hyphenated");
+            let (secs, nanos) = u.get_timestamp().unwrap().to_unix();
+            let ms = secs * 1000 + u64::from(nanos) / 1_000_000;
+            assert!(
+                (before..=after).contains(&ms),
+                "{id}: {ms} not in {before}..={after}"
+            );
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Tenant and function names: validated once, so that a name can be put into
-//! a Redis key or a URL path without escaping.
+//! a Redis key or a URL path without escaping. A name is shared, not copied:
+//! it is cloned many times per request (extractors, envelopes, keys).
 
 use std::fmt;
 
@@ -42,14 +43,14 @@ macro_rules! name_type {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $ty(String);
+        pub struct $ty(std::sync::Arc<str>);
 
         impl $ty {
             /// Validates `name`.
             pub fn new(name: impl Into<String>) -> Result<Self, NameError> {
                 let name = name.into();
                 validate($kind, &name)?;
-                Ok($ty(name))
+                Ok($ty(name.into()))
             }
 
             /// The name.
@@ -67,7 +68,7 @@ macro_rules! name_type {
 
         impl From<$ty> for String {
             fn from(n: $ty) -> String {
-                n.0
+                n.0.to_string()
             }
         }
 

@@ -117,7 +117,8 @@ impl Queue {
         let streams: Vec<String> = tenants.iter().map(keys::callbacks).collect();
         let reply: redis::RedisResult<Option<StreamReadReply>> = self
             .read_group(conn, CALLBACK_GROUP, consumer, &streams, count, block_ms)
-            .await;
+            .await
+            .and_then(|v| Ok(redis::from_redis_value(v)?));
         let reply = match reply {
             Ok(r) => r,
             Err(e) if e.code() == Some("NOGROUP") => {

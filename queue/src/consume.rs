@@ -1,10 +1,8 @@
 //! Reading streams as a consumer group member: new entries, reclaimed
 //! entries of crashed consumers, lease extension, release on drain, trimming.
 
-use eddy_protocol::envelope::{FIELD_ENVELOPE, FIELD_PAYLOAD};
 use eddy_protocol::{Envelope, TenantId, keys};
 use redis::Value;
-use redis::streams::{StreamId, StreamReadReply};
 
 use crate::conn::{BlockingConn, by_slot};
 use crate::scripts::{FORGET, RELEASE};
@@ -31,55 +29,109 @@ pub struct Malformed {
     pub reason: String,
 }
 
-fn bytes(v: Option<&Value>) -> Option<Vec<u8>> {
-    match v? {
-        Value::BulkString(b) => Some(b.clone()),
-        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+/// The bytes of a bulk string, moved out.
+fn take_bytes(v: Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        Value::VerbatimString { text, .. } => Some(text.into_bytes()),
         _ => None,
     }
 }
 
-fn parse(stream: &str, entry: &StreamId, deliveries: u64) -> Result<Delivery, Malformed> {
+fn take_string(v: Value) -> Option<String> {
+    take_bytes(v).and_then(|b| String::from_utf8(b).ok())
+}
+
+/// The items of an array (RESP2) or the flattened pairs of a map (RESP3).
+fn items(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a,
+        Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// One entry `[id, [field, value, …]]` of `stream` as a delivery. The values
+/// are moved out of the reply, not copied.
+fn parse_entry(stream: &str, entry: Value, deliveries: u64) -> Option<Result<Delivery, Malformed>> {
+    let mut parts = items(entry).into_iter();
+    let entry_id = take_string(parts.next()?)?;
     let malformed = |reason: String| Malformed {
         stream: stream.to_string(),
-        entry_id: entry.id.clone(),
+        entry_id: entry_id.clone(),
         reason,
     };
-    let env =
-        bytes(entry.map.get(FIELD_ENVELOPE)).ok_or_else(|| malformed("no envelope".into()))?;
-    let envelope: Envelope =
-        serde_json::from_slice(&env).map_err(|e| malformed(format!("bad envelope: {e}")))?;
-    Ok(Delivery {
-        stream: stream.to_string(),
-        entry_id: entry.id.clone(),
-        envelope,
-        payload: bytes(entry.map.get(FIELD_PAYLOAD)).unwrap_or_default(),
-        deliveries,
+    let (mut env, mut payload) = (None, None);
+    let mut fields = items(parts.next().unwrap_or(Value::Nil)).into_iter();
+    while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
+        match take_bytes(k).as_deref() {
+            Some(b"e") => env = take_bytes(v),
+            Some(b"p") => payload = take_bytes(v),
+            _ => {}
+        }
+    }
+    let Some(env) = env else {
+        return Some(Err(malformed(String::from("no envelope"))));
+    };
+    Some(match serde_json::from_slice::<Envelope>(&env) {
+        Ok(envelope) => Ok(Delivery {
+            stream: stream.to_string(),
+            entry_id,
+            envelope,
+            payload: payload.unwrap_or_default(),
+            deliveries,
+        }),
+        Err(e) => Err(malformed(format!("bad envelope: {e}"))),
     })
 }
 
 /// A stream deleted under a reader (its function was deleted) reads as empty.
 /// The group is not recreated here, or a deleted function's stream would come
 /// back; deploy creates groups.
-fn gone_is_empty(
-    reply: redis::RedisResult<Option<StreamReadReply>>,
-) -> Result<Option<StreamReadReply>> {
+fn gone_is_empty(reply: redis::RedisResult<Value>) -> Result<Value> {
     match reply {
         Ok(r) => Ok(r),
-        Err(e) if e.code() == Some("NOGROUP") || e.code() == Some("UNBLOCKED") => Ok(None),
+        Err(e) if e.code() == Some("NOGROUP") || e.code() == Some("UNBLOCKED") => Ok(Value::Nil),
         Err(e) => Err(e.into()),
     }
 }
 
-/// The deliveries of an XREADGROUP reply, and the entries that did not parse.
-fn deliveries(reply: Option<StreamReadReply>) -> (Vec<Delivery>, Vec<Malformed>) {
+/// The deliveries of an `XREADGROUP` reply (`[[stream, [entry, …]], …]`, or
+/// a map in RESP3; nil when nothing came), and the entries that did not
+/// parse (a deleted entry, nil, among them).
+fn deliveries(reply: Value) -> (Vec<Delivery>, Vec<Malformed>) {
     let mut out = Vec::new();
     let mut bad = Vec::new();
-    for key in reply.map(|r| r.keys).unwrap_or_default() {
-        for entry in &key.ids {
-            match parse(&key.key, entry, 1) {
-                Ok(d) => out.push(d),
-                Err(m) => bad.push(m),
+    let mut streams = items(reply).into_iter().peekable();
+    // RESP2: each item is `[stream, entries]`; RESP3 (flattened map):
+    // stream, entries, stream, entries…
+    let flat = matches!(
+        streams.peek(),
+        Some(Value::BulkString(_) | Value::SimpleString(_))
+    );
+    let mut pairs: Vec<(Value, Value)> = Vec::new();
+    if flat {
+        while let (Some(k), Some(v)) = (streams.next(), streams.next()) {
+            pairs.push((k, v));
+        }
+    } else {
+        for s in streams {
+            let mut kv = items(s).into_iter();
+            if let (Some(k), Some(v)) = (kv.next(), kv.next()) {
+                pairs.push((k, v));
+            }
+        }
+    }
+    for (key, entries) in pairs {
+        let Some(stream) = take_string(key) else {
+            continue;
+        };
+        for entry in items(entries) {
+            match parse_entry(&stream, entry, 1) {
+                Some(Ok(d)) => out.push(d),
+                Some(Err(m)) => bad.push(m),
+                None => {}
             }
         }
     }
@@ -136,7 +188,7 @@ impl Queue {
         streams: &[String],
         count: usize,
         block_ms: u64,
-    ) -> redis::RedisResult<Option<StreamReadReply>> {
+    ) -> redis::RedisResult<Value> {
         if !self.is_cluster() {
             return xreadgroup(group, consumer, streams, count, Some(block_ms))
                 .query_async(conn)
@@ -151,24 +203,26 @@ impl Queue {
         let reads = groups.iter().map(|g| {
             let mut c = conn.clone();
             async move {
-                let r: redis::RedisResult<Option<StreamReadReply>> =
-                    xreadgroup(group, consumer, g, count, None)
-                        .query_async(&mut c)
-                        .await;
+                let r: redis::RedisResult<Value> = xreadgroup(group, consumer, g, count, None)
+                    .query_async(&mut c)
+                    .await;
                 r
             }
         });
-        let mut merged = StreamReadReply::default();
+        let mut merged: Vec<Value> = Vec::new();
         let mut failure = None;
         for r in futures::future::join_all(reads).await {
             match r {
-                Ok(Some(reply)) => merged.keys.extend(reply.keys),
-                Ok(None) => {}
+                // Each group's streams, as `[stream, entries]` pairs.
+                Ok(Value::Map(m)) => {
+                    merged.extend(m.into_iter().map(|(k, v)| Value::Array(vec![k, v])))
+                }
+                Ok(reply) => merged.extend(items(reply)),
                 Err(e) => failure = Some(e),
             }
         }
-        if !merged.keys.is_empty() {
-            return Ok(Some(merged));
+        if !merged.is_empty() {
+            return Ok(Value::Array(merged));
         }
         if let Some(e) = failure {
             return Err(e);
@@ -214,7 +268,7 @@ impl Queue {
         stream: &str,
         count: usize,
     ) -> Result<(Vec<Delivery>, Vec<Malformed>)> {
-        let reply: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREADGROUP")
+        let reply: redis::RedisResult<Value> = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(keys::GROUP)
             .arg(consumer)
@@ -254,7 +308,7 @@ impl Queue {
             return Ok((Vec::new(), Vec::new()));
         }
         let ids: Vec<&str> = pending.iter().map(|p| p.0.as_str()).collect();
-        let claimed: redis::streams::StreamClaimReply = redis::cmd("XCLAIM")
+        let claimed: Value = redis::cmd("XCLAIM")
             .arg(stream)
             .arg(keys::GROUP)
             .arg(consumer)
@@ -264,15 +318,23 @@ impl Queue {
             .await?;
         let mut out = Vec::new();
         let mut bad = Vec::new();
-        for entry in &claimed.ids {
+        for entry in items(claimed) {
+            let id = match &entry {
+                Value::Array(parts) => parts.first().and_then(|v| match v {
+                    Value::BulkString(b) => std::str::from_utf8(b).ok().map(str::to_string),
+                    _ => None,
+                }),
+                _ => None,
+            };
             let before = pending
                 .iter()
-                .find(|p| p.0 == entry.id)
+                .find(|p| Some(&p.0) == id.as_ref())
                 .map(|p| p.3)
                 .unwrap_or(0);
-            match parse(stream, entry, before + 1) {
-                Ok(d) => out.push(d),
-                Err(m) => bad.push(m),
+            match parse_entry(stream, entry, before + 1) {
+                Some(Ok(d)) => out.push(d),
+                Some(Err(m)) => bad.push(m),
+                None => {}
             }
         }
         Ok((out, bad))
@@ -447,5 +509,83 @@ impl HashMapValue {
     fn int(&self, key: &str) -> Option<i64> {
         self.get(key)
             .and_then(|v| redis::from_redis_value::<i64>(v.clone()).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn entry(id: &str, fields: &[(&str, &str)]) -> Value {
+        Value::Array(vec![
+            bulk(id),
+            Value::Array(
+                fields
+                    .iter()
+                    .flat_map(|(k, v)| [bulk(k), bulk(v)])
+                    .collect(),
+            ),
+        ])
+    }
+
+    fn envelope_json(id: &str) -> String {
+        let t = TenantId::new("acme").unwrap();
+        let f = eddy_protocol::FunctionName::new("echo").unwrap();
+        let mut e = Envelope::root(t, f, "application/json".into());
+        e.id = id.into();
+        serde_json::to_string(&e).unwrap()
+    }
+
+    #[test]
+    fn read_replies_in_resp2_and_resp3_shapes() {
+        let (e1, e2) = (envelope_json("a"), envelope_json("b"));
+        let entries = || {
+            Value::Array(vec![
+                entry("1-0", &[("e", &e1), ("p", "{\"x\":1}")]),
+                // Deleted while pending (nil fields): quarantined like any
+                // entry without an envelope, so it leaves the pending list.
+                Value::Array(vec![bulk("1-1"), Value::Nil]),
+                entry("1-2", &[("p", "no envelope")]),
+                entry("1-3", &[("e", "{not json"), ("p", "")]),
+                entry("1-4", &[("e", &e2)]),
+            ])
+        };
+        let resp2 = Value::Array(vec![Value::Array(vec![bulk("s1"), entries()])]);
+        let resp3 = Value::Map(vec![(bulk("s1"), entries())]);
+        for reply in [resp2, resp3] {
+            let (ok, bad) = deliveries(reply);
+            let got: Vec<(&str, &str, &[u8], u64)> = ok
+                .iter()
+                .map(|d| {
+                    (
+                        d.stream.as_str(),
+                        d.entry_id.as_str(),
+                        d.payload.as_slice(),
+                        d.deliveries,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    ("s1", "1-0", b"{\"x\":1}".as_slice(), 1),
+                    ("s1", "1-4", b"".as_slice(), 1)
+                ]
+            );
+            assert_eq!(ok[0].envelope.id, "a");
+            let bad: Vec<(&str, &str)> = bad
+                .iter()
+                .map(|m| (m.entry_id.as_str(), m.reason.as_str()))
+                .collect();
+            assert_eq!(bad.len(), 3);
+            assert_eq!(bad[0], ("1-1", "no envelope"));
+            assert_eq!(bad[1], ("1-2", "no envelope"));
+            assert!(bad[2].1.starts_with("bad envelope: "), "{:?}", bad[2]);
+        }
+        assert_eq!(deliveries(Value::Nil).0.len(), 0);
     }
 }

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use eddy_protocol::{
-    Envelope, FunctionName, InvocationRecord, InvocationStatus, Outcome, RunLimits, RunRecord,
-    RunStatus, TenantId, keys,
+    Envelope, FunctionName, InvocationRecord, InvocationStatus, LazyRun, Outcome, RunLimits,
+    RunRecord, RunStatus, TenantId, keys,
 };
 use redis::AsyncCommands;
 
@@ -79,14 +79,181 @@ pub struct Completed {
     pub run_status: Option<RunStatus>,
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Corrupt(format!("encoding: {e}")))
+/// Command arguments in one buffer: a job's keys or arguments without an
+/// allocation per argument, copied once into the command that carries them.
+#[derive(Debug, Default)]
+pub(crate) struct Args {
+    data: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Args {
+    fn with_capacity(count: usize, bytes: usize) -> Self {
+        Args {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(count),
+        }
+    }
+
+    fn push(&mut self, arg: impl AsRef<[u8]>) -> &mut Self {
+        self.data.extend_from_slice(arg.as_ref());
+        self.ends.push(self.data.len());
+        self
+    }
+
+    /// An argument written by `f` (a number, some JSON) straight into the
+    /// buffer.
+    fn push_with(&mut self, f: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<&mut Self> {
+        f(&mut self.data)?;
+        self.ends.push(self.data.len());
+        Ok(self)
+    }
+
+    fn push_num(&mut self, n: u64) -> &mut Self {
+        self.push(Digits::of(n).as_bytes())
+    }
+
+    fn count(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let arg = &self.data[start..end];
+            start = end;
+            arg
+        })
+    }
+}
+
+/// Decimal digits of a number without a formatter.
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn of(mut n: u64) -> Self {
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        Digits { buf, start: i }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+fn json_into<T: serde::Serialize>(value: &T) -> impl FnOnce(&mut Vec<u8>) -> Result<()> + '_ {
+    move |out| {
+        serde_json::to_writer(out, value).map_err(|e| Error::Corrupt(format!("encoding: {e}")))
+    }
+}
+
+/// One root invocation ready for the enqueue script: its keys and
+/// arguments (see `lua/enqueue.lua`), built by the caller.
+pub(crate) struct EnqueueJob {
+    tenant: TenantId,
+    keys: Args,
+    args: Args,
+}
+
+/// One completion ready for the completion script: its keys and arguments
+/// (see `lua/complete.lua`), built by the caller.
+pub(crate) struct CompleteJob {
+    tenant: TenantId,
+    keys: Args,
+    args: Args,
+}
+
+pub(crate) fn enqueue_size(job: &EnqueueJob) -> usize {
+    job.args.bytes()
+}
+
+pub(crate) fn complete_size(job: &CompleteJob) -> usize {
+    job.args.bytes()
+}
+
+/// Jobs grouped by tenant (one script call each: one cluster slot), in
+/// first-seen order, with each job's index in the batch.
+fn by_tenant<J>(jobs: Vec<J>, tenant: impl Fn(&J) -> &TenantId) -> Vec<Vec<(usize, J)>> {
+    let mut groups: Vec<Vec<(usize, J)>> = Vec::new();
+    let mut index: HashMap<TenantId, usize> = HashMap::new();
+    for (i, job) in jobs.into_iter().enumerate() {
+        let g = *index.entry(tenant(&job).clone()).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push((i, job));
+    }
+    groups
+}
+
+/// Runs a script with `EVALSHA` on the keys and arguments of its parts
+/// (in order), loading the script first when Redis does not know it (after
+/// a restart or a failover).
+async fn eval(
+    conn: &mut crate::conn::Conn,
+    script: &redis::Script,
+    keys: &[&Args],
+    args: &[&Args],
+) -> redis::RedisResult<redis::Value> {
+    let n_keys: usize = keys.iter().map(|k| k.count()).sum();
+    let count = 3 + n_keys + args.iter().map(|a| a.count()).sum::<usize>();
+    let bytes = 64 + keys.iter().chain(args).map(|a| a.bytes()).sum::<usize>();
+    let mut cmd = redis::Cmd::with_capacity(count, bytes);
+    cmd.arg("EVALSHA").arg(script.get_hash()).arg(n_keys);
+    for part in keys.iter().chain(args) {
+        for a in part.iter() {
+            cmd.arg(a);
+        }
+    }
+    match cmd.query_async(conn).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            let _: String = script.prepare_invoke().load_async(conn).await?;
+            cmd.query_async(conn).await
+        }
+        other => other,
+    }
+}
+
+/// The answers of a script that answers one array per job of its batch.
+fn answers(value: redis::Value, n: usize, what: &str) -> Vec<Result<Vec<String>>> {
+    let replies: Vec<Vec<String>> = match redis::from_redis_value(value) {
+        Ok(r) => r,
+        Err(e) => {
+            let e = Error::Corrupt(format!("{what} reply: {e}"));
+            return (0..n).map(|_| Err(e.clone())).collect();
+        }
+    };
+    let mut out: Vec<Result<Vec<String>>> = replies.into_iter().map(Ok).collect();
+    while out.len() < n {
+        out.push(Err(Error::Corrupt(format!(
+            "{what}: fewer replies than jobs"
+        ))));
+    }
+    out
 }
 
 impl Queue {
-    /// Accepts a root invocation in one atomic script: checks that the
-    /// function exists, dedupes on the idempotency key, appends the stream
-    /// entry, writes the invocation record and opens its run.
+    /// Accepts a root invocation atomically (see `lua/enqueue.lua`): checks
+    /// that the function exists, dedupes on the idempotency key, checks the
+    /// tenant's quotas, appends the stream entry and writes the invocation
+    /// record. Calls made at the same time share one script call (group
+    /// commit, see `batch.rs`); each is still all or nothing on its own.
     pub async fn enqueue(
         &self,
         envelope: &Envelope,
@@ -94,14 +261,14 @@ impl Queue {
         limits: RunLimits,
         run_callback: Option<&str>,
     ) -> Result<Enqueued> {
-        let reply: Vec<String> = self
-            .enqueue_invocation(envelope, payload, limits, run_callback)?
-            .invoke_async(&mut self.conn())
-            .await?;
+        let lazy = self.lazy_run(envelope, run_callback);
+        let envelope = lazy.as_ref().unwrap_or(envelope);
+        let job = enqueue_job(envelope, payload, limits, run_callback)?;
+        let reply = self.enqueuer().call(job).await?;
         enqueue_reply(envelope, &reply)
     }
 
-    /// Enqueues many root invocations in one pipelined round trip (bulk
+    /// Enqueues many root invocations of one tenant in one script call (bulk
     /// ingestion). Each gets its own result; a quota refusal of one does not
     /// stop the others.
     pub async fn enqueue_batch(
@@ -112,157 +279,145 @@ impl Queue {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn();
-        // Pipelined scripts go as EVALSHA: make sure Redis knows the script
-        // (after a restart it does not).
-        let _: String = ENQUEUE.prepare_invoke().load_async(&mut conn).await?;
-        let mut pipe = redis::pipe();
-        for (envelope, payload) in batch {
-            pipe.invoke_script(&self.enqueue_invocation(envelope, payload, limits, None)?);
-        }
-        let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        let jobs = batch
+            .iter()
+            .map(|(env, payload)| {
+                let lazy = self.lazy_run(env, None);
+                enqueue_job(lazy.as_ref().unwrap_or(env), payload, limits, None)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let replies = self.enqueue_jobs(jobs).await;
         Ok(batch
             .iter()
             .zip(replies)
-            .map(|((envelope, _), reply)| {
-                let reply: Vec<String> = redis::from_redis_value(reply)
-                    .map_err(|e| Error::Corrupt(format!("enqueue reply: {e}")))?;
-                enqueue_reply(envelope, &reply)
-            })
+            .map(|((envelope, _), reply)| reply.and_then(|r| enqueue_reply(envelope, &r)))
             .collect())
     }
 
-    fn enqueue_invocation<'a>(
-        &self,
-        envelope: &Envelope,
-        payload: &[u8],
-        limits: RunLimits,
-        run_callback: Option<&str>,
-    ) -> Result<redis::ScriptInvocation<'a>> {
-        let t = &envelope.tenant;
-        let idem = envelope.idempotency_key.as_deref().unwrap_or("");
-        let mut inv = ENQUEUE.prepare_invoke();
-        inv.key(keys::stream(t, &envelope.function))
-            .key(keys::invocation(t, &envelope.id))
-            .key(keys::run(t, &envelope.run_id))
-            .key(keys::idempotency(t, idem))
-            .key(keys::function(t, &envelope.function))
-            .key(keys::tenant(t))
-            .key(keys::rate_window(t, eddy_protocol::now_ms() / 1000))
-            .arg(encode(envelope)?)
-            .arg(payload)
-            .arg(&envelope.id)
-            .arg(envelope.function.as_str())
-            .arg(envelope.enqueued_at_ms)
-            .arg(self.ttl_secs())
-            .arg(idem)
-            .arg(t.as_str())
-            .arg(limits.max_depth)
-            .arg(limits.max_invocations)
-            .arg(envelope.version.map(|v| v.to_string()).unwrap_or_default())
-            .arg(run_callback.unwrap_or(""))
-            .arg(
-                if self.runs_of_one.load(std::sync::atomic::Ordering::Relaxed) {
-                    "1"
-                } else {
-                    ""
-                },
-            );
-        Ok(inv)
+    /// Whether a root goes without a run record until it fans out, as its
+    /// envelope says it ([`Envelope::lazy_run`]): a corrected copy when the
+    /// caller did not set it as this queue runs now (callers on the hot
+    /// path set it themselves, see [`Queue::runs_of_one`]).
+    fn lazy_run(&self, envelope: &Envelope, run_callback: Option<&str>) -> Option<Envelope> {
+        let want = envelope.is_root() && self.runs_of_one();
+        let fits = match &envelope.lazy_run {
+            None => !want,
+            Some(l) => want && l.callback_url.as_deref() == run_callback,
+        };
+        if fits {
+            return None;
+        }
+        let mut e = envelope.clone();
+        e.lazy_run = want.then(|| LazyRun {
+            callback_url: run_callback.map(str::to_string),
+        });
+        Some(e)
+    }
+
+    /// One flush of the enqueue batcher: a script call per tenant.
+    pub(crate) async fn enqueue_jobs(&self, jobs: Vec<EnqueueJob>) -> Vec<Result<Vec<String>>> {
+        let n = jobs.len();
+        let now = eddy_protocol::now_ms();
+        let ttl = self.ttl_secs().to_string();
+        let now_s = now.to_string();
+        let calls = by_tenant(jobs, |j| &j.tenant).into_iter().map(|group| {
+            let mut conn = self.conn();
+            let (now_s, ttl) = (&now_s, &ttl);
+            async move {
+                let t = &group[0].1.tenant;
+                let mut head_keys = Args::with_capacity(2, 128);
+                head_keys
+                    .push(keys::tenant(t))
+                    .push(keys::rate_window(t, now / 1000));
+                let mut head_args = Args::with_capacity(3, 64);
+                head_args.push(now_s).push(ttl).push(t.as_str());
+                let mut keys = vec![&head_keys];
+                keys.extend(group.iter().map(|(_, j)| &j.keys));
+                let mut args = vec![&head_args];
+                args.extend(group.iter().map(|(_, j)| &j.args));
+                let reply = eval(&mut conn, &ENQUEUE, &keys, &args).await;
+                let replies = match reply {
+                    Ok(v) => answers(v, group.len(), "enqueue"),
+                    Err(e) => group.iter().map(|_| Err(Error::Redis(e.clone()))).collect(),
+                };
+                group
+                    .into_iter()
+                    .map(|(i, _)| i)
+                    .zip(replies)
+                    .collect::<Vec<_>>()
+            }
+        });
+        let mut out: Vec<Result<Vec<String>>> = (0..n).map(|_| Err(Error::Closed)).collect();
+        for group in futures::future::join_all(calls).await {
+            for (i, r) in group {
+                out[i] = r;
+            }
+        }
+        out
     }
 
     /// Completes one delivery atomically (see `lua/complete.lua`): result,
     /// follow-ups, run counts, retry or dead letter, callbacks, XACK.
+    /// Completions made at the same time share one script call (group
+    /// commit); each is still all or nothing on its own.
     pub async fn complete(
         &self,
         delivery: &Delivery,
         completion: &Completion,
     ) -> Result<Completed> {
-        let env = &delivery.envelope;
-        let t = &env.tenant;
-        let mut inv = COMPLETE.prepare_invoke();
-        inv.key(&delivery.stream)
-            .key(keys::invocation(t, &env.id))
-            .key(keys::run(t, &env.run_id))
-            .key(keys::delayed(t))
-            .key(keys::dead_letters(t))
-            .key(keys::callbacks(t))
-            .key(keys::tenant(t))
-            .key(keys::stats(t, &env.function));
-
-        let (outcome, output, content_type, follow_ups, retry_at, attempt): (
-            &str,
-            &[u8],
-            &str,
-            &[FollowUp],
-            u64,
-            u32,
-        ) = match &completion.disposition {
-            Disposition::Succeeded {
-                output,
-                content_type,
-                follow_ups,
-            } => ("ok", output, content_type, follow_ups, 0, env.attempt),
-            Disposition::Retry { at_ms } => ("retry", &[], "", &[], *at_ms, env.attempt + 1),
-            Disposition::Failed => ("fail", &[], "", &[], 0, env.attempt),
-            Disposition::Dead => ("dead", &[], "", &[], 0, env.attempt),
-        };
-        // The envelope and payload go back to Redis only where they may be
-        // needed: a retry, a dead letter, or a guard that may fail the emits.
-        let carry = outcome != "ok" || !follow_ups.is_empty();
-        let carried_env = if carry {
-            let mut next = env.clone();
-            next.attempt = attempt;
-            encode(&next)?
-        } else {
-            String::new()
-        };
-        let error = completion.outcome.error.as_ref();
-        for f in follow_ups {
-            let fe = &f.envelope;
-            inv.key(keys::stream(t, &fe.function))
-                .key(keys::invocation(t, &fe.id))
-                .key(keys::function(t, &fe.function));
-        }
-        inv.arg(&delivery.entry_id)
-            .arg(keys::GROUP)
-            .arg(outcome)
-            .arg(eddy_protocol::now_ms())
-            .arg(self.ttl_secs())
-            .arg(encode(&completion.outcome)?)
-            .arg(output)
-            .arg(content_type)
-            .arg(retry_at)
-            .arg(delayed_member(&env.function, &env.id))
-            .arg(carried_env)
-            .arg(if carry {
-                delivery.payload.as_slice()
-            } else {
-                &[]
-            })
-            .arg(error.map(|e| e.class.as_str()).unwrap_or(""))
-            .arg(error.map(|e| e.message.as_str()).unwrap_or(""))
-            .arg(follow_ups.len())
-            .arg(env.callback_url.as_deref().unwrap_or(""))
-            .arg(&env.id)
-            .arg(&env.run_id)
-            .arg(attempt)
-            .arg(env.depth + 1)
-            .arg(t.as_str())
-            .arg(env.reply_to.as_deref().unwrap_or(""))
-            .arg(completion.outcome.timings.instantiate_us + completion.outcome.timings.run_us)
-            .arg(completion.traceparent.as_deref().unwrap_or(""));
-        for f in follow_ups {
-            inv.arg(encode(&f.envelope)?)
-                .arg(f.payload.as_slice())
-                .arg(&f.envelope.id)
-                .arg(f.envelope.function.as_str());
-        }
-        let reply: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+        let job = complete_job(delivery, completion, self.config.record_ttl)?;
+        let reply = self.completer().call(job).await?;
         Ok(Completed {
             status: reply.first().cloned().unwrap_or_default(),
             run_status: reply.get(1).and_then(|s| RunStatus::parse(s)),
         })
+    }
+
+    /// One flush of the completion batcher: a script call per tenant.
+    pub(crate) async fn complete_jobs(&self, jobs: Vec<CompleteJob>) -> Vec<Result<Vec<String>>> {
+        let n = jobs.len();
+        let now_s = eddy_protocol::now_ms().to_string();
+        let ttl = self.ttl_secs().to_string();
+        let calls = by_tenant(jobs, |j| &j.tenant).into_iter().map(|group| {
+            let mut conn = self.conn();
+            let (now_s, ttl) = (&now_s, &ttl);
+            async move {
+                let t = &group[0].1.tenant;
+                let mut head_keys = Args::with_capacity(4, 192);
+                head_keys
+                    .push(keys::tenant(t))
+                    .push(keys::delayed(t))
+                    .push(keys::dead_letters(t))
+                    .push(keys::callbacks(t));
+                let mut head_args = Args::with_capacity(4, 64);
+                head_args
+                    .push(keys::GROUP)
+                    .push(now_s)
+                    .push(ttl)
+                    .push(t.as_str());
+                let mut keys = vec![&head_keys];
+                keys.extend(group.iter().map(|(_, j)| &j.keys));
+                let mut args = vec![&head_args];
+                args.extend(group.iter().map(|(_, j)| &j.args));
+                let reply = eval(&mut conn, &COMPLETE, &keys, &args).await;
+                let replies = match reply {
+                    Ok(v) => answers(v, group.len(), "complete"),
+                    Err(e) => group.iter().map(|_| Err(Error::Redis(e.clone()))).collect(),
+                };
+                group
+                    .into_iter()
+                    .map(|(i, _)| i)
+                    .zip(replies)
+                    .collect::<Vec<_>>()
+            }
+        });
+        let mut out: Vec<Result<Vec<String>>> = (0..n).map(|_| Err(Error::Closed)).collect();
+        for group in futures::future::join_all(calls).await {
+            for (i, r) in group {
+                out[i] = r;
+            }
+        }
+        out
     }
 
     /// The record of invocation `id`.
@@ -411,6 +566,135 @@ fn single_run(
     })))
 }
 
+/// The enqueue script's keys and arguments for one root invocation.
+fn enqueue_job(
+    envelope: &Envelope,
+    payload: &[u8],
+    limits: RunLimits,
+    run_callback: Option<&str>,
+) -> Result<EnqueueJob> {
+    let t = &envelope.tenant;
+    let idem = envelope.idempotency_key.as_deref().unwrap_or("");
+    let mut keys = Args::with_capacity(5, 256);
+    keys.push(keys::stream(t, &envelope.function))
+        .push(keys::invocation(t, &envelope.id))
+        .push(keys::run(t, &envelope.run_id))
+        .push(keys::idempotency(t, idem))
+        .push(keys::function(t, &envelope.function));
+    let mut args = Args::with_capacity(10, 512 + payload.len());
+    args.push_with(json_into(envelope))?
+        .push(payload)
+        .push(&envelope.id)
+        .push(envelope.function.as_str())
+        .push(idem)
+        .push_num(u64::from(limits.max_depth))
+        .push_num(limits.max_invocations);
+    match envelope.version {
+        Some(v) => args.push_num(u64::from(v)),
+        None => args.push(""),
+    };
+    args.push(run_callback.unwrap_or(""))
+        .push(if envelope.lazy_run.is_some() { "1" } else { "" });
+    Ok(EnqueueJob {
+        tenant: t.clone(),
+        keys,
+        args,
+    })
+}
+
+/// The completion script's keys and arguments for one completion.
+fn complete_job(
+    delivery: &Delivery,
+    completion: &Completion,
+    record_ttl: std::time::Duration,
+) -> Result<CompleteJob> {
+    let env = &delivery.envelope;
+    let t = &env.tenant;
+    let (outcome, output, content_type, follow_ups, retry_at, attempt): (
+        &str,
+        &[u8],
+        &str,
+        &[FollowUp],
+        u64,
+        u32,
+    ) = match &completion.disposition {
+        Disposition::Succeeded {
+            output,
+            content_type,
+            follow_ups,
+        } => ("ok", output, content_type, follow_ups, 0, env.attempt),
+        Disposition::Retry { at_ms } => ("retry", &[], "", &[], *at_ms, env.attempt + 1),
+        Disposition::Failed => ("fail", &[], "", &[], 0, env.attempt),
+        Disposition::Dead => ("dead", &[], "", &[], 0, env.attempt),
+    };
+    // The envelope and payload go back to Redis only where they may be
+    // needed: a retry, a dead letter, or a guard that may fail the emits.
+    let carry = outcome != "ok" || !follow_ups.is_empty();
+    let error = completion.outcome.error.as_ref();
+    let nf = follow_ups.len();
+    let mut keys = Args::with_capacity(4 + 3 * nf, 192 * (1 + nf));
+    keys.push(&delivery.stream)
+        .push(keys::invocation(t, &env.id))
+        .push(keys::run(t, &env.run_id))
+        .push(keys::stats(t, &env.function));
+    for f in follow_ups {
+        let fe = &f.envelope;
+        keys.push(keys::stream(t, &fe.function))
+            .push(keys::invocation(t, &fe.id))
+            .push(keys::function(t, &fe.function));
+    }
+    // A record written when it was queued still has most of its TTL: a
+    // success need not refresh it unless it has been waiting (or retrying)
+    // for a quarter of the TTL.
+    let age_ms = eddy_protocol::now_ms().saturating_sub(env.enqueued_at_ms);
+    let refresh = u128::from(age_ms) * 4 > record_ttl.as_millis();
+    let follow_bytes: usize = follow_ups.iter().map(|f| 512 + f.payload.len()).sum();
+    let mut args = Args::with_capacity(23 + 4 * nf, 1024 + output.len() + follow_bytes);
+    args.push(&delivery.entry_id)
+        .push(outcome)
+        .push_with(json_into(&completion.outcome))?
+        .push(output)
+        .push(content_type)
+        .push_num(retry_at)
+        .push(delayed_member(&env.function, &env.id));
+    if carry {
+        let mut next = env.clone();
+        next.attempt = attempt;
+        args.push_with(json_into(&next))?.push(&delivery.payload);
+    } else {
+        args.push("").push("");
+    }
+    args.push(error.map(|e| e.class.as_str()).unwrap_or(""))
+        .push(error.map(|e| e.message.as_str()).unwrap_or(""))
+        .push_num(nf as u64)
+        .push(env.callback_url.as_deref().unwrap_or(""))
+        .push(&env.id)
+        .push(&env.run_id)
+        .push_num(u64::from(attempt))
+        .push_num(u64::from(env.depth) + 1)
+        .push(env.reply_to.as_deref().unwrap_or(""))
+        .push_num(completion.outcome.timings.instantiate_us + completion.outcome.timings.run_us)
+        .push(completion.traceparent.as_deref().unwrap_or(""))
+        .push(if refresh { "1" } else { "" });
+    match &env.lazy_run {
+        Some(lazy) => args
+            .push("1")
+            .push(lazy.callback_url.as_deref().unwrap_or("")),
+        None => args.push("").push(""),
+    };
+    for f in follow_ups {
+        args.push_with(json_into(&f.envelope))?
+            .push(&f.payload)
+            .push(&f.envelope.id)
+            .push(f.envelope.function.as_str());
+    }
+    Ok(CompleteJob {
+        tenant: t.clone(),
+        keys,
+        args,
+    })
+}
+
 fn enqueue_reply(envelope: &Envelope, reply: &[String]) -> Result<Enqueued> {
     match reply.first().map(String::as_str) {
         Some("ok") => Ok(Enqueued {
@@ -463,7 +747,8 @@ pub(crate) fn record_from_map(
         function: s("function").unwrap_or_default(),
         version: n("version").map(|v| v as u32),
         status,
-        run_id: s("run").unwrap_or_default(),
+        // A root's record leaves out its run: itself (see enqueue.lua).
+        run_id: s("run").unwrap_or_else(|| id.to_string()),
         parent_id: s("parent"),
         depth: n("depth").unwrap_or(0) as u32,
         attempt: n("attempt").unwrap_or(1) as u32,
@@ -478,4 +763,40 @@ pub(crate) fn record_from_map(
         },
         outcome,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_keep_each_argument_apart_in_one_buffer() {
+        let mut a = Args::with_capacity(1, 1);
+        a.push("key").push("").push(b"\x00bin:\n".as_slice());
+        for n in [0, 7, 10, 1_796_250_674_903, u64::MAX] {
+            a.push_num(n);
+        }
+        a.push_with(json_into(&serde_json::json!({"k": "v"})))
+            .unwrap();
+        let got: Vec<&[u8]> = a.iter().collect();
+        let want: Vec<&[u8]> = vec![
+            b"key",
+            b"",
+            b"\x00bin:\n",
+            b"0",
+            b"7",
+            b"10",
+            b"1796250674903",
+            b"18446744073709551615",
+            br#"{"k":"v"}"#,
+        ];
+        assert_eq!(got, want);
+        assert_eq!(a.count(), 9);
+        assert_eq!(a.bytes(), want.iter().map(|w| w.len()).sum::<usize>());
+        let mut cmd = redis::Cmd::new();
+        for arg in a.iter() {
+            cmd.arg(arg);
+        }
+        assert_eq!(cmd.args_iter().count(), 9);
+    }
 }

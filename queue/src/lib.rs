@@ -13,6 +13,7 @@
 //! `conn.rs`: `redis+cluster://host:port,…` or `EDDY_REDIS_CLUSTER=true`).
 #![forbid(unsafe_code)]
 
+mod batch;
 mod callbacks;
 mod conn;
 mod consume;
@@ -39,7 +40,7 @@ pub use retries::DeadLetter;
 pub use tenants::{ApiKey, Quota, TenantInfo, hash_key};
 
 /// Errors of the queue.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// Redis refused or could not be reached.
     #[error("redis: {0}")]
@@ -53,6 +54,10 @@ pub enum Error {
     /// A tenant quota refused the invocation: `which` is `pending` or `rate`.
     #[error("quota exceeded: {which} (limit {limit})")]
     Quota { which: String, limit: u64 },
+    /// The task that sends batched calls to Redis is gone (its runtime is
+    /// shutting down).
+    #[error("the queue's batching task stopped")]
+    Closed,
 }
 
 impl Error {
@@ -101,7 +106,24 @@ pub struct Queue {
     /// Whether roots are enqueued without a run record (see
     /// [`Queue::set_runs_of_one`]).
     runs_of_one: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Group commit of enqueues and completions (see `batch.rs`), started
+    /// on first use on the caller's runtime and shared by clones.
+    batchers: std::sync::Arc<Batchers>,
 }
+
+#[derive(Default)]
+struct Batchers {
+    enqueue: std::sync::OnceLock<batch::Batcher<invocations::EnqueueJob, Vec<String>>>,
+    complete: std::sync::OnceLock<batch::Batcher<invocations::CompleteJob, Vec<String>>>,
+}
+
+/// How big a group commit may grow. 64 completions of short invocations
+/// hold Redis for about half a millisecond; bytes bound large payloads.
+const BATCH: batch::Limits = batch::Limits {
+    max_jobs: 16,
+    max_bytes: 512 << 10,
+    in_flight: 4,
+};
 
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,6 +149,38 @@ impl Queue {
             conn,
             config,
             runs_of_one: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            batchers: std::sync::Arc::default(),
+        })
+    }
+
+    /// A clone for a batching task: without the batchers, which would
+    /// otherwise keep their own task alive through it.
+    fn unbatched(&self) -> Queue {
+        Queue {
+            batchers: std::sync::Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// The enqueue batcher, started on first use.
+    fn enqueuer(&self) -> &batch::Batcher<invocations::EnqueueJob, Vec<String>> {
+        self.batchers.enqueue.get_or_init(|| {
+            let q = self.unbatched();
+            batch::Batcher::spawn(BATCH, invocations::enqueue_size, move |jobs| {
+                let q = q.clone();
+                async move { q.enqueue_jobs(jobs).await }
+            })
+        })
+    }
+
+    /// The completion batcher, started on first use.
+    fn completer(&self) -> &batch::Batcher<invocations::CompleteJob, Vec<String>> {
+        self.batchers.complete.get_or_init(|| {
+            let q = self.unbatched();
+            batch::Batcher::spawn(BATCH, invocations::complete_size, move |jobs| {
+                let q = q.clone();
+                async move { q.complete_jobs(jobs).await }
+            })
         })
     }
 
@@ -137,6 +191,13 @@ impl Queue {
     pub fn set_runs_of_one(&self, on: bool) {
         self.runs_of_one
             .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether roots are enqueued without a run record until they fan out
+    /// (see [`Queue::set_runs_of_one`]); a caller building a root's
+    /// envelope sets [`eddy_protocol::Envelope::lazy_run`] by it.
+    pub fn runs_of_one(&self) -> bool {
+        self.runs_of_one.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether this is a Redis Cluster.

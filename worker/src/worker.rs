@@ -145,6 +145,34 @@ fn rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+/// A delivery's place: one of its stream's permits (the controller's warm
+/// concurrency), one of the deliveries the stream may hold (its prefetch)
+/// and one of the worker's slots. All go back as soon as the guest has run,
+/// not after the completion's round trip to Redis: a function's concurrency
+/// counts executing instances, its throughput does not shrink with the
+/// latency of the (batched) completion, and another tenant's entry is read
+/// while a burst's completions are on their way. Completions in flight have
+/// a bound of their own (`Worker::completing`).
+struct Share {
+    permit: Option<OwnedSemaphorePermit>,
+    held: Option<Arc<AtomicUsize>>,
+    /// One of the worker's slots (`concurrency`): reading waits for one.
+    global: Option<OwnedSemaphorePermit>,
+    /// Told when the stream may take more.
+    freed: Arc<Worker>,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.permit.take();
+        self.global.take();
+        if let Some(held) = self.held.take() {
+            held.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.freed.freed.notify_one();
+    }
+}
+
 /// Entries this worker holds, per stream: started ones need their lease
 /// extended.
 type InFlight = Arc<Mutex<HashMap<String, HashSet<String>>>>;
@@ -166,6 +194,9 @@ pub struct Worker {
     idle: Notify,
     /// Signalled when an invocation ends: a stream may have room again.
     freed: Notify,
+    /// Completions on their way to Redis. Reading pauses while all are
+    /// taken, so that a slow Redis cannot pile up finished invocations.
+    completing: Arc<Semaphore>,
     completed: AtomicU64,
     draining: Arc<AtomicBool>,
     /// Streams recently marked active by this worker (rate limit of touch).
@@ -215,6 +246,7 @@ impl Worker {
             exec_slots,
             "worker started"
         );
+        let completing = Arc::new(Semaphore::new(config.concurrency.max(16) * 4));
         Ok(Worker {
             config,
             consumer,
@@ -233,6 +265,7 @@ impl Worker {
             running: AtomicUsize::new(0),
             idle: Notify::new(),
             freed: Notify::new(),
+            completing,
             completed: AtomicU64::new(0),
             draining: Arc::new(AtomicBool::new(false)),
             touched: Mutex::default(),
@@ -275,6 +308,15 @@ impl Worker {
         this.heartbeat().await;
 
         while !*shutdown.borrow() {
+            if this.completing.available_permits() == 0 {
+                // Finished invocations wait for Redis: read nothing more.
+                tokio::select! {
+                    _ = this.freed.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
             // Wait for a free slot first: read only what can start now.
             let first = tokio::select! {
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -406,18 +448,20 @@ impl Worker {
         metrics::gauge!("eddy_worker_in_flight").set(now as f64);
         let w = self.clone();
         tokio::spawn(async move {
-            let _stream_permit: Option<OwnedSemaphorePermit> = match &slot {
-                Some((p, _)) => p.clone().acquire_owned().await.ok(),
-                None => None,
+            let mut share = Share {
+                permit: None,
+                held: None,
+                global: None,
+                freed: w.clone(),
             };
-            let _global_permit: Option<OwnedSemaphorePermit> = match global {
-                Some(g) => g.acquire_owned().await.ok(),
-                None => None,
-            };
-            w.handle(d).await;
-            if let Some((_, held)) = &slot {
-                held.fetch_sub(1, Ordering::AcqRel);
+            if let Some((permits, held)) = slot {
+                share.held = Some(held);
+                share.permit = permits.acquire_owned().await.ok();
             }
+            if let Some(g) = global {
+                share.global = g.acquire_owned().await.ok();
+            }
+            w.handle(d, share).await;
             w.completed.fetch_add(1, Ordering::Relaxed);
             w.freed.notify_one();
             let left = w.running.fetch_sub(1, Ordering::AcqRel) - 1;
@@ -564,7 +608,11 @@ impl Worker {
 
     /// Runs one delivery to its completion, in the invocation's span (a
     /// child of the step that enqueued it).
-    async fn handle(&self, d: Delivery) {
+    ///
+    /// `share` is the delivery's place in its stream (see [`Share`]), given
+    /// back as soon as the guest has run; the worker's concurrency slot is
+    /// held until the completion is written.
+    async fn handle(&self, d: Delivery, share: Share) {
         let env = &d.envelope;
         let span = tracing::info_span!(
             target: trace::TARGET,
@@ -596,11 +644,13 @@ impl Worker {
             span.record("eddy.queue_wait_ms", waited);
             crate::telemetry::queue_wait(&span, env.enqueued_at_ms, dequeued);
         }
-        self.handle_traced(&d, traceparent).instrument(span).await;
+        self.handle_traced(&d, traceparent, share)
+            .instrument(span)
+            .await;
         self.let_go(&d);
     }
 
-    async fn handle_traced(&self, d: &Delivery, traceparent: Option<String>) {
+    async fn handle_traced(&self, d: &Delivery, traceparent: Option<String>, share: Share) {
         let completion = if d.deliveries > self.config.max_deliveries {
             Some(process::failed(
                 process::final_error(
@@ -616,9 +666,11 @@ impl Worker {
         } else {
             self.execute(d, traceparent.as_deref()).await
         };
+        drop(share);
         // None: a transient failure before running. The entry stays pending
         // and comes back through reclaim after its lease.
         let Some(mut c) = completion else { return };
+        let _completing = self.completing.clone().acquire_owned().await.ok();
         // Callbacks continue this attempt's trace (or the caller's, when
         // this process does not export).
         c.traceparent = traceparent.or_else(|| d.envelope.traceparent.clone());

@@ -121,20 +121,33 @@ fn check_payload(content_type: &str, payload: &[u8]) -> ApiResult<()> {
 }
 
 fn accepted(id: &str, run_id: &str, replayed: bool) -> Response {
+    // Ids are UUIDs (or, for a replay, what Redis holds for one): written
+    // as they are, JSON-escaped all the same, without building a value tree
+    // on every async request.
+    let (id_json, run_json) = (json_str(id), json_str(run_id));
     let location = format!("/invocations/{id}");
-    let mut r = (
-        StatusCode::ACCEPTED,
-        axum::Json(json!({ "id": id, "run_id": run_id, "status": "queued", "location": location })),
-    )
-        .into_response();
+    let body = format!(
+        r#"{{"id":{id_json},"run_id":{run_json},"status":"queued","location":{}}}"#,
+        json_str(&location)
+    );
+    let mut r = (StatusCode::ACCEPTED, body).into_response();
+    let headers = r.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = HeaderValue::from_str(&location) {
-        r.headers_mut().insert(header::LOCATION, v);
+        headers.insert(header::LOCATION, v);
     }
     if replayed {
-        r.headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     r
+}
+
+/// `s` as a JSON string literal.
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 /// The HTTP answer of a finished sync invocation: the output itself, or the
@@ -265,6 +278,10 @@ async fn invoke_traced(
     env.version = Some(spec.version);
     env.callback_url = callback;
     env.idempotency_key = idempotency;
+    // Set here, as the queue would, so that it need not copy the envelope.
+    env.lazy_run = state.queue.runs_of_one().then(|| eddy_protocol::LazyRun {
+        callback_url: run_callback.clone(),
+    });
     // This handler's span when traces are exported, else the caller's
     // context unchanged (a worker that exports still joins the trace).
     let current = tracing::Span::current();
@@ -283,16 +300,8 @@ async fn invoke_traced(
         .await?;
     metrics::histogram!("eddy_redis_roundtrip_seconds", "op" => "enqueue")
         .record(started.elapsed().as_secs_f64());
-    metrics::counter!(
-        "eddy_invocations_accepted_total",
-        "tenant" => tenant.to_string(),
-        "function" => env.function.to_string(),
-        "mode" => if sync { "sync" } else { "async" }
-    )
-    .increment(1);
-    state
-        .touch(eddy_protocol::keys::stream(&tenant, &env.function))
-        .await;
+    state.accepted(&tenant, &env.function, sync).increment(1);
+    state.touch(&tenant, &env.function).await;
     if done.duplicate {
         // The same request again: answer with the first invocation.
         let rec = state.queue.invocation(&tenant, &done.id).await?;
@@ -332,7 +341,7 @@ pub async fn batch(
     // Lines per pipelined enqueue: big enough to amortise the round trip,
     // small enough that one chunk holds Redis (single-threaded) for a few ms
     // only, so other tenants' commands do not queue behind a bulk load.
-    const CHUNK: usize = 64;
+    const CHUNK: usize = 16;
     let name = function_name(&name)?;
     let spec = current_spec(&state, &tenant, &name).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
@@ -341,6 +350,7 @@ pub async fn batch(
     let span = server_span("/invoke/{name}/batch", &tenant, name.as_str());
     trace::set_parent(&span, header_str(&headers, "traceparent").ok().flatten());
     let traceparent = trace::traceparent(&span);
+    let lazy = state.queue.runs_of_one();
     tokio::spawn(async move {
         // The span ends when the last line is enqueued.
         let _batch_span = span;
@@ -392,6 +402,7 @@ pub async fn batch(
                         );
                         env.version = Some(spec.version);
                         env.traceparent = traceparent.clone();
+                        env.lazy_run = lazy.then(eddy_protocol::LazyRun::default);
                         (env, line.to_vec())
                     })
                 };
@@ -432,9 +443,7 @@ async fn enqueue_chunk(state: &AppState, spec: &FunctionSpec, items: Vec<BatchIt
         .filter_map(|(_, r)| r.as_ref().ok().cloned())
         .collect();
     let results = state.queue.enqueue_batch(&good, spec.config.run).await;
-    state
-        .touch(eddy_protocol::keys::stream(&spec.tenant, &spec.name))
-        .await;
+    state.touch(&spec.tenant, &spec.name).await;
     let mut results = match results {
         Ok(r) => r
             .into_iter()

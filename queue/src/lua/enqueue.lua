@@ -1,65 +1,110 @@
--- Accepts one root invocation: function check, quota, idempotency, stream
--- entry, record (which stands for its run until the run fans out). Atomic: either all of it happened, or none.
--- KEYS: 1 stream, 2 invocation record, 3 run record (not written here),
---       4 idempotency key,
---       5 function hash, 6 tenant hash, 7 rate-window counter
--- ARGV: 1 envelope json, 2 payload, 3 id, 4 function, 5 now ms, 6 ttl s,
---       7 idempotency key ('' = none), 8 tenant, 9 max depth, 10 max invocations,
---       11 version, 12 run callback url ('' = none), 13 '1' = no run record
---       until the root fans out
-if redis.call('EXISTS', KEYS[5]) == 0 then
-  return {'no-function'}
-end
-local ttl = tonumber(ARGV[6])
-if ARGV[7] ~= '' then
-  local existing = redis.call('GET', KEYS[4])
-  if existing then
-    return {'duplicate', existing}
-  end
-end
+-- Accepts root invocations of one tenant, in order, each all or nothing:
+-- function check, idempotency key, quotas, stream entry, record (which
+-- stands for its run until the run fans out). One call takes a batch (the
+-- gateway's group commit, or a chunk of a bulk load): the tenant's quota
+-- and each function's existence are read once per call and `pending` is
+-- written once, as if the invocations had come one after the other.
+-- KEYS: 1 tenant hash, 2 rate-window counter,
+--       then per invocation i (0-based): 3+5i stream, 4+5i record,
+--       5+5i run record (written only when ARGV[3] is not '1'),
+--       6+5i idempotency key, 7+5i function hash
+-- ARGV: 1 now ms, 2 ttl s, 3 tenant,
+--       then per invocation i: 4+10i envelope json, 5+10i payload, 6+10i id,
+--       7+10i function, 8+10i idempotency key ('' = none), 9+10i max depth,
+--       10+10i max invocations, 11+10i version, 12+10i run callback url
+--       ('' = none), 13+10i '1' = no run record until the root fans out
+--       (else a live worker predates that: the run's record is written now)
+-- Returns one reply per invocation: {'ok', entry} | {'duplicate', id} |
+-- {'no-function'} | {'quota', 'pending' | 'rate', limit}.
+local now, ttl, tenant = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local n = (#KEYS - 2) / 5
+
 -- Quotas: pending invocations of the tenant, and invocations per second.
-local quota = redis.call('HMGET', KEYS[6], 'max_pending', 'rate_per_sec', 'pending')
-local max_pending = tonumber(quota[1])
-if max_pending and max_pending > 0 and (tonumber(quota[3]) or 0) >= max_pending then
-  return {'quota', 'pending', tostring(max_pending)}
-end
-local rate = tonumber(quota[2])
-if rate and rate > 0 then
-  local used = redis.call('INCR', KEYS[7])
-  if used == 1 then
-    redis.call('PEXPIRE', KEYS[7], 2000)
+local quota = redis.call('HMGET', KEYS[1], 'max_pending', 'rate_per_sec', 'pending')
+local max_pending = tonumber(quota[1]) or 0
+local rate = tonumber(quota[2]) or 0
+local pending = tonumber(quota[3]) or 0
+local rate_used = nil
+local rate_counted = 0
+local added = 0
+local exists = {}
+
+local function accept(k, a)
+  local fkey = KEYS[k + 4]
+  local known = exists[fkey]
+  if known == nil then
+    known = redis.call('EXISTS', fkey) == 1
+    exists[fkey] = known
   end
-  if used > rate then
-    return {'quota', 'rate', tostring(rate)}
+  if not known then
+    return {'no-function'}
+  end
+  local id, idem = ARGV[a + 2], ARGV[a + 4]
+  if idem ~= '' then
+    local existing = redis.call('GET', KEYS[k + 3])
+    if existing then
+      return {'duplicate', existing}
+    end
+  end
+  if max_pending > 0 and pending + added >= max_pending then
+    return {'quota', 'pending', tostring(max_pending)}
+  end
+  if rate > 0 then
+    -- Counted like an INCR per attempt, refused ones included.
+    if rate_used == nil then
+      rate_used = tonumber(redis.call('GET', KEYS[2])) or 0
+    end
+    rate_counted = rate_counted + 1
+    if rate_used + rate_counted > rate then
+      return {'quota', 'rate', tostring(rate)}
+    end
+  end
+  if idem ~= '' then
+    redis.call('SET', KEYS[k + 3], id, 'EX', ttl)
+  end
+  local entry = redis.call('XADD', KEYS[k], '*', 'e', ARGV[a], 'p', ARGV[a + 1])
+  added = added + 1
+  -- The run of a root invocation is the root alone until it fans out: its
+  -- limits and callback wait in the root's record, and the completion
+  -- script creates the run's own record only when the first follow-ups are
+  -- added (most invocations never emit, and then no run record is ever
+  -- written). A record leaves out what readers take as given for a root:
+  -- its id and tenant (the key), its run (itself), depth 0, attempt 1 and
+  -- no completions yet.
+  local cb = ARGV[a + 8]
+  if cb ~= '' then
+    redis.call('HSET', KEYS[k + 1], 'status', 'queued', 'function', ARGV[a + 3],
+      'version', ARGV[a + 7], 'created', now, 'max_depth', ARGV[a + 5],
+      'max_inv', ARGV[a + 6], 'run_cb', cb)
+  else
+    redis.call('HSET', KEYS[k + 1], 'status', 'queued', 'function', ARGV[a + 3],
+      'version', ARGV[a + 7], 'created', now, 'max_depth', ARGV[a + 5],
+      'max_inv', ARGV[a + 6])
+  end
+  redis.call('EXPIRE', KEYS[k + 1], ttl)
+  if ARGV[a + 9] ~= '1' then
+    redis.call('HSET', KEYS[k + 2],
+      'id', id, 'tenant', tenant, 'function', ARGV[a + 3], 'status', 'running',
+      'total', 1, 'outstanding', 1, 'succeeded', 0, 'failed', 0, 'dead', 0,
+      'max_depth', ARGV[a + 5], 'max_invocations', ARGV[a + 6], 'created', now)
+    if cb ~= '' then
+      redis.call('HSET', KEYS[k + 2], 'callback', cb)
+    end
+    redis.call('EXPIRE', KEYS[k + 2], ttl)
+  end
+  return {'ok', entry}
+end
+
+local out = {}
+for i = 0, n - 1 do
+  out[i + 1] = accept(3 + 5 * i, 4 + 10 * i)
+end
+if added > 0 then
+  redis.call('HINCRBY', KEYS[1], 'pending', added)
+end
+if rate_counted > 0 then
+  if redis.call('INCRBY', KEYS[2], rate_counted) == rate_counted then
+    redis.call('PEXPIRE', KEYS[2], 2000)
   end
 end
-if ARGV[7] ~= '' then
-  redis.call('SET', KEYS[4], ARGV[3], 'EX', ttl)
-end
-local entry = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1], 'p', ARGV[2])
-redis.call('HINCRBY', KEYS[6], 'pending', 1)
--- The run of a root invocation is the root alone until it fans out: its
--- limits and callback wait in the root's record, and the completion script
--- creates the run's own record only when the first follow-ups are added
--- (most invocations never emit, and then no run record is ever written).
--- Unless ARGV[13] is not '1' (a live worker predates this): then the run's
--- record is written now, as before.
-redis.call('HSET', KEYS[2],
-  'id', ARGV[3], 'tenant', ARGV[8], 'function', ARGV[4], 'version', ARGV[11],
-  'status', 'queued', 'run', ARGV[3], 'depth', 0, 'attempt', 1,
-  'completions', 0, 'created', ARGV[5], 'max_depth', ARGV[9], 'max_inv', ARGV[10])
-if ARGV[12] ~= '' then
-  redis.call('HSET', KEYS[2], 'run_cb', ARGV[12])
-end
-redis.call('EXPIRE', KEYS[2], ttl)
-if ARGV[13] ~= '1' then
-  redis.call('HSET', KEYS[3],
-    'id', ARGV[3], 'tenant', ARGV[8], 'function', ARGV[4], 'status', 'running',
-    'total', 1, 'outstanding', 1, 'succeeded', 0, 'failed', 0, 'dead', 0,
-    'max_depth', ARGV[9], 'max_invocations', ARGV[10], 'created', ARGV[5])
-  if ARGV[12] ~= '' then
-    redis.call('HSET', KEYS[3], 'callback', ARGV[12])
-  end
-  redis.call('EXPIRE', KEYS[3], ttl)
-end
-return {'ok', entry}
+return out

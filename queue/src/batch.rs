@@ -1,0 +1,190 @@
+//! Group commit: calls made at about the same time share one trip to Redis.
+//!
+//! A gateway accepting many requests at once, or a worker finishing many
+//! invocations, would otherwise send one script call each: a write, a
+//! wake-up of Redis, a reply and a wake-up of the caller per invocation. A
+//! [`Batcher`] takes every call waiting when it gets to run and hands them
+//! to one flush (one script call per tenant). It never waits to fill a
+//! batch: alone, a call goes out at once; under load, calls pile up while
+//! the previous flushes are in flight, and the batch grows with the load.
+
+use std::future::Future;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Error, Result};
+
+struct Item<T, R> {
+    job: T,
+    reply: oneshot::Sender<Result<R>>,
+}
+
+/// Hands jobs to a flushing task; see the module documentation.
+pub(crate) struct Batcher<T, R> {
+    tx: mpsc::UnboundedSender<Item<T, R>>,
+}
+
+impl<T, R> std::fmt::Debug for Batcher<T, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").finish_non_exhaustive()
+    }
+}
+
+/// How big a batch may grow: by count, and by the bytes it carries (one
+/// script call holds single-threaded Redis for the whole batch).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_jobs: usize,
+    pub(crate) max_bytes: usize,
+    /// Flushes in flight at once. One more lets a batch form while the
+    /// previous one is on its way without doubling anybody's wait.
+    pub(crate) in_flight: usize,
+}
+
+impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
+    /// Spawns the flushing task on the current runtime. `size` tells the
+    /// bytes of a job; `flush` gets a batch and answers every job of it, in
+    /// order (a missing answer reaches its caller as [`Error::Closed`]).
+    pub(crate) fn spawn<F, Fut>(limits: Limits, size: fn(&T) -> usize, flush: F) -> Self
+    where
+        F: Fn(Vec<T>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<Result<R>>> + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Item<T, R>>();
+        tokio::spawn(async move {
+            let mut running = FuturesUnordered::new();
+            // A job that did not fit into the previous batch starts the next.
+            let mut carry: Option<Item<T, R>> = None;
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(()) = running.next(), if !running.is_empty() => {}
+                    item = async { match carry.take() { Some(i) => Some(i), None => rx.recv().await } },
+                        if running.len() < limits.in_flight.max(1) =>
+                    {
+                        let Some(first) = item else { break };
+                        let mut bytes = size(&first.job);
+                        let mut items = vec![first];
+                        while items.len() < limits.max_jobs.max(1) {
+                            let Ok(next) = rx.try_recv() else { break };
+                            let b = size(&next.job);
+                            if bytes + b > limits.max_bytes {
+                                carry = Some(next);
+                                break;
+                            }
+                            bytes += b;
+                            items.push(next);
+                        }
+                        let (jobs, replies): (Vec<T>, Vec<_>) =
+                            items.into_iter().map(|i| (i.job, i.reply)).unzip();
+                        let done = flush(jobs);
+                        running.push(async move {
+                            let mut answers = done.await.into_iter();
+                            for reply in replies {
+                                let _ = reply.send(answers.next().unwrap_or(Err(Error::Closed)));
+                            }
+                        });
+                    }
+                    else => break,
+                }
+            }
+            while running.next().await.is_some() {}
+        });
+        Batcher { tx }
+    }
+
+    /// Queues `job` for the next flush and waits for its answer.
+    pub(crate) async fn call(&self, job: T) -> Result<R> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Item { job, reply })
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn calls_waiting_together_share_a_flush_and_get_their_own_answers() {
+        let flushes = Arc::new(AtomicUsize::new(0));
+        let seen = flushes.clone();
+        let b: Batcher<u32, u32> = Batcher::spawn(
+            Limits {
+                max_jobs: 64,
+                max_bytes: 1 << 20,
+                in_flight: 1,
+            },
+            |_| 1,
+            move |jobs: Vec<u32>| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    tokio::task::yield_now().await;
+                    jobs.into_iter().map(|j| Ok(j * 10)).collect()
+                }
+            },
+        );
+        let b = Arc::new(b);
+        let calls: Vec<_> = (0..100u32)
+            .map(|i| {
+                let b = b.clone();
+                tokio::spawn(async move { (i, b.call(i).await) })
+            })
+            .collect();
+        for c in calls {
+            let (i, answer) = c.await.unwrap();
+            assert_eq!(answer.unwrap(), i * 10);
+        }
+        let n = flushes.load(Ordering::SeqCst);
+        // 100 calls, at most 64 per flush: 2 or a few more, never 100.
+        assert!((2..=10).contains(&n), "{n} flushes");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_batch_stops_at_its_byte_limit_and_a_short_answer_is_an_error() {
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let b: Batcher<usize, usize> = Batcher::spawn(
+            Limits {
+                max_jobs: 64,
+                max_bytes: 10,
+                in_flight: 1,
+            },
+            |j| *j,
+            move |jobs: Vec<usize>| {
+                seen.lock().unwrap().push(jobs.clone());
+                async move {
+                    // Answers all but a job of 7 bytes.
+                    jobs.into_iter().filter(|j| *j != 7).map(Ok).collect()
+                }
+            },
+        );
+        let b = Arc::new(b);
+        let calls: Vec<_> = [4usize, 4, 4, 7]
+            .into_iter()
+            .map(|j| {
+                let b = b.clone();
+                tokio::spawn(async move { b.call(j).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for c in calls {
+            answers.push(c.await.unwrap());
+        }
+        assert!(matches!(answers[3], Err(Error::Closed)));
+        assert_eq!(answers[0].as_ref().unwrap(), &4);
+        for batch in sizes.lock().unwrap().iter() {
+            assert!(
+                batch.iter().sum::<usize>() <= 10 || batch.len() == 1,
+                "{batch:?}"
+            );
+        }
+    }
+}
