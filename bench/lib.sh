@@ -19,7 +19,8 @@
 #                               everysec, like `eddy up`
 #   BENCH_CONTROLLER=0|1|auto   also run `eddy controller` (default 0: gateway + worker only;
 #                               auto: when the binary has the command)
-#   BENCH_WORKER_CONCURRENCY=16 EDDY_CONCURRENCY of the worker
+#   BENCH_WORKER_CONCURRENCY=64 EDDY_CONCURRENCY of the worker (the binary's default;
+#                               runs before 2026-12-02 used 16)
 #   BENCH_THREADS=1             EDDY_THREADS of gateway, worker and controller: the four
 #                               processes share 2 cores, as one-CPU pods would ("" = one
 #                               per core, the binary's default)
@@ -44,7 +45,7 @@ CLK_TCK=$(getconf CLK_TCK)
 BENCH_BUILD=${BENCH_BUILD:-auto}
 BENCH_AOF=${BENCH_AOF:-0}
 BENCH_CONTROLLER=${BENCH_CONTROLLER:-0}
-BENCH_WORKER_CONCURRENCY=${BENCH_WORKER_CONCURRENCY:-16}
+BENCH_WORKER_CONCURRENCY=${BENCH_WORKER_CONCURRENCY:-64}
 BENCH_SHARED_CACHE=${BENCH_SHARED_CACHE:-1}
 BENCH_THREADS=${BENCH_THREADS-1}
 BENCH_REDIS_ARGS=${BENCH_REDIS_ARGS---hash-max-ziplist-value 1024}

@@ -28,6 +28,9 @@ pub struct Gateway {
     base: String,
     /// Authorization and tenant headers.
     auth: HeaderMap,
+    /// The hot loops post over bare HTTP/1.1 connections (plain `http://`
+    /// without `--http2`), see [`Poster`].
+    lean: bool,
 }
 
 impl Gateway {
@@ -73,7 +76,22 @@ impl Gateway {
                 HeaderValue::from_str(t).context("the tenant is not a valid header value")?,
             );
         }
-        Ok(Gateway { http, base, auth })
+        let lean = !http2 && base.starts_with("http://");
+        Ok(Gateway {
+            http,
+            base,
+            auth,
+            lean,
+        })
+    }
+
+    /// A poster for one sender of a hot loop.
+    pub fn poster(&self) -> Poster {
+        if self.lean {
+            Poster::Lean(None)
+        } else {
+            Poster::Pooled(self.http.clone())
+        }
     }
 
     /// `base + path`, parsed once (the hot loops clone the parsed URL).
@@ -152,6 +170,148 @@ impl Gateway {
         self.send(req).await?;
         Ok(())
     }
+}
+
+/// What a post failed on.
+#[derive(Debug)]
+pub enum PostError {
+    Reqwest(reqwest::Error),
+    /// Connecting, or the connection failed under the request.
+    Lean {
+        connect: bool,
+        message: String,
+    },
+}
+
+impl PostError {
+    /// `connect`, `timeout` or `transport`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PostError::Reqwest(e) if e.is_timeout() => "timeout",
+            PostError::Reqwest(e) if e.is_connect() => "connect",
+            PostError::Lean { connect: true, .. } => "connect",
+            _ => "transport",
+        }
+    }
+}
+
+impl std::fmt::Display for PostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PostError::Reqwest(e) => write!(f, "{e:#}"),
+            PostError::Lean { message, .. } => f.write_str(message),
+        }
+    }
+}
+
+/// An answer: status, headers, body.
+pub type Answer = (StatusCode, HeaderMap, Bytes);
+
+/// Posts invocations for one sender. `Pooled` is reqwest (HTTP/2, TLS);
+/// `Lean` is one bare HTTP/1.1 keep-alive connection of hyper's, opened on
+/// first use and again after a failure: no pool, redirect handling or
+/// per-request timers, so that the generator, which shares the machine with
+/// what it measures, costs a few microseconds per request instead of tens.
+#[derive(Debug)]
+pub enum Poster {
+    Pooled(reqwest::Client),
+    Lean(Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>>),
+}
+
+impl Poster {
+    pub async fn post(
+        &mut self,
+        url: &Url,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Answer, PostError> {
+        match self {
+            Poster::Pooled(http) => {
+                let resp = http
+                    .post(url.clone())
+                    .headers(headers.clone())
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(PostError::Reqwest)?;
+                let (status, headers) = (resp.status(), resp.headers().clone());
+                let body = resp.bytes().await.map_err(PostError::Reqwest)?;
+                Ok((status, headers, body))
+            }
+            Poster::Lean(conn) => {
+                let result =
+                    tokio::time::timeout(REQUEST_TIMEOUT, lean_post(conn, url, headers, body))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(PostError::Lean {
+                                connect: false,
+                                message: format!("no answer within {REQUEST_TIMEOUT:?}"),
+                            })
+                        });
+                if result.is_err() {
+                    // The connection may be half-used: the next post opens
+                    // a new one.
+                    *conn = None;
+                }
+                result
+            }
+        }
+    }
+}
+
+async fn lean_post(
+    conn: &mut Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>>,
+    url: &Url,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Answer, PostError> {
+    use http_body_util::BodyExt;
+    let failed = |connect: bool| {
+        move |e: &dyn std::fmt::Display| PostError::Lean {
+            connect,
+            message: e.to_string(),
+        }
+    };
+    let host = url.host_str().unwrap_or("localhost");
+    let port = url.port_or_known_default().unwrap_or(80);
+    if conn.as_ref().is_none_or(|c| c.is_closed()) {
+        let stream = tokio::net::TcpStream::connect((host, port))
+            .await
+            .map_err(|e| failed(true)(&e))?;
+        let _ = stream.set_nodelay(true);
+        let (send, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| failed(true)(&e))?;
+        tokio::spawn(connection);
+        *conn = Some(send);
+    }
+    let Some(send) = conn.as_mut() else {
+        return Err(failed(true)(&"no connection"));
+    };
+    send.ready().await.map_err(|e| failed(false)(&e))?;
+    let mut req = hyper::Request::post(&url[url::Position::BeforePath..])
+        .body(http_body_util::Full::new(body))
+        .map_err(|e| failed(false)(&e))?;
+    let h = req.headers_mut();
+    h.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if let Ok(v) = HeaderValue::from_str(&match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }) {
+        h.insert(reqwest::header::HOST, v);
+    }
+    let resp = send
+        .send_request(req)
+        .await
+        .map_err(|e| failed(false)(&e))?;
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| failed(false)(&e))?
+        .to_bytes();
+    Ok((parts.status, parts.headers, body))
 }
 
 /// The invocation id of an invoke answer: the `Location` of a 202

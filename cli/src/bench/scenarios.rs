@@ -15,7 +15,7 @@ use reqwest::{Method, Url};
 use serde_json::{Value, json};
 
 use super::Settings;
-use super::http::{Gateway, id_string, invocation_id, segment};
+use super::http::{Gateway, Poster, id_string, invocation_id, segment};
 use super::stats::{Errors, Facts, Hist, Rng, now_ms, phases, r3, sample_indices};
 
 /// How often the drain wait reads the function's backlog.
@@ -146,7 +146,7 @@ impl SenderOut {
 }
 
 /// One request per invocation, `Prefer: respond-async`.
-async fn send_singles(http: reqwest::Client, plan: Arc<Plan>) -> Result<SenderOut> {
+async fn send_singles(mut poster: Poster, plan: Arc<Plan>) -> Result<SenderOut> {
     let mut out = SenderOut::new()?;
     loop {
         let i = plan.next.fetch_add(1, Ordering::Relaxed);
@@ -154,28 +154,21 @@ async fn send_singles(http: reqwest::Client, plan: Arc<Plan>) -> Result<SenderOu
             break;
         }
         let t = Instant::now();
-        let sent = http
-            .post(plan.url.clone())
-            .headers(plan.headers.clone())
-            .body(plan.payload.body(i))
-            .send()
-            .await;
-        match sent {
-            Ok(resp) => {
-                let status = resp.status();
-                let id = invocation_id(resp.headers());
-                let body = resp.bytes().await;
+        match poster
+            .post(&plan.url, &plan.headers, plan.payload.body(i))
+            .await
+        {
+            Ok((status, headers, body)) => {
                 out.latency.record(t.elapsed().as_micros() as u64);
-                match (status.is_success(), id, body) {
-                    (_, _, Err(e)) => out.errors.add_reqwest(1, &e),
-                    (true, Some(id), Ok(_)) => out.ids.push((i, id)),
-                    (true, None, Ok(_)) => out
+                match (status.is_success(), invocation_id(&headers)) {
+                    (true, Some(id)) => out.ids.push((i, id)),
+                    (true, None) => out
                         .errors
                         .add("no_id", 1, || format!("{status} without an invocation id")),
-                    (false, _, Ok(b)) => out.errors.add_status(1, status, &b),
+                    (false, _) => out.errors.add_status(1, status, &body),
                 }
             }
-            Err(e) => out.errors.add_reqwest(1, &e),
+            Err(e) => out.errors.add_post(1, &e),
         }
         out.last = Instant::now();
         plan.done.fetch_add(1, Ordering::Relaxed);
@@ -315,11 +308,11 @@ async fn ingest(gw: &Gateway, s: &Settings, batch: Option<u64>) -> Result<Ingest
     let started_ms = now_ms();
     let mut senders = tokio::task::JoinSet::new();
     for _ in 0..s.concurrency.max(1) {
-        let (http, plan) = (gw.http.clone(), plan.clone());
+        let (http, poster, plan) = (gw.http.clone(), gw.poster(), plan.clone());
         senders.spawn(async move {
             match plan.batch {
                 Some(b) => send_batches(http, plan, b.max(1)).await,
-                None => send_singles(http, plan).await,
+                None => send_singles(poster, plan).await,
             }
         });
     }
@@ -711,52 +704,39 @@ async fn sample_tree(gw: &Gateway, s: &Settings, root: String) -> Vec<Facts> {
 
 /// One sync invocation: (latency µs, id) or the error.
 async fn sync_invoke(
-    http: &reqwest::Client,
+    poster: &mut Poster,
     url: &Url,
     headers: &HeaderMap,
     body: Bytes,
     errors: &mut Errors,
 ) -> Option<(u64, u128)> {
     let t = Instant::now();
-    match http
-        .post(url.clone())
-        .headers(headers.clone())
-        .body(body)
-        .send()
-        .await
-    {
-        Ok(resp) => {
-            let status = resp.status();
-            let id = invocation_id(resp.headers());
-            match resp.bytes().await {
-                Ok(_) if status == reqwest::StatusCode::OK => {
-                    let us = t.elapsed().as_micros() as u64;
-                    match id {
-                        Some(id) => Some((us, id)),
-                        None => {
-                            errors.add("no_id", 1, || "200 without X-Eddy-Invocation-Id".into());
-                            None
-                        }
+    match poster.post(url, headers, body).await {
+        Ok((status, headers, body)) => {
+            let us = t.elapsed().as_micros() as u64;
+            let id = invocation_id(&headers);
+            match status {
+                reqwest::StatusCode::OK => match id {
+                    Some(id) => Some((us, id)),
+                    None => {
+                        errors.add("no_id", 1, || "200 without X-Eddy-Invocation-Id".into());
+                        None
                     }
-                }
-                Ok(_) if status == reqwest::StatusCode::ACCEPTED => {
+                },
+                reqwest::StatusCode::ACCEPTED => {
                     errors.add("sync_timeout", 1, || {
                         "202: not finished within the gateway's sync timeout".into()
                     });
                     None
                 }
-                Ok(b) => {
-                    errors.add_status(1, status, &b);
-                    None
-                }
-                Err(e) => {
-                    errors.add_reqwest(1, &e);
+                _ => {
+                    errors.add_status(1, status, &body);
                     None
                 }
             }
         }
         Err(e) => {
-            errors.add_reqwest(1, &e);
+            errors.add_post(1, &e);
             None
         }
     }
@@ -768,9 +748,12 @@ pub async fn latency(gw: &Gateway, s: &Settings) -> Result<Value> {
     let url = gw.url(&format!("/invoke/{}", segment(&s.function)))?;
     let headers = gw.headers(&[("content-type", "application/json")]);
     let mut warm_errors = Errors::default();
+    // One poster (connection) per worker, warmed in turn.
+    let mut posters: Vec<Poster> = (0..s.concurrency.max(1)).map(|_| gw.poster()).collect();
+    let n_posters = posters.len();
     for i in 0..s.warmup {
         sync_invoke(
-            &gw.http,
+            &mut posters[i as usize % n_posters],
             &url,
             &headers,
             s.payload.body(i),
@@ -786,8 +769,8 @@ pub async fn latency(gw: &Gateway, s: &Settings) -> Result<Value> {
     let started = Instant::now();
     let started_ms = now_ms();
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..s.concurrency.max(1) {
-        let (http, url, headers) = (gw.http.clone(), url.clone(), headers.clone());
+    for mut poster in posters {
+        let (url, headers) = (url.clone(), headers.clone());
         let (next, done, payload, count) = (next.clone(), done.clone(), s.payload.clone(), s.count);
         workers.spawn(async move {
             let mut hist = Hist::new()?;
@@ -799,7 +782,7 @@ pub async fn latency(gw: &Gateway, s: &Settings) -> Result<Value> {
                     break;
                 }
                 if let Some((us, id)) =
-                    sync_invoke(&http, &url, &headers, payload.body(i), &mut errors).await
+                    sync_invoke(&mut poster, &url, &headers, payload.body(i), &mut errors).await
                 {
                     hist.record(us);
                     ids.push(id);
@@ -889,6 +872,7 @@ pub async fn cold(gw: &Gateway, s: &Settings) -> Result<Value> {
         false => None,
     };
     let headers = gw.headers(&[("content-type", "application/json")]);
+    let mut poster = gw.poster();
     let tag = name_tag();
     let progress = bar(s.count, "cold", s.quiet);
     let cpu0 = s.cpu.mark();
@@ -917,7 +901,14 @@ pub async fn cold(gw: &Gateway, s: &Settings) -> Result<Value> {
             tokio::time::sleep(s.idle).await;
         }
         let url = gw.url(&format!("/invoke/{}", segment(&name)))?;
-        let got = sync_invoke(&gw.http, &url, &headers, s.payload.body(trial), &mut errors).await;
+        let got = sync_invoke(
+            &mut poster,
+            &url,
+            &headers,
+            s.payload.body(trial),
+            &mut errors,
+        )
+        .await;
         if let Some((us, id)) = got {
             hist.record(us);
             let deadline = Instant::now() + Duration::from_secs(10);

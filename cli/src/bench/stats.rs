@@ -100,6 +100,10 @@ impl Errors {
         self.add(code, n, || format!("{e:#}"));
     }
 
+    pub fn add_post(&mut self, n: u64, e: &super::http::PostError) {
+        self.add(e.code(), n, || e.to_string());
+    }
+
     pub fn add_status(&mut self, n: u64, status: reqwest::StatusCode, body: &[u8]) {
         let f = crate::client::ApiFailure::from_body(status, body);
         self.add(&f.code, n, || f.message.clone());
