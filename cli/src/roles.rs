@@ -395,6 +395,12 @@ impl RedisChild {
             // finished invocation and cheaper writes (bench/RESULTS.md). The
             // `ziplist` name is the one Redis 6.2 knows too.
             .args(["--hash-max-ziplist-value", "1024"])
+            // Every invocation appends about 1.5 KB to the AOF; Redis's
+            // default rewrites it from 64 MB on, which a burst reaches in
+            // seconds, and each rewrite forks the server (a pause, then
+            // copy-on-write faults and a child competing for the CPU) again
+            // and again under load. Rewrite from 1 GiB, when it doubled.
+            .args(["--auto-aof-rewrite-min-size", "1gb"])
             .args(["--logfile", "redis.log"])
             .stdout(Stdio::null())
             .spawn()

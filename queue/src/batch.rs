@@ -24,6 +24,7 @@ struct Item<T, R> {
 /// Hands jobs to a flushing task; see the module documentation.
 pub(crate) struct Batcher<T, R> {
     tx: mpsc::UnboundedSender<Item<T, R>>,
+    urgent: mpsc::UnboundedSender<Item<T, R>>,
 }
 
 impl<T, R> std::fmt::Debug for Batcher<T, R> {
@@ -38,69 +39,114 @@ impl<T, R> std::fmt::Debug for Batcher<T, R> {
 pub(crate) struct Limits {
     pub(crate) max_jobs: usize,
     pub(crate) max_bytes: usize,
-    /// Flushes in flight at once. One more lets a batch form while the
-    /// previous one is on its way without doubling anybody's wait.
+    /// Flushes of ordinary jobs in flight at once. More than one lets a
+    /// batch form while the previous one is on its way without doubling
+    /// anybody's wait. Urgent jobs are not held back by it.
     pub(crate) in_flight: usize,
+}
+
+/// The jobs waiting in `rx` after `first`, up to the limits; one that does
+/// not fit is left in `carry` for the next batch.
+fn gather<T, R>(
+    first: Item<T, R>,
+    rx: &mut mpsc::UnboundedReceiver<Item<T, R>>,
+    carry: &mut Option<Item<T, R>>,
+    limits: Limits,
+    size: fn(&T) -> usize,
+) -> Vec<Item<T, R>> {
+    let mut bytes = size(&first.job);
+    let mut items = vec![first];
+    while items.len() < limits.max_jobs.max(1) {
+        let Ok(next) = rx.try_recv() else { break };
+        let b = size(&next.job);
+        if bytes + b > limits.max_bytes {
+            *carry = Some(next);
+            break;
+        }
+        bytes += b;
+        items.push(next);
+    }
+    items
 }
 
 impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     /// Spawns the flushing task on the current runtime. `size` tells the
-    /// bytes of a job; `flush` gets a batch and answers every job of it, in
-    /// order (a missing answer reaches its caller as [`Error::Closed`]).
+    /// bytes of a job; `flush` gets a batch (and whether it is urgent) and
+    /// answers every job of it, in order (a missing answer reaches its
+    /// caller as [`Error::Closed`]).
     pub(crate) fn spawn<F, Fut>(limits: Limits, size: fn(&T) -> usize, flush: F) -> Self
     where
-        F: Fn(Vec<T>) -> Fut + Send + 'static,
+        F: Fn(Vec<T>, bool) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<Result<R>>> + Send + 'static,
     {
         let (tx, mut rx) = mpsc::unbounded_channel::<Item<T, R>>();
+        let (urgent, mut urgent_rx) = mpsc::unbounded_channel::<Item<T, R>>();
         tokio::spawn(async move {
+            let run = |items: Vec<Item<T, R>>, ordinary: bool| {
+                let (jobs, replies): (Vec<T>, Vec<_>) =
+                    items.into_iter().map(|i| (i.job, i.reply)).unzip();
+                let done = flush(jobs, !ordinary);
+                async move {
+                    let mut answers = done.await.into_iter();
+                    for reply in replies {
+                        let _ = reply.send(answers.next().unwrap_or(Err(Error::Closed)));
+                    }
+                    ordinary
+                }
+            };
             let mut running = FuturesUnordered::new();
+            let mut ordinary = 0usize;
             // A job that did not fit into the previous batch starts the next.
-            let mut carry: Option<Item<T, R>> = None;
+            let (mut carry, mut urgent_carry) = (None, None);
+            let (mut open, mut urgent_open) = (true, true);
             loop {
                 tokio::select! {
                     biased;
-                    Some(()) = running.next(), if !running.is_empty() => {}
-                    item = async { match carry.take() { Some(i) => Some(i), None => rx.recv().await } },
-                        if running.len() < limits.in_flight.max(1) =>
-                    {
-                        let Some(first) = item else { break };
-                        let mut bytes = size(&first.job);
-                        let mut items = vec![first];
-                        while items.len() < limits.max_jobs.max(1) {
-                            let Ok(next) = rx.try_recv() else { break };
-                            let b = size(&next.job);
-                            if bytes + b > limits.max_bytes {
-                                carry = Some(next);
-                                break;
-                            }
-                            bytes += b;
-                            items.push(next);
+                    item = async {
+                        match urgent_carry.take() {
+                            Some(i) => Some(i),
+                            None => urgent_rx.recv().await,
                         }
-                        let (jobs, replies): (Vec<T>, Vec<_>) =
-                            items.into_iter().map(|i| (i.job, i.reply)).unzip();
-                        let done = flush(jobs);
-                        running.push(async move {
-                            let mut answers = done.await.into_iter();
-                            for reply in replies {
-                                let _ = reply.send(answers.next().unwrap_or(Err(Error::Closed)));
-                            }
-                        });
+                    }, if urgent_open => match item {
+                        None => urgent_open = false,
+                        Some(first) => {
+                            let items = gather(first, &mut urgent_rx, &mut urgent_carry, limits, size);
+                            running.push(run(items, false));
+                        }
+                    },
+                    Some(done) = running.next(), if !running.is_empty() => {
+                        if done {
+                            ordinary -= 1;
+                        }
                     }
+                    item = async {
+                        match carry.take() {
+                            Some(i) => Some(i),
+                            None => rx.recv().await,
+                        }
+                    }, if open && ordinary < limits.in_flight.max(1) => match item {
+                        None => open = false,
+                        Some(first) => {
+                            let items = gather(first, &mut rx, &mut carry, limits, size);
+                            ordinary += 1;
+                            running.push(run(items, true));
+                        }
+                    },
                     else => break,
                 }
             }
-            while running.next().await.is_some() {}
         });
-        Batcher { tx }
+        Batcher { tx, urgent }
     }
 
-    /// Queues `job` for the next flush and waits for its answer.
-    pub(crate) async fn call(&self, job: T) -> Result<R> {
+    /// Queues `job` for the next flush and waits for its answer. An
+    /// `urgent` job (someone waits for it: a sync invocation) goes out at
+    /// once with the other urgent ones waiting, not behind the flushes in
+    /// flight, and never in a batch with ordinary jobs.
+    pub(crate) async fn call(&self, job: T, urgent: bool) -> Result<R> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Item { job, reply })
-            .map_err(|_| Error::Closed)?;
+        let tx = if urgent { &self.urgent } else { &self.tx };
+        tx.send(Item { job, reply }).map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
 }
@@ -123,7 +169,7 @@ mod tests {
                 in_flight: 1,
             },
             |_| 1,
-            move |jobs: Vec<u32>| {
+            move |jobs: Vec<u32>, _| {
                 seen.fetch_add(1, Ordering::SeqCst);
                 async move {
                     tokio::task::yield_now().await;
@@ -135,7 +181,7 @@ mod tests {
         let calls: Vec<_> = (0..100u32)
             .map(|i| {
                 let b = b.clone();
-                tokio::spawn(async move { (i, b.call(i).await) })
+                tokio::spawn(async move { (i, b.call(i, false).await) })
             })
             .collect();
         for c in calls {
@@ -158,7 +204,7 @@ mod tests {
                 in_flight: 1,
             },
             |j| *j,
-            move |jobs: Vec<usize>| {
+            move |jobs: Vec<usize>, _| {
                 seen.lock().unwrap().push(jobs.clone());
                 async move {
                     // Answers all but a job of 7 bytes.
@@ -171,7 +217,7 @@ mod tests {
             .into_iter()
             .map(|j| {
                 let b = b.clone();
-                tokio::spawn(async move { b.call(j).await })
+                tokio::spawn(async move { b.call(j, false).await })
             })
             .collect();
         let mut answers = Vec::new();
@@ -185,6 +231,48 @@ mod tests {
                 batch.iter().sum::<usize>() <= 10 || batch.len() == 1,
                 "{batch:?}"
             );
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_urgent_call_does_not_wait_behind_ordinary_flushes_in_flight() {
+        // Ordinary flushes block until released; one may be in flight.
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let g = gate.clone();
+        let b: Batcher<u32, u32> = Batcher::spawn(
+            Limits {
+                max_jobs: 64,
+                max_bytes: 1 << 20,
+                in_flight: 1,
+            },
+            |_| 1,
+            move |jobs: Vec<u32>, _| {
+                let g = g.clone();
+                async move {
+                    if jobs.iter().any(|j| *j < 100) {
+                        let _ = g.acquire().await.unwrap();
+                    }
+                    jobs.into_iter().map(Ok).collect()
+                }
+            },
+        );
+        let b = Arc::new(b);
+        let ordinary: Vec<_> = (0..3u32)
+            .map(|i| {
+                let b = b.clone();
+                tokio::spawn(async move { b.call(i, false).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        // The ordinary jobs are stuck; the urgent one is answered.
+        let urgent = tokio::time::timeout(std::time::Duration::from_secs(5), b.call(100, true))
+            .await
+            .expect("the urgent call waited behind ordinary ones");
+        assert_eq!(urgent.unwrap(), 100);
+        assert!(ordinary.iter().all(|o| !o.is_finished()));
+        gate.add_permits(10);
+        for (i, o) in ordinary.into_iter().enumerate() {
+            assert_eq!(o.await.unwrap().unwrap(), i as u32);
         }
     }
 }

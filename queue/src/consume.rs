@@ -261,12 +261,13 @@ impl Queue {
     }
 
     /// Reads new entries of one stream without blocking (a wake-up), on the
-    /// shared connection.
+    /// shared connection (the urgent one for an urgent wake-up).
     pub async fn read_now(
         &self,
         consumer: &str,
         stream: &str,
         count: usize,
+        urgent: bool,
     ) -> Result<(Vec<Delivery>, Vec<Malformed>)> {
         let reply: redis::RedisResult<Value> = redis::cmd("XREADGROUP")
             .arg("GROUP")
@@ -277,7 +278,7 @@ impl Queue {
             .arg("STREAMS")
             .arg(stream)
             .arg(">")
-            .query_async(&mut self.conn())
+            .query_async(&mut self.conn_for(urgent))
             .await;
         let reply = gone_is_empty(reply)?;
         Ok(deliveries(reply))

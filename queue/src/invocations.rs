@@ -253,7 +253,8 @@ impl Queue {
     /// that the function exists, dedupes on the idempotency key, checks the
     /// tenant's quotas, appends the stream entry and writes the invocation
     /// record. Calls made at the same time share one script call (group
-    /// commit, see `batch.rs`); each is still all or nothing on its own.
+    /// commit, see `batch.rs`); each is still all or nothing on its own. A
+    /// sync invocation (someone waits for it) goes out at once.
     pub async fn enqueue(
         &self,
         envelope: &Envelope,
@@ -264,7 +265,10 @@ impl Queue {
         let lazy = self.lazy_run(envelope, run_callback);
         let envelope = lazy.as_ref().unwrap_or(envelope);
         let job = enqueue_job(envelope, payload, limits, run_callback)?;
-        let reply = self.enqueuer().call(job).await?;
+        let reply = self
+            .enqueuer()
+            .call(job, envelope.reply_to.is_some())
+            .await?;
         enqueue_reply(envelope, &reply)
     }
 
@@ -286,7 +290,7 @@ impl Queue {
                 enqueue_job(lazy.as_ref().unwrap_or(env), payload, limits, None)
             })
             .collect::<Result<Vec<_>>>()?;
-        let replies = self.enqueue_jobs(jobs).await;
+        let replies = self.enqueue_jobs(jobs, false).await;
         Ok(batch
             .iter()
             .zip(replies)
@@ -315,13 +319,17 @@ impl Queue {
     }
 
     /// One flush of the enqueue batcher: a script call per tenant.
-    pub(crate) async fn enqueue_jobs(&self, jobs: Vec<EnqueueJob>) -> Vec<Result<Vec<String>>> {
+    pub(crate) async fn enqueue_jobs(
+        &self,
+        jobs: Vec<EnqueueJob>,
+        urgent: bool,
+    ) -> Vec<Result<Vec<String>>> {
         let n = jobs.len();
         let now = eddy_protocol::now_ms();
         let ttl = self.ttl_secs().to_string();
         let now_s = now.to_string();
         let calls = by_tenant(jobs, |j| &j.tenant).into_iter().map(|group| {
-            let mut conn = self.conn();
+            let mut conn = self.conn_for(urgent);
             let (now_s, ttl) = (&now_s, &ttl);
             async move {
                 let t = &group[0].1.tenant;
@@ -329,8 +337,12 @@ impl Queue {
                 head_keys
                     .push(keys::tenant(t))
                     .push(keys::rate_window(t, now / 1000));
-                let mut head_args = Args::with_capacity(3, 64);
-                head_args.push(now_s).push(ttl).push(t.as_str());
+                let mut head_args = Args::with_capacity(4, 64);
+                head_args
+                    .push(now_s)
+                    .push(ttl)
+                    .push(t.as_str())
+                    .push(if urgent { keys::WAKE } else { "" });
                 let mut keys = vec![&head_keys];
                 keys.extend(group.iter().map(|(_, j)| &j.keys));
                 let mut args = vec![&head_args];
@@ -359,14 +371,18 @@ impl Queue {
     /// Completes one delivery atomically (see `lua/complete.lua`): result,
     /// follow-ups, run counts, retry or dead letter, callbacks, XACK.
     /// Completions made at the same time share one script call (group
-    /// commit); each is still all or nothing on its own.
+    /// commit); each is still all or nothing on its own. The completion of
+    /// a sync invocation goes out at once.
     pub async fn complete(
         &self,
         delivery: &Delivery,
         completion: &Completion,
     ) -> Result<Completed> {
         let job = complete_job(delivery, completion, self.config.record_ttl)?;
-        let reply = self.completer().call(job).await?;
+        let reply = self
+            .completer()
+            .call(job, delivery.envelope.reply_to.is_some())
+            .await?;
         Ok(Completed {
             status: reply.first().cloned().unwrap_or_default(),
             run_status: reply.get(1).and_then(|s| RunStatus::parse(s)),
@@ -374,12 +390,16 @@ impl Queue {
     }
 
     /// One flush of the completion batcher: a script call per tenant.
-    pub(crate) async fn complete_jobs(&self, jobs: Vec<CompleteJob>) -> Vec<Result<Vec<String>>> {
+    pub(crate) async fn complete_jobs(
+        &self,
+        jobs: Vec<CompleteJob>,
+        urgent: bool,
+    ) -> Vec<Result<Vec<String>>> {
         let n = jobs.len();
         let now_s = eddy_protocol::now_ms().to_string();
         let ttl = self.ttl_secs().to_string();
         let calls = by_tenant(jobs, |j| &j.tenant).into_iter().map(|group| {
-            let mut conn = self.conn();
+            let mut conn = self.conn_for(urgent);
             let (now_s, ttl) = (&now_s, &ttl);
             async move {
                 let t = &group[0].1.tenant;

@@ -102,6 +102,11 @@ impl Default for QueueConfig {
 pub struct Queue {
     backend: Backend,
     conn: Conn,
+    /// A second shared connection for urgent work (the enqueue and the
+    /// completion of sync invocations): Redis serves connections in turn, so
+    /// an urgent script does not wait in the socket behind the batches
+    /// pipelined on `conn`.
+    urgent: Conn,
     config: QueueConfig,
     /// Whether roots are enqueued without a run record (see
     /// [`Queue::set_runs_of_one`]).
@@ -117,12 +122,16 @@ struct Batchers {
     complete: std::sync::OnceLock<batch::Batcher<invocations::CompleteJob, Vec<String>>>,
 }
 
-/// How big a group commit may grow. 64 completions of short invocations
-/// hold Redis for about half a millisecond; bytes bound large payloads.
+/// How big a group commit may grow. 16 completions of short invocations
+/// hold Redis for a fraction of a millisecond (a longer script is a longer
+/// wait for every other client); bytes bound large payloads. Two ordinary
+/// flushes in flight keep batches large enough that Redis spends least per
+/// invocation (same-session A/B, bench/RESULTS.md); urgent ones (sync
+/// invocations) go out at once on a connection of their own.
 const BATCH: batch::Limits = batch::Limits {
     max_jobs: 16,
     max_bytes: 512 << 10,
-    in_flight: 4,
+    in_flight: 2,
 };
 
 impl std::fmt::Debug for Queue {
@@ -144,9 +153,11 @@ impl Queue {
             .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
         let backend = Backend::open(url, forced)?;
         let conn = backend.shared().await?;
+        let urgent = backend.shared().await?;
         Ok(Queue {
             backend,
             conn,
+            urgent,
             config,
             runs_of_one: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             batchers: std::sync::Arc::default(),
@@ -166,9 +177,9 @@ impl Queue {
     fn enqueuer(&self) -> &batch::Batcher<invocations::EnqueueJob, Vec<String>> {
         self.batchers.enqueue.get_or_init(|| {
             let q = self.unbatched();
-            batch::Batcher::spawn(BATCH, invocations::enqueue_size, move |jobs| {
+            batch::Batcher::spawn(BATCH, invocations::enqueue_size, move |jobs, urgent| {
                 let q = q.clone();
-                async move { q.enqueue_jobs(jobs).await }
+                async move { q.enqueue_jobs(jobs, urgent).await }
             })
         })
     }
@@ -177,9 +188,9 @@ impl Queue {
     fn completer(&self) -> &batch::Batcher<invocations::CompleteJob, Vec<String>> {
         self.batchers.complete.get_or_init(|| {
             let q = self.unbatched();
-            batch::Batcher::spawn(BATCH, invocations::complete_size, move |jobs| {
+            batch::Batcher::spawn(BATCH, invocations::complete_size, move |jobs, urgent| {
                 let q = q.clone();
-                async move { q.complete_jobs(jobs).await }
+                async move { q.complete_jobs(jobs, urgent).await }
             })
         })
     }
@@ -209,6 +220,15 @@ impl Queue {
     /// reader.
     pub async fn blocking_connection(&self) -> Result<BlockingConn> {
         self.backend.blocking().await
+    }
+
+    /// The connection for urgent (`true`) or ordinary work.
+    pub(crate) fn conn_for(&self, urgent: bool) -> Conn {
+        if urgent {
+            self.urgent.clone()
+        } else {
+            self.conn.clone()
+        }
     }
 
     pub(crate) fn conn(&self) -> Conn {

@@ -481,7 +481,10 @@ impl Worker {
                 _ = stop.changed() => return,
                 Some(msg) = wake.recv() => {
                     if let Reply::Done(stream) = msg {
-                        self.woken(stream).await;
+                        match stream.strip_prefix('!') {
+                            Some(stream) => self.woken(stream.to_string(), true).await,
+                            None => self.woken(stream, false).await,
+                        }
                     }
                 }
                 Some(_) = assign.recv() => self.refresh_assignment().await,
@@ -490,26 +493,42 @@ impl Worker {
     }
 
     /// A stream got work and may be cold: read it at once, without waiting
-    /// for the blocked reader or the controller.
-    async fn woken(self: &Arc<Self>, stream: String) {
+    /// for the blocked reader or the controller. An `urgent` wake-up (a sync
+    /// invocation: somebody waits) is read at once even where the reader
+    /// has the stream: under load the reader's next read may be a round
+    /// trip or two away, and it reads whatever stream has work, in turn.
+    async fn woken(self: &Arc<Self>, stream: String, urgent: bool) {
         if self.draining.load(Ordering::Acquire) || keys::parse_stream(&stream).is_none() {
             return;
         }
         let permits = {
             let mut cap = lock(&self.capacity);
-            // Assigned already: the reader has it.
-            if cap.controlled() && cap.permits(&stream).is_some() {
-                return;
+            let here = cap.permits(&stream).is_some();
+            match (urgent, here, cap.controlled()) {
+                // Urgent, read here: read it now.
+                (true, true, _) => {}
+                // Urgent, but a controller gave the stream to other workers
+                // (or to none yet: then the plain wake-up that comes with a
+                // cold stream's first invocation is the one to act on).
+                (true, false, true) => return,
+                // Assigned already: the reader has it.
+                (false, true, true) => return,
+                _ => {
+                    cap.wake(stream.clone());
+                    cap.wanted(self.default_concurrency());
+                }
             }
-            cap.wake(stream.clone());
-            cap.wanted(self.default_concurrency());
             cap.permits(&stream)
         };
         let free = permits.map(|(p, _)| p.available_permits()).unwrap_or(0);
         if free == 0 {
             return;
         }
-        match self.queue.read_now(&self.consumer, &stream, free).await {
+        match self
+            .queue
+            .read_now(&self.consumer, &stream, free, urgent)
+            .await
+        {
             Ok((deliveries, malformed)) => {
                 self.quarantine(malformed).await;
                 for d in deliveries {

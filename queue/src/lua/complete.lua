@@ -38,7 +38,9 @@
 --       envelope json, +24+4i payload, +25+4i id, +26+4i function
 -- Returns one {status, run status} per completion; status is 'stale' when
 -- the delivery had been completed already.
-local group, now, ttl, tenant = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+-- (The TTL stays the string it came as: a Lua number would be formatted
+-- back on every call.)
+local group, now, ttl, tenant = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local pending_delta = 0
 local stats, stats_order = {}, {}
 

@@ -8,15 +8,19 @@
 --       then per invocation i (0-based): 3+5i stream, 4+5i record,
 --       5+5i run record (written only when ARGV[3] is not '1'),
 --       6+5i idempotency key, 7+5i function hash
--- ARGV: 1 now ms, 2 ttl s, 3 tenant,
---       then per invocation i: 4+10i envelope json, 5+10i payload, 6+10i id,
---       7+10i function, 8+10i idempotency key ('' = none), 9+10i max depth,
---       10+10i max invocations, 11+10i version, 12+10i run callback url
---       ('' = none), 13+10i '1' = no run record until the root fans out
+-- ARGV: 1 now ms, 2 ttl s, 3 tenant, 4 wake channel ('' = none: someone waits
+--       for these invocations, so the workers reading their streams are told
+--       at once with `!<stream>` instead of finding them on their next read),
+--       then per invocation i: 5+10i envelope json, 6+10i payload, 7+10i id,
+--       8+10i function, 9+10i idempotency key ('' = none), 10+10i max depth,
+--       11+10i max invocations, 12+10i version, 13+10i run callback url
+--       ('' = none), 14+10i '1' = no run record until the root fans out
 --       (else a live worker predates that: the run's record is written now)
 -- Returns one reply per invocation: {'ok', entry} | {'duplicate', id} |
 -- {'no-function'} | {'quota', 'pending' | 'rate', limit}.
-local now, ttl, tenant = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+-- (The TTL goes to Redis as the string it came as: a Lua number would be
+-- formatted back on every call.)
+local now, tenant, wake = ARGV[1], ARGV[3], ARGV[4]
 local n = (#KEYS - 2) / 5
 
 -- Quotas: pending invocations of the tenant, and invocations per second.
@@ -60,10 +64,13 @@ local function accept(k, a)
     end
   end
   if idem ~= '' then
-    redis.call('SET', KEYS[k + 3], id, 'EX', ttl)
+    redis.call('SET', KEYS[k + 3], id, 'EX', ARGV[2])
   end
   local entry = redis.call('XADD', KEYS[k], '*', 'e', ARGV[a], 'p', ARGV[a + 1])
   added = added + 1
+  if wake ~= '' then
+    redis.call('PUBLISH', wake, '!' .. KEYS[k])
+  end
   -- The run of a root invocation is the root alone until it fans out: its
   -- limits and callback wait in the root's record, and the completion
   -- script creates the run's own record only when the first follow-ups are
@@ -81,7 +88,7 @@ local function accept(k, a)
       'version', ARGV[a + 7], 'created', now, 'max_depth', ARGV[a + 5],
       'max_inv', ARGV[a + 6])
   end
-  redis.call('EXPIRE', KEYS[k + 1], ttl)
+  redis.call('EXPIRE', KEYS[k + 1], ARGV[2])
   if ARGV[a + 9] ~= '1' then
     redis.call('HSET', KEYS[k + 2],
       'id', id, 'tenant', tenant, 'function', ARGV[a + 3], 'status', 'running',
@@ -90,14 +97,14 @@ local function accept(k, a)
     if cb ~= '' then
       redis.call('HSET', KEYS[k + 2], 'callback', cb)
     end
-    redis.call('EXPIRE', KEYS[k + 2], ttl)
+    redis.call('EXPIRE', KEYS[k + 2], ARGV[2])
   end
   return {'ok', entry}
 end
 
 local out = {}
 for i = 0, n - 1 do
-  out[i + 1] = accept(3 + 5 * i, 4 + 10 * i)
+  out[i + 1] = accept(3 + 5 * i, 5 + 10 * i)
 end
 if added > 0 then
   redis.call('HINCRBY', KEYS[1], 'pending', added)
