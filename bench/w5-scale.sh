@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 5 figures: scale-up reaction, scale to zero (RSS), fairness. Starts its
 # own `eddy up` (private redis-server) and runs bench/scale.py against it.
-# usage: bench/w5-scale.sh [--burst N] [--trickle N]
+# usage: bench/w5-scale.sh [--burst N] [--trickle N] [--burst-ms MS] [--repeat K]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # EDDY_BIN picks the binary (default: this checkout's release build).

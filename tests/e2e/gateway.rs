@@ -21,6 +21,8 @@ pub struct Platform {
     pub http: reqwest::Client,
     /// Kept for its lifetime: dropping it stops `eddy up`.
     pub _process: EddyProcess,
+    /// The private `redis-server` of `eddy up`.
+    pub redis_port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -28,11 +30,13 @@ impl Platform {
     pub fn start(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let process = EddyProcess::up(dir.path(), port, free_port(), env);
+        let redis_port = free_port();
+        let process = EddyProcess::up(dir.path(), port, redis_port, env);
         Platform {
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
             _process: process,
+            redis_port,
             _dir: dir,
         }
     }
@@ -364,6 +368,85 @@ async fn deploy_invoke_sync_async_with_callback_and_a_run() {
         })
         .await;
     }
+
+    // A big batch arrives in large body chunks; it still reaches Redis in
+    // enqueue script calls of at most 16 lines (one call of thousands would
+    // hold Redis, and every other tenant, for as long), and every line is
+    // answered, in order. Redis's slow log, set to keep every command, shows
+    // each enqueue call's size: its KEYS are 2 + 5 per invocation, and its
+    // second key is the tenant's rate window.
+    let redis = redis::Client::open(format!("redis://127.0.0.1:{}", p.redis_port)).unwrap();
+    let mut rc = redis.get_multiplexed_async_connection().await.unwrap();
+    for (k, v) in [
+        ("slowlog-log-slower-than", "0"),
+        ("slowlog-max-len", "100000"),
+    ] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(k)
+            .arg(v)
+            .query_async(&mut rc)
+            .await
+            .unwrap();
+    }
+    let _: () = redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(&mut rc)
+        .await
+        .unwrap();
+    let mut body = String::new();
+    for i in 0..2000 {
+        body.push_str(&format!("{{\"text\":\"line {i}\"}}\n"));
+    }
+    let r = p
+        .req(Method::POST, "/invoke/wordcount/batch", &key)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let answers: Vec<Value> = r
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 2000);
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(a["line"], i + 1);
+        assert!(a["id"].is_string(), "{a}");
+    }
+    // Entry: [id, time, µs, [command, args…], client, name].
+    let log: Vec<(u64, u64, u64, Vec<String>)> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(-1)
+        .query_async::<Vec<redis::Value>>(&mut rc)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            let e: Vec<redis::Value> = redis::from_redis_value(e).unwrap();
+            let mut it = e.into_iter();
+            let (id, at, us) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+            (
+                redis::from_redis_value(id).unwrap(),
+                redis::from_redis_value(at).unwrap(),
+                redis::from_redis_value(us).unwrap(),
+                redis::from_redis_value(it.next().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    let sizes: Vec<u64> = log
+        .iter()
+        .filter(|(_, _, _, args)| {
+            args.first()
+                .is_some_and(|c| c.eq_ignore_ascii_case("evalsha"))
+                && args.get(4).is_some_and(|k| k.contains(":rate:"))
+        })
+        .map(|(_, _, _, args)| (args[2].parse::<u64>().unwrap() - 2) / 5)
+        .collect();
+    assert_eq!(sizes.iter().sum::<u64>(), 2000, "{sizes:?}");
+    assert!(sizes.iter().all(|n| *n <= 16), "{sizes:?}");
 
     // OpenAPI is served and lists the routes.
     let (s, doc) = p.get(&key, "/openapi.json").await;
