@@ -34,6 +34,12 @@ pub struct WorkerArgs {
     /// can then starve into its timeout while the CPU is saturated).
     #[arg(long, env = "EDDY_EXEC_PRIORITY", default_value = "nice", value_parser = ["nice", "idle"])]
     exec_priority: String,
+    /// Nice value of the worker's bulk threads (reads, async invocations,
+    /// completions): sync invocations run on a thread of their own at the
+    /// process's priority, and the gateway and Redis next to the worker get
+    /// the CPU first. 0: all at one priority.
+    #[arg(long, env = "EDDY_BULK_NICE", default_value_t = 5, value_parser = clap::value_parser!(i32).range(0..=19))]
+    bulk_nice: i32,
     /// Lease of a delivery: after this long without a heartbeat another
     /// worker reclaims it.
     #[arg(long, env = "EDDY_LEASE_MS", default_value_t = 30_000)]
@@ -161,6 +167,7 @@ impl WorkerArgs {
             concurrency: self.concurrency,
             exec_slots: self.exec_slots,
             exec_idle: self.exec_priority == "idle",
+            bulk_nice: self.bulk_nice,
             lease: Duration::from_millis(self.lease_ms),
             max_deliveries: self.max_deliveries,
             cache_dir: self.cache_dir.clone(),
@@ -299,6 +306,21 @@ fn threads() -> Result<usize> {
     }
 }
 
+/// The runtime of a process with a worker: its threads do the worker's bulk
+/// work, at nice `bulk_nice` (the thread that blocks on it is lowered by
+/// the worker itself, once its interactive lane is started).
+fn worker_runtime(bulk_nice: i32) -> Result<tokio::runtime::Runtime> {
+    match threads()? {
+        1 => tokio_runtime(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .on_thread_start(move || eddy_worker::lower_thread_priority(bulk_nice))
+            .enable_all()
+            .build()
+            .context("starting tokio"),
+    }
+}
+
 /// The runtime a role process runs on (`block_on`). With one thread
 /// (`EDDY_THREADS=1`, or a one-CPU pod) everything runs on the main thread:
 /// no task ever wakes another thread, which is what a handoff costs most on
@@ -329,7 +351,7 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let Some(url) = args.redis_url.clone() else {
         bail!("set REDIS_URL (or --redis-url); `eddy up` starts a private Redis instead");
     };
-    tokio_runtime()?.block_on(async {
+    worker_runtime(args.bulk_nice)?.block_on(async {
         let shutdown = shutdown_signal()?;
         let worker = Worker::start(args.config(url)?)
             .await
@@ -473,8 +495,13 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
     };
     eprintln!("eddy up: redis at {url}");
     let admin_key = admin_key(&args)?;
-    let gateway_rt = spawn_runtime(threads()?)?;
-    let result = tokio_runtime()?.block_on(async {
+    let gateway_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads()?.max(1))
+        .thread_name("eddy-gateway")
+        .enable_all()
+        .build()
+        .context("starting the gateway's tokio runtime")?;
+    let result = worker_runtime(args.worker.bulk_nice)?.block_on(async {
         let shutdown = shutdown_signal()?;
         let worker = Worker::start(args.worker.config(url.clone())?)
             .await

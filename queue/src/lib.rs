@@ -173,6 +173,13 @@ impl Queue {
         }
     }
 
+    /// Starts the batching tasks on the current runtime now, rather than on
+    /// the runtime of whoever enqueues or completes first.
+    pub fn start_batching(&self) {
+        self.enqueuer();
+        self.completer();
+    }
+
     /// The enqueue batcher, started on first use.
     fn enqueuer(&self) -> &batch::Batcher<invocations::EnqueueJob, Vec<String>> {
         self.batchers.enqueue.get_or_init(|| {

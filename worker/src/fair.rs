@@ -220,6 +220,23 @@ fn lower_priority(_idle: bool) -> &'static str {
     "normal"
 }
 
+/// Lowers the calling thread's CPU priority to nice `nice`, never raising
+/// it (a thread already nicer stays so): for the threads of a worker's bulk
+/// work (see [`crate::WorkerConfig::bulk_nice`]). Best effort; 0 does
+/// nothing.
+pub fn lower_thread_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        let me = Some(rustix::thread::gettid());
+        let now = rustix::process::getpriority_process(me).unwrap_or(0);
+        if now < nice {
+            let _ = rustix::process::setpriority_process(me, nice);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
 impl Executor {
     /// `slots` execution threads (and slots per gate); `idle`: run them at
     /// `SCHED_IDLE` rather than nice 10.
@@ -288,7 +305,12 @@ impl Executor {
     {
         // `shared` also records this tenant's activity: always ask it.
         let shared = self.activity.shared(tenant);
-        let isolate = typical_us > ISOLATE_OVER_US && (shared || self.single_thread);
+        // One thread: this executor's runtime, or the caller's (the worker's
+        // interactive lane).
+        let single_thread = self.single_thread
+            || tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        let isolate = typical_us > ISOLATE_OVER_US && (shared || single_thread);
         if !isolate {
             let _slot = self.inline.enter(tenant).await;
             return Ok(work.await);
@@ -397,6 +419,57 @@ mod tests {
             assert!(!t.starts_with("eddy-exec"), "{t}");
             assert_eq!(exec.load(), (4, 0), "every slot came back");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_guest_leaves_a_single_threaded_caller_of_a_multi_threaded_worker() {
+        // The worker's interactive lane: one thread of its own, sharing the
+        // executor of a multi-threaded worker.
+        let exec = Arc::new(Executor::new(2, false, false).unwrap());
+        let long = ISOLATE_OVER_US + 1;
+        let e = exec.clone();
+        let on_lane = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let long_one = e.run("a", long, async { thread() }).await.unwrap();
+                let short_one = e.run("a", 0, async { thread() }).await.unwrap();
+                (long_one, short_one)
+            })
+        })
+        .join()
+        .unwrap();
+        assert!(on_lane.0.starts_with("eddy-exec"), "{}", on_lane.0);
+        assert!(!on_lane.1.starts_with("eddy-exec"), "{}", on_lane.1);
+        // On the worker's own runtime the same guest alone stays inline.
+        let t = exec.run("a", long, async { thread() }).await.unwrap();
+        assert!(!t.starts_with("eddy-exec"), "{t}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn bulk_threads_are_lowered_never_raised() {
+        let nice = |f: fn()| {
+            std::thread::spawn(move || {
+                f();
+                policy_and_nice().1
+            })
+            .join()
+            .unwrap()
+        };
+        assert_eq!(nice(|| lower_thread_priority(5)), 5);
+        assert_eq!(nice(|| lower_thread_priority(0)), 0);
+        // A thread already nicer (an execution thread) stays as it is.
+        assert_eq!(
+            nice(|| {
+                let me = Some(rustix::thread::gettid());
+                rustix::process::setpriority_process(me, 12).unwrap();
+                lower_thread_priority(5);
+            }),
+            12
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]

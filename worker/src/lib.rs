@@ -20,4 +20,5 @@ mod telemetry;
 mod worker;
 
 pub use callbacks::{CallbackConfig, sign};
+pub use fair::lower_thread_priority;
 pub use worker::{Worker, WorkerConfig, WorkerError};

@@ -31,6 +31,13 @@ pub struct WorkerConfig {
     pub exec_slots: usize,
     /// Long guests of a shared worker run at `SCHED_IDLE` rather than nice 10.
     pub exec_idle: bool,
+    /// Nice value of the threads doing the worker's bulk work (reads,
+    /// async invocations, completions, callbacks): [`Worker::run`] lowers
+    /// its calling thread to it once the interactive lane is started, and
+    /// the binary its runtime's threads. Sync invocations, somebody
+    /// waiting, run on the lane at the process's own priority, and so do
+    /// the gateway and Redis next to it. 0 leaves everything as it is.
+    pub bulk_nice: i32,
     /// How long a delivery may go without a heartbeat before another worker
     /// reclaims it.
     pub lease: Duration,
@@ -68,6 +75,7 @@ impl Default for WorkerConfig {
             concurrency: 64,
             exec_slots: 0,
             exec_idle: false,
+            bulk_nice: 0,
             lease: Duration::from_secs(30),
             max_deliveries: 5,
             cache_dir: PathBuf::from(".eddy/artifacts"),
@@ -197,6 +205,11 @@ pub struct Worker {
     /// Completions on their way to Redis. Reading pauses while all are
     /// taken, so that a slow Redis cannot pile up finished invocations.
     completing: Arc<Semaphore>,
+    /// The interactive lane's own connections (see [`Worker::lane`]), once
+    /// it is up.
+    lane: std::sync::OnceLock<Queue>,
+    /// The reader's runtime, where all but the lane's work runs.
+    main: tokio::runtime::Handle,
     completed: AtomicU64,
     draining: Arc<AtomicBool>,
     /// Streams recently marked active by this worker (rate limit of touch).
@@ -266,6 +279,8 @@ impl Worker {
             idle: Notify::new(),
             freed: Notify::new(),
             completing,
+            lane: std::sync::OnceLock::new(),
+            main: tokio::runtime::Handle::current(),
             completed: AtomicU64::new(0),
             draining: Arc::new(AtomicBool::new(false)),
             touched: Mutex::default(),
@@ -290,7 +305,11 @@ impl Worker {
             this.consumer.clone(),
         )?);
         let callbacks = tokio::spawn(dispatcher.run(maint_rx.clone()));
-        let signals = tokio::spawn(this.clone().listen(maint_rx.clone()));
+        let (lane_done, lane_may_stop) = watch::channel(false);
+        let lane = this.clone().lane(maint_rx.clone(), lane_may_stop)?;
+        // The lane was started at this thread's priority; the reader's
+        // loop, here, is bulk work.
+        crate::fair::lower_thread_priority(this.config.bulk_nice);
         let endpoints = this.config.listen.map(|addr| {
             tokio::spawn(crate::http::serve(
                 addr,
@@ -403,9 +422,10 @@ impl Worker {
             notified.await;
         }
         let _ = stop_maint.send(true);
+        let _ = lane_done.send(true);
         let _ = maintenance.await;
         let _ = callbacks.await;
-        let _ = signals.await;
+        let _ = tokio::task::spawn_blocking(move || lane.join()).await;
         if let Some(e) = endpoints {
             let _ = e.await;
         }
@@ -472,18 +492,71 @@ impl Worker {
         });
     }
 
+    /// The interactive lane: a thread of its own with a single-threaded
+    /// runtime and Redis connections of its own, where wake-ups are heard
+    /// and the invocations somebody waits for (sync) run from their read to
+    /// their completion. It runs until `may_stop` (after the drain), so
+    /// that what it started finishes.
+    fn lane(
+        self: Arc<Self>,
+        stop: watch::Receiver<bool>,
+        mut may_stop: watch::Receiver<bool>,
+    ) -> Result<std::thread::JoinHandle<()>, WorkerError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(WorkerError::Executor)?;
+        std::thread::Builder::new()
+            .name("eddy-lane".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let config = QueueConfig {
+                        record_ttl: self.config.record_ttl,
+                    };
+                    match Queue::connect(&self.config.redis_url, config).await {
+                        Ok(q) => {
+                            q.start_batching();
+                            let _ = self.lane.set(q);
+                        }
+                        Err(error) => {
+                            warn!(%error, "connecting the interactive lane; sync invocations share the reader's connections");
+                        }
+                    }
+                    self.clone().listen(stop).await;
+                    let _ = may_stop.wait_for(|s| *s).await;
+                });
+            })
+            .map_err(WorkerError::Executor)
+    }
+
+    /// The connections for a delivery: the lane's for one somebody waits
+    /// for (once the lane is up), the worker's own otherwise.
+    fn queue_for(&self, d: &Delivery) -> &Queue {
+        match (&d.envelope.reply_to, self.lane.get()) {
+            (Some(_), Some(lane)) => lane,
+            _ => &self.queue,
+        }
+    }
+
     /// Wake-ups and assignment changes, as they are published.
     async fn listen(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut wake = self.queue.replies(keys::WAKE.to_string());
-        let mut assign = self.queue.replies(keys::ASSIGN.to_string());
+        let q = self.lane.get().unwrap_or(&self.queue).clone();
+        let mut wake = q.replies(keys::WAKE.to_string());
+        let mut assign = q.replies(keys::ASSIGN.to_string());
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
                 Some(msg) = wake.recv() => {
                     if let Reply::Done(stream) = msg {
                         match stream.strip_prefix('!') {
+                            // A sync invocation: read and run it here.
                             Some(stream) => self.woken(stream.to_string(), true).await,
-                            None => self.woken(stream, false).await,
+                            // A cold stream's work is no business of the
+                            // lane: read it on the reader's runtime.
+                            None => {
+                                let w = self.clone();
+                                self.main.spawn(async move { w.woken(stream, false).await });
+                            }
                         }
                     }
                 }
@@ -524,8 +597,13 @@ impl Worker {
         if free == 0 {
             return;
         }
+        // An urgent wake-up is for one invocation: read one (the stream's
+        // oldest; with a backlog the sync one waits its turn in it).
+        let free = if urgent { 1 } else { free };
         match self
-            .queue
+            .lane
+            .get()
+            .unwrap_or(&self.queue)
             .read_now(&self.consumer, &stream, free, urgent)
             .await
         {
@@ -817,7 +895,7 @@ impl Worker {
         record_metrics(d, c);
         loop {
             let started = Instant::now();
-            match self.queue.complete(d, c).await {
+            match self.queue_for(d).complete(d, c).await {
                 Ok(done) => {
                     metrics::histogram!("eddy_redis_roundtrip_seconds", "op" => "complete")
                         .record(started.elapsed().as_secs_f64());
