@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eddy_protocol::control::WorkerInfo;
-use eddy_protocol::{keys, trace};
+use eddy_protocol::{FunctionName, TenantId, keys, trace};
 use eddy_queue::Reply;
 use eddy_queue::{Completion, Delivery, Queue, QueueConfig};
 use eddy_runtime::{Runtime, RuntimeConfig};
@@ -102,42 +102,122 @@ pub enum WorkerError {
     Executor(std::io::Error),
 }
 
-/// Counts one finished attempt: outcome, phases, cold starts, retries,
-/// dead letters.
-fn record_metrics(d: &Delivery, c: &Completion) {
-    let env = &d.envelope;
-    let (tenant, function) = (env.tenant.to_string(), env.function.to_string());
-    let outcome = match &c.disposition {
-        eddy_queue::Disposition::Succeeded { .. } => "succeeded",
-        eddy_queue::Disposition::Retry { .. } => "retried",
-        eddy_queue::Disposition::Failed => "failed",
-        eddy_queue::Disposition::Dead => "dead",
-    };
-    metrics::counter!("eddy_invocations_total", "tenant" => tenant.clone(), "function" => function.clone(), "outcome" => outcome)
-        .increment(1);
-    if matches!(c.disposition, eddy_queue::Disposition::Retry { .. }) {
-        metrics::counter!("eddy_retries_total", "tenant" => tenant.clone(), "function" => function.clone()).increment(1);
+/// The counters of one function, each registered on its first use: a
+/// registry lookup with label strings on every invocation cost more than
+/// the rest of its bookkeeping.
+#[derive(Default)]
+struct FnMetrics {
+    /// succeeded, retried, failed, dead; retries; dead letters; cold starts.
+    counters: [std::sync::OnceLock<metrics::Counter>; 7],
+}
+
+const OUTCOMES: [&str; 4] = ["succeeded", "retried", "failed", "dead"];
+const RETRIES: usize = 4;
+const DEAD_LETTERS: usize = 5;
+const COLD_STARTS: usize = 6;
+
+impl FnMetrics {
+    fn counter(&self, i: usize, tenant: &TenantId, function: &FunctionName) -> &metrics::Counter {
+        self.counters[i].get_or_init(|| {
+            let (t, f) = (tenant.to_string(), function.to_string());
+            match i {
+                RETRIES => metrics::counter!("eddy_retries_total", "tenant" => t, "function" => f),
+                DEAD_LETTERS => {
+                    metrics::counter!("eddy_dead_letters_total", "tenant" => t, "function" => f)
+                }
+                COLD_STARTS => {
+                    metrics::counter!("eddy_cold_starts_total", "tenant" => t, "function" => f)
+                }
+                _ => metrics::counter!("eddy_invocations_total", "tenant" => t, "function" => f,
+                    "outcome" => OUTCOMES[i.min(3)]),
+            }
+        })
     }
-    if matches!(
-        c.disposition,
-        eddy_queue::Disposition::Failed | eddy_queue::Disposition::Dead
-    ) {
-        metrics::counter!("eddy_dead_letters_total", "tenant" => tenant.clone(), "function" => function.clone()).increment(1);
+}
+
+/// The phase histograms (`eddy_phase_seconds`), registered once.
+struct Phases {
+    cold_start: metrics::Histogram,
+    queue_wait: metrics::Histogram,
+    slot_wait: metrics::Histogram,
+    instantiate: metrics::Histogram,
+    run: metrics::Histogram,
+}
+
+impl Phases {
+    fn new() -> Self {
+        let h = |phase: &'static str| metrics::histogram!("eddy_phase_seconds", "phase" => phase);
+        Phases {
+            cold_start: h("cold_start"),
+            queue_wait: h("queue_wait"),
+            slot_wait: h("slot_wait"),
+            instantiate: h("instantiate"),
+            run: h("run"),
+        }
     }
-    let t = &c.outcome.timings;
-    if t.cold {
-        metrics::counter!("eddy_cold_starts_total", "tenant" => tenant, "function" => function)
-            .increment(1);
-        metrics::histogram!("eddy_phase_seconds", "phase" => "cold_start")
-            .record(t.load_us as f64 / 1e6);
+}
+
+/// Metric handles: per function, and the phases.
+struct Meters {
+    functions: Mutex<HashMap<(TenantId, FunctionName), Arc<FnMetrics>>>,
+    phases: Phases,
+}
+
+impl Meters {
+    fn new() -> Self {
+        Meters {
+            functions: Mutex::default(),
+            phases: Phases::new(),
+        }
     }
-    metrics::histogram!("eddy_phase_seconds", "phase" => "queue_wait")
-        .record(t.queue_wait_us as f64 / 1e6);
-    metrics::histogram!("eddy_phase_seconds", "phase" => "slot_wait")
-        .record(t.slot_wait_us as f64 / 1e6);
-    metrics::histogram!("eddy_phase_seconds", "phase" => "instantiate")
-        .record(t.instantiate_us as f64 / 1e6);
-    metrics::histogram!("eddy_phase_seconds", "phase" => "run").record(t.run_us as f64 / 1e6);
+
+    /// Counts one finished attempt: outcome, phases, cold starts, retries,
+    /// dead letters.
+    fn record(&self, d: &Delivery, c: &Completion) {
+        let env = &d.envelope;
+        let f = lock(&self.functions)
+            .entry((env.tenant.clone(), env.function.clone()))
+            .or_default()
+            .clone();
+        let count = |i: usize| f.counter(i, &env.tenant, &env.function).increment(1);
+        match &c.disposition {
+            eddy_queue::Disposition::Succeeded { .. } => count(0),
+            eddy_queue::Disposition::Retry { .. } => {
+                count(1);
+                count(RETRIES);
+            }
+            eddy_queue::Disposition::Failed => {
+                count(2);
+                count(DEAD_LETTERS);
+            }
+            eddy_queue::Disposition::Dead => {
+                count(3);
+                count(DEAD_LETTERS);
+            }
+        }
+        let t = &c.outcome.timings;
+        let p = &self.phases;
+        if t.cold {
+            count(COLD_STARTS);
+            p.cold_start.record(t.load_us as f64 / 1e6);
+        }
+        p.queue_wait.record(t.queue_wait_us as f64 / 1e6);
+        p.slot_wait.record(t.slot_wait_us as f64 / 1e6);
+        p.instantiate.record(t.instantiate_us as f64 / 1e6);
+        p.run.record(t.run_us as f64 / 1e6);
+    }
+
+    /// Forgets the handles of a released function (they live on in the
+    /// recorder).
+    fn forget(&self, tenant: &TenantId, function: &FunctionName) {
+        lock(&self.functions).remove(&(tenant.clone(), function.clone()));
+    }
+}
+
+impl std::fmt::Debug for Meters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Meters")
+    }
 }
 
 /// Resident memory of this process, bytes (Linux).
@@ -202,6 +282,8 @@ pub struct Worker {
     idle: Notify,
     /// Signalled when an invocation ends: a stream may have room again.
     freed: Notify,
+    /// Metric handles, registered once.
+    meters: Meters,
     /// Completions on their way to Redis. Reading pauses while all are
     /// taken, so that a slow Redis cannot pile up finished invocations.
     completing: Arc<Semaphore>,
@@ -279,6 +361,7 @@ impl Worker {
             idle: Notify::new(),
             freed: Notify::new(),
             completing,
+            meters: Meters::new(),
             lane: std::sync::OnceLock::new(),
             main: tokio::runtime::Handle::current(),
             completed: AtomicU64::new(0),
@@ -683,10 +766,16 @@ impl Worker {
     }
 
     fn hold(&self, d: &Delivery) {
-        lock(&self.inflight)
-            .entry(d.stream.clone())
-            .or_default()
-            .insert(d.entry_id.clone());
+        let mut held = lock(&self.inflight);
+        // The stream's name is copied only the first time.
+        match held.get_mut(&d.stream) {
+            Some(ids) => {
+                ids.insert(d.entry_id.clone());
+            }
+            None => {
+                held.insert(d.stream.clone(), HashSet::from([d.entry_id.clone()]));
+            }
+        }
     }
 
     fn let_go(&self, d: &Delivery) {
@@ -892,7 +981,7 @@ impl Worker {
     async fn complete(&self, d: &Delivery, c: &Completion) {
         let mut wait = Duration::from_millis(50);
         let give_up = tokio::time::Instant::now() + self.config.lease * 4;
-        record_metrics(d, c);
+        self.meters.record(d, c);
         loop {
             let started = Instant::now();
             match self.queue_for(d).complete(d, c).await {
@@ -988,6 +1077,7 @@ impl Worker {
                 let gone = lock(&self.capacity).expire(Duration::from_secs(2));
                 for s in gone {
                     if let Some((t, f)) = keys::parse_stream(&s) {
+                        self.meters.forget(&t, &f);
                         let n = self.functions.evict(&t, &f);
                         if n > 0 {
                             info!(stream = %s, versions = n, "released (scaled to zero here)");
