@@ -110,6 +110,8 @@ pub struct Shared {
     accepted: std::sync::Mutex<
         std::collections::HashMap<(TenantId, FunctionName), [metrics::Counter; 2]>,
     >,
+    /// `eddy_redis_roundtrip_seconds{op="enqueue"}`, registered once.
+    pub enqueue_roundtrip: metrics::Histogram,
 }
 
 impl std::fmt::Debug for AppState {
@@ -182,6 +184,7 @@ impl AppState {
             specs,
             touched: Default::default(),
             accepted: Default::default(),
+            enqueue_roundtrip: metrics::histogram!("eddy_redis_roundtrip_seconds", "op" => "enqueue"),
         })))
     }
 }

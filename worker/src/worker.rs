@@ -157,10 +157,14 @@ impl Phases {
     }
 }
 
-/// Metric handles: per function, and the phases.
+/// Metric handles: per function, the phases, and the worker's own.
 struct Meters {
     functions: Mutex<HashMap<(TenantId, FunctionName), Arc<FnMetrics>>>,
     phases: Phases,
+    /// `eddy_worker_in_flight`, set on the maintenance tick.
+    in_flight: metrics::Gauge,
+    /// `eddy_redis_roundtrip_seconds{op="complete"}`.
+    complete_roundtrip: metrics::Histogram,
 }
 
 impl Meters {
@@ -168,6 +172,8 @@ impl Meters {
         Meters {
             functions: Mutex::default(),
             phases: Phases::new(),
+            in_flight: metrics::gauge!("eddy_worker_in_flight"),
+            complete_roundtrip: metrics::histogram!("eddy_redis_roundtrip_seconds", "op" => "complete"),
         }
     }
 
@@ -547,10 +553,12 @@ impl Worker {
         if let Some((_, held)) = &slot {
             held.fetch_add(1, Ordering::AcqRel);
         }
-        let now = self.running.fetch_add(1, Ordering::AcqRel) + 1;
-        metrics::gauge!("eddy_worker_in_flight").set(now as f64);
+        self.running.fetch_add(1, Ordering::AcqRel);
         let w = self.clone();
-        tokio::spawn(async move {
+        // Boxed: the task then holds a pointer, not the whole state machine
+        // (several KB), which tokio would otherwise copy into the task and
+        // again over it when the task finishes.
+        tokio::spawn(Box::pin(async move {
             let mut share = Share {
                 permit: None,
                 held: None,
@@ -568,11 +576,10 @@ impl Worker {
             w.completed.fetch_add(1, Ordering::Relaxed);
             w.freed.notify_one();
             let left = w.running.fetch_sub(1, Ordering::AcqRel) - 1;
-            metrics::gauge!("eddy_worker_in_flight").set(left as f64);
             if left == 0 {
                 w.idle.notify_waiters();
             }
-        });
+        }));
     }
 
     /// The interactive lane: a thread of its own with a single-threaded
@@ -986,7 +993,8 @@ impl Worker {
             let started = Instant::now();
             match self.queue_for(d).complete(d, c).await {
                 Ok(done) => {
-                    metrics::histogram!("eddy_redis_roundtrip_seconds", "op" => "complete")
+                    self.meters
+                        .complete_roundtrip
                         .record(started.elapsed().as_secs_f64());
                     debug!(invocation = %d.envelope.id, status = %done.status, "completed");
                     return;
@@ -1057,6 +1065,9 @@ impl Worker {
                 _ = stop.changed() => return,
             }
             n += 1;
+            self.meters
+                .in_flight
+                .set(self.running.load(Ordering::Acquire) as f64);
             if n.is_multiple_of(extend_every) {
                 self.extend_leases().await;
             }

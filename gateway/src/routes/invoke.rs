@@ -298,7 +298,8 @@ async fn invoke_traced(
         .queue
         .enqueue(&env, &payload, spec.config.run, run_callback.as_deref())
         .await?;
-    metrics::histogram!("eddy_redis_roundtrip_seconds", "op" => "enqueue")
+    state
+        .enqueue_roundtrip
         .record(started.elapsed().as_secs_f64());
     state.accepted(&tenant, &env.function, sync).increment(1);
     state.touch(&tenant, &env.function).await;
