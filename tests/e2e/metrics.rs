@@ -78,6 +78,11 @@ async fn every_role_serves_prometheus_metrics() {
         assert!(text.contains(name), "missing `{name}` in:\n{text}");
     }
 
+    assert!(
+        text.contains("eddy_worker_lane_handoffs_total"),
+        "missing the lane handoff counter in:\n{text}"
+    );
+
     // A worker on its own serves its endpoints too; readiness follows drain.
     let redis = RedisServer::start();
     let q = queue(&redis).await;
@@ -123,4 +128,49 @@ async fn every_role_serves_prometheus_metrics() {
         "{text}"
     );
     assert!(w.terminate(Duration::from_secs(10)).unwrap().success());
+}
+
+/// A sync invocation is run on the worker's interactive lane even when the
+/// reader gets it first. With the stream warm, the reader waits on it in a
+/// blocking read, so Redis hands each new entry to the reader before the
+/// lane's own read arrives; under a burst the reader reads it in a batch
+/// with bulk work. Either way it must not run on the bulk threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_invocations_the_reader_reads_are_handed_to_the_lane() {
+    let p = Platform::start(&[]);
+    let (key, _) = p.tenant("acme", json!({})).await;
+    p.deploy(&key, "wordcount", "wordcount", "").await;
+    for i in 0..20 {
+        let r = p
+            .req(Method::POST, "/invoke/wordcount", &key)
+            .body(format!(r#"{{"text":"{}"}}"#, "w ".repeat(i + 1)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let out: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(out["words"], i + 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = p
+        .http
+        .get(format!("{}/metrics", p.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let handoffs: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("eddy_worker_lane_handoffs_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no eddy_worker_lane_handoffs_total in:\n{text}"));
+    // The first call finds the stream cold (the lane reads it on the
+    // wake-up); after that the blocked reader gets most of them first.
+    assert!(handoffs >= 1, "no sync invocation was handed to the lane");
+    assert!(
+        handoffs <= 20,
+        "{handoffs} handoffs for 20 sync invocations"
+    );
 }

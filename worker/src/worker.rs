@@ -165,6 +165,9 @@ struct Meters {
     in_flight: metrics::Gauge,
     /// `eddy_redis_roundtrip_seconds{op="complete"}`.
     complete_roundtrip: metrics::Histogram,
+    /// `eddy_worker_lane_handoffs_total`: sync invocations the reader read
+    /// and handed to the interactive lane.
+    lane_handoffs: metrics::Counter,
 }
 
 impl Meters {
@@ -174,6 +177,7 @@ impl Meters {
             phases: Phases::new(),
             in_flight: metrics::gauge!("eddy_worker_in_flight"),
             complete_roundtrip: metrics::histogram!("eddy_redis_roundtrip_seconds", "op" => "complete"),
+            lane_handoffs: metrics::counter!("eddy_worker_lane_handoffs_total"),
         }
     }
 
@@ -296,6 +300,11 @@ pub struct Worker {
     /// The interactive lane's own connections (see [`Worker::lane`]), once
     /// it is up.
     lane: std::sync::OnceLock<Queue>,
+    /// The lane's runtime, once it is up: a sync invocation the reader
+    /// reads (it was blocked on the stream when the entry came, or read it
+    /// in a batch before the lane's wake-up read) runs there, not on the
+    /// bulk threads.
+    lane_rt: std::sync::OnceLock<tokio::runtime::Handle>,
     /// The reader's runtime, where all but the lane's work runs.
     main: tokio::runtime::Handle,
     completed: AtomicU64,
@@ -303,6 +312,16 @@ pub struct Worker {
     /// Streams recently marked active by this worker (rate limit of touch).
     touched: Mutex<HashMap<String, Instant>>,
     started_at_ms: u64,
+}
+
+thread_local! {
+    /// Set on the interactive lane's thread.
+    static ON_LANE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the caller runs on the interactive lane's thread.
+fn on_lane() -> bool {
+    ON_LANE.with(|l| l.get())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -369,6 +388,7 @@ impl Worker {
             completing,
             meters: Meters::new(),
             lane: std::sync::OnceLock::new(),
+            lane_rt: std::sync::OnceLock::new(),
             main: tokio::runtime::Handle::current(),
             completed: AtomicU64::new(0),
             draining: Arc::new(AtomicBool::new(false)),
@@ -554,11 +574,23 @@ impl Worker {
             held.fetch_add(1, Ordering::AcqRel);
         }
         self.running.fetch_add(1, Ordering::AcqRel);
+        // Somebody waits for a sync invocation. Read here on the reader's
+        // runtime (bulk threads, at a lower priority and busy with a burst),
+        // it goes to the lane and takes none of the reader's global slots,
+        // as one read on the lane's own wake-up does.
+        let lane = match (&d.envelope.reply_to, self.lane_rt.get()) {
+            (Some(_), Some(lane)) if !on_lane() => {
+                self.meters.lane_handoffs.increment(1);
+                Some(lane.clone())
+            }
+            _ => None,
+        };
+        let global = if lane.is_some() { None } else { global };
         let w = self.clone();
         // Boxed: the task then holds a pointer, not the whole state machine
         // (several KB), which tokio would otherwise copy into the task and
         // again over it when the task finishes.
-        tokio::spawn(Box::pin(async move {
+        let task = Box::pin(async move {
             let mut share = Share {
                 permit: None,
                 held: None,
@@ -579,7 +611,11 @@ impl Worker {
             if left == 0 {
                 w.idle.notify_waiters();
             }
-        }));
+        });
+        match lane {
+            Some(lane) => drop(lane.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
     }
 
     /// The interactive lane: a thread of its own with a single-threaded
@@ -599,6 +635,7 @@ impl Worker {
         std::thread::Builder::new()
             .name("eddy-lane".into())
             .spawn(move || {
+                ON_LANE.with(|l| l.set(true));
                 rt.block_on(async move {
                     let config = QueueConfig {
                         record_ttl: self.config.record_ttl,
@@ -607,6 +644,7 @@ impl Worker {
                         Ok(q) => {
                             q.start_batching();
                             let _ = self.lane.set(q);
+                            let _ = self.lane_rt.set(tokio::runtime::Handle::current());
                         }
                         Err(error) => {
                             warn!(%error, "connecting the interactive lane; sync invocations share the reader's connections");
