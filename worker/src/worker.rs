@@ -305,6 +305,9 @@ pub struct Worker {
     /// in a batch before the lane's wake-up read) runs there, not on the
     /// bulk threads.
     lane_rt: std::sync::OnceLock<tokio::runtime::Handle>,
+    /// Whether the lane still runs what is handed to it (false once it
+    /// stops, after the drain).
+    lane_open: AtomicBool,
     /// The reader's runtime, where all but the lane's work runs.
     main: tokio::runtime::Handle,
     completed: AtomicU64,
@@ -389,6 +392,7 @@ impl Worker {
             meters: Meters::new(),
             lane: std::sync::OnceLock::new(),
             lane_rt: std::sync::OnceLock::new(),
+            lane_open: AtomicBool::new(false),
             main: tokio::runtime::Handle::current(),
             completed: AtomicU64::new(0),
             draining: Arc::new(AtomicBool::new(false)),
@@ -579,7 +583,7 @@ impl Worker {
         // it goes to the lane and takes none of the reader's global slots,
         // as one read on the lane's own wake-up does.
         let lane = match (&d.envelope.reply_to, self.lane_rt.get()) {
-            (Some(_), Some(lane)) if !on_lane() => {
+            (Some(_), Some(lane)) if !on_lane() && self.lane_open.load(Ordering::Acquire) => {
                 self.meters.lane_handoffs.increment(1);
                 Some(lane.clone())
             }
@@ -645,6 +649,7 @@ impl Worker {
                             q.start_batching();
                             let _ = self.lane.set(q);
                             let _ = self.lane_rt.set(tokio::runtime::Handle::current());
+                            self.lane_open.store(true, Ordering::Release);
                         }
                         Err(error) => {
                             warn!(%error, "connecting the interactive lane; sync invocations share the reader's connections");
@@ -652,6 +657,7 @@ impl Worker {
                     }
                     self.clone().listen(stop).await;
                     let _ = may_stop.wait_for(|s| *s).await;
+                    self.lane_open.store(false, Ordering::Release);
                 });
             })
             .map_err(WorkerError::Executor)
