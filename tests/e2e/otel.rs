@@ -211,6 +211,17 @@ async fn a_fanout_run_is_one_trace_from_the_handler_to_the_run_callback() {
     );
     assert_eq!(server.attrs["http.response.status_code"], "202");
     assert_eq!(server.attrs["eddy.run_id"], run_id);
+    // Its round trip to Redis, a client span of its own within it.
+    let enqueue: Vec<&Got> = children(&server.span_id)
+        .into_iter()
+        .filter(|g| g.name == "enqueue")
+        .collect();
+    assert_eq!(enqueue.len(), 1, "{ours:#?}");
+    assert_eq!(
+        (enqueue[0].kind, enqueue[0].service.as_str()),
+        (KIND_CLIENT, "eddy-gateway")
+    );
+    assert!(server.start <= enqueue[0].start && enqueue[0].end <= server.end);
 
     // The invocations: a tree rooted at the handler, each a child of the
     // invocation that emitted it, as deep as the run.

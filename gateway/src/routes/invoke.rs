@@ -294,9 +294,12 @@ async fn invoke_traced(
     // Register before enqueueing: the reply cannot outrun the waiter.
     let registration = sync.then(|| state.waiters.register(&env.id));
     let started = std::time::Instant::now();
+    // Its own span: the round trip to Redis, apart from what follows it
+    // (the worker's read, the run, the reply) in a trace.
     let done = state
         .queue
         .enqueue(&env, &payload, spec.config.run, run_callback.as_deref())
+        .instrument(tracing::info_span!(target: trace::TARGET, "enqueue", otel.kind = "client"))
         .await?;
     state
         .enqueue_roundtrip
