@@ -168,6 +168,9 @@ struct Meters {
     /// `eddy_worker_lane_handoffs_total`: sync invocations the reader read
     /// and handed to the interactive lane.
     lane_handoffs: metrics::Counter,
+    /// `eddy_worker_lane_held_reads_total`: deliveries the lane's held
+    /// read got.
+    lane_held_reads: metrics::Counter,
 }
 
 impl Meters {
@@ -178,6 +181,7 @@ impl Meters {
             in_flight: metrics::gauge!("eddy_worker_in_flight"),
             complete_roundtrip: metrics::histogram!("eddy_redis_roundtrip_seconds", "op" => "complete"),
             lane_handoffs: metrics::counter!("eddy_worker_lane_handoffs_total"),
+            lane_held_reads: metrics::counter!("eddy_worker_lane_held_reads_total"),
         }
     }
 
@@ -308,6 +312,13 @@ pub struct Worker {
     /// Whether the lane still runs what is handed to it (false once it
     /// stops, after the drain).
     lane_open: AtomicBool,
+    /// Streams that took a sync invocation lately (last urgent wake-up), for
+    /// the lane's held read (see [`Worker::held_read`]), and a wake-up for
+    /// it when the first one arrives.
+    interactive: Mutex<HashMap<String, Instant>>,
+    interactive_added: Notify,
+    /// The streams the held read is waiting on now.
+    held_now: Mutex<std::collections::HashSet<String>>,
     /// The reader's runtime, where all but the lane's work runs.
     main: tokio::runtime::Handle,
     completed: AtomicU64,
@@ -316,6 +327,10 @@ pub struct Worker {
     touched: Mutex<HashMap<String, Instant>>,
     started_at_ms: u64,
 }
+
+/// How long after its last sync invocation a stream keeps the lane's held
+/// read (see [`Worker::held_read`]).
+const INTERACTIVE_FOR: Duration = Duration::from_secs(10);
 
 thread_local! {
     /// Set on the interactive lane's thread.
@@ -393,6 +408,9 @@ impl Worker {
             lane: std::sync::OnceLock::new(),
             lane_rt: std::sync::OnceLock::new(),
             lane_open: AtomicBool::new(false),
+            interactive: Mutex::default(),
+            interactive_added: Notify::new(),
+            held_now: Mutex::default(),
             main: tokio::runtime::Handle::current(),
             completed: AtomicU64::new(0),
             draining: Arc::new(AtomicBool::new(false)),
@@ -582,11 +600,15 @@ impl Worker {
         // runtime (bulk threads, at a lower priority and busy with a burst),
         // it goes to the lane and takes none of the reader's global slots,
         // as one read on the lane's own wake-up does.
+        // The other way round, an async invocation read on the lane (its
+        // held read, or a wake-up's read of a stream's oldest entry) is
+        // bulk work: it runs on the reader's runtime.
         let lane = match (&d.envelope.reply_to, self.lane_rt.get()) {
             (Some(_), Some(lane)) if !on_lane() && self.lane_open.load(Ordering::Acquire) => {
                 self.meters.lane_handoffs.increment(1);
                 Some(lane.clone())
             }
+            (None, _) if on_lane() => Some(self.main.clone()),
             _ => None,
         };
         let global = if lane.is_some() { None } else { global };
@@ -655,7 +677,9 @@ impl Worker {
                             warn!(%error, "connecting the interactive lane; sync invocations share the reader's connections");
                         }
                     }
+                    let held = tokio::spawn(self.clone().held_read(stop.clone()));
                     self.clone().listen(stop).await;
+                    let _ = held.await;
                     let _ = may_stop.wait_for(|s| *s).await;
                     self.lane_open.store(false, Ordering::Release);
                 });
@@ -712,8 +736,23 @@ impl Worker {
             let mut cap = lock(&self.capacity);
             let here = cap.permits(&stream).is_some();
             match (urgent, here, cap.controlled()) {
-                // Urgent, read here: read it now.
-                (true, true, _) => {}
+                // Urgent, read here: read it now (and hold a read on the
+                // stream from now on).
+                (true, true, _) => {
+                    let new = lock(&self.interactive)
+                        .insert(stream.clone(), Instant::now())
+                        .is_none();
+                    if !new && lock(&self.held_now).contains(&stream) {
+                        // The held read waits on the stream: Redis handed it
+                        // the entry with the enqueue (or the reader got it,
+                        // and hands it over). Another read would only cost
+                        // Redis a command.
+                        return;
+                    }
+                    if new {
+                        self.interactive_added.notify_one();
+                    }
+                }
                 // Urgent, but a controller gave the stream to other workers
                 // (or to none yet: then the plain wake-up that comes with a
                 // cold stream's first invocation is the one to act on).
@@ -751,6 +790,83 @@ impl Worker {
                 }
             }
             Err(error) => debug!(%error, stream, "reading a woken stream"),
+        }
+    }
+
+    /// The lane's held read: a blocking `XREADGROUP` of its own, kept open
+    /// on the streams that took a sync invocation in the last
+    /// [`INTERACTIVE_FOR`]. Redis hands a new entry of such a stream to a
+    /// blocked reader within the enqueue's own event-loop iteration. So,
+    /// under another tenant's burst, a sync invocation reaches the lane
+    /// without a second trip through a busy Redis (the wake-up message,
+    /// then a read), and without waiting for the bulk threads (the reader,
+    /// then the handoff). What it reads is dispatched like any delivery:
+    /// a sync one runs on the lane, anything else on the reader's runtime.
+    async fn held_read(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let Some(q) = self.lane.get().cloned() else {
+            return;
+        };
+        let mut conn = None;
+        loop {
+            if *stop.borrow() || self.draining.load(Ordering::Acquire) {
+                return;
+            }
+            let streams: Vec<String> = {
+                let mut interactive = lock(&self.interactive);
+                interactive.retain(|_, at| at.elapsed() < INTERACTIVE_FOR);
+                let cap = lock(&self.capacity);
+                interactive
+                    .keys()
+                    .filter(|s| {
+                        cap.permits(s)
+                            .is_some_and(|(p, _)| p.available_permits() > 0)
+                    })
+                    .cloned()
+                    .collect()
+            };
+            if streams.is_empty() {
+                tokio::select! {
+                    _ = self.interactive_added.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
+            if conn.is_none() {
+                match q.blocking_connection().await {
+                    Ok(c) => conn = Some(c),
+                    Err(error) => {
+                        debug!(%error, "connecting the lane's held read");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            // Never cancelled midway (see the reader); the short block
+            // bounds how long a drain or a new stream waits for it.
+            *lock(&self.held_now) = streams.iter().cloned().collect();
+            let read = q.read(c, &self.consumer, &streams, 1, 200).await;
+            lock(&self.held_now).clear();
+            match read {
+                Ok((deliveries, malformed)) => {
+                    self.quarantine(malformed).await;
+                    for d in deliveries {
+                        self.meters.lane_held_reads.increment(1);
+                        if self.draining.load(Ordering::Acquire) {
+                            self.hold(&d);
+                            self.give_back(&d).await;
+                        } else {
+                            self.dispatch(d, None).await;
+                        }
+                    }
+                }
+                Err(error) => {
+                    debug!(%error, "the lane's held read; reconnecting");
+                    conn = None;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
         }
     }
 
