@@ -9,6 +9,18 @@ use crate::gateway::Platform;
 use eddy_protocol::FunctionConfig;
 use eddy_tests::*;
 
+/// `GET /metrics` of an `eddy up`, as text.
+async fn scrape(p: &Platform) -> String {
+    p.http
+        .get(format!("{}/metrics", p.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_role_serves_prometheus_metrics() {
     // `eddy up`: all roles in one process, one registry, served by the gateway.
@@ -36,21 +48,11 @@ async fn every_role_serves_prometheus_metrics() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let scrape = || async {
-        p.http
-            .get(format!("{}/metrics", p.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     let text = wait_until(
         Duration::from_secs(10),
         "the controller's gauges",
         || async {
-            let t = scrape().await;
+            let t = scrape(&p).await;
             t.contains("eddy_warm_concurrency").then_some(t)
         },
     )
@@ -154,15 +156,7 @@ async fn sync_invocations_reach_the_lane_by_its_held_read_or_a_handoff() {
         assert_eq!(out["words"], i + 1);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let text = p
-        .http
-        .get(format!("{}/metrics", p.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&p).await;
     let counter = |name: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
