@@ -811,17 +811,21 @@ impl Worker {
             if *stop.borrow() || self.draining.load(Ordering::Acquire) {
                 return;
             }
-            let streams: Vec<String> = {
+            // One lock at a time: `woken` takes the capacity's and then
+            // this one.
+            let recent: Vec<String> = {
                 let mut interactive = lock(&self.interactive);
                 interactive.retain(|_, at| at.elapsed() < INTERACTIVE_FOR);
+                interactive.keys().cloned().collect()
+            };
+            let streams: Vec<String> = {
                 let cap = lock(&self.capacity);
-                interactive
-                    .keys()
+                recent
+                    .into_iter()
                     .filter(|s| {
                         cap.permits(s)
                             .is_some_and(|(p, _)| p.available_permits() > 0)
                     })
-                    .cloned()
                     .collect()
             };
             if streams.is_empty() {
