@@ -112,6 +112,13 @@ pub struct GatewayArgs {
     /// Requests in flight before new ones are shed with 503.
     #[arg(long, env = "EDDY_MAX_IN_FLIGHT", default_value_t = 10_000)]
     max_in_flight: usize,
+    /// While this gateway's sync calls wait for their results, a bulk load
+    /// (`/invoke/{name}/batch`) pauses after each chunk of lines for this
+    /// many times the chunk's own time, at most 2 ms (0: never): Redis
+    /// serves the sync calls' round trips without a bulk load's script calls
+    /// queued ahead of them; 1 keeps at least half the bulk pace.
+    #[arg(long, env = "EDDY_BULK_YIELD", default_value_t = 1.0)]
+    bulk_yield: f64,
 }
 
 impl GatewayArgs {
@@ -129,6 +136,7 @@ impl GatewayArgs {
             max_payload_bytes: self.max_payload_bytes,
             sync_timeout: Duration::from_millis(self.sync_timeout_ms),
             max_in_flight: self.max_in_flight,
+            bulk_yield: self.bulk_yield,
             callback_allowlist: worker.callbacks.allowlist()?,
             record_ttl: Duration::from_secs(worker.record_ttl_s),
             ..GatewayConfig::default()

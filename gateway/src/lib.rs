@@ -53,6 +53,10 @@ pub struct GatewayConfig {
     pub sync_timeout: Duration,
     /// Requests in flight before new ones are shed with 503.
     pub max_in_flight: usize,
+    /// While sync calls of this gateway wait, a bulk load pauses after each
+    /// chunk for this many times the chunk's own time (at most 2 ms; 0 =
+    /// never): see `Waiters::yield_to_sync`.
+    pub bulk_yield: f64,
     pub callback_allowlist: Allowlist,
     pub record_ttl: Duration,
 }
@@ -68,6 +72,7 @@ impl Default for GatewayConfig {
             max_batch_bytes: 1 << 30,
             sync_timeout: Duration::from_secs(30),
             max_in_flight: 10_000,
+            bulk_yield: 1.0,
             callback_allowlist: Allowlist::default(),
             record_ttl: QueueConfig::default().record_ttl,
         }
@@ -112,6 +117,9 @@ pub struct Shared {
     >,
     /// `eddy_redis_roundtrip_seconds{op="enqueue"}`, registered once.
     pub enqueue_roundtrip: metrics::Histogram,
+    /// `eddy_gateway_bulk_yields_total`: bulk-load chunks that paused for
+    /// this gateway's sync calls (see `Waiters::yield_to_sync`).
+    pub bulk_yields: metrics::Counter,
 }
 
 impl std::fmt::Debug for AppState {
@@ -185,6 +193,7 @@ impl AppState {
             touched: Default::default(),
             accepted: Default::default(),
             enqueue_roundtrip: metrics::histogram!("eddy_redis_roundtrip_seconds", "op" => "enqueue"),
+            bulk_yields: metrics::counter!("eddy_gateway_bulk_yields_total"),
         })))
     }
 }

@@ -180,3 +180,65 @@ async fn sync_invocations_reach_the_lane_by_its_held_read_or_a_handoff() {
         "{handoffs} handoffs and {held} held reads for 20 sync invocations"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_load_yields_to_sync_calls_and_only_to_them() {
+    let p = Platform::start(&[]);
+    let (key, _) = p.tenant("acme", json!({})).await;
+    p.deploy(&key, "wordcount", "wordcount", "").await;
+    p.deploy(&key, "busy", "fx-busy", "").await;
+    let counter = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("eddy_gateway_bulk_yields_total ")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    let lines = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("{{\"text\":\"{}\"}}\n", "w ".repeat(i % 5 + 1)))
+            .collect()
+    };
+    let batch = |body: String| {
+        let r = p
+            .req(Method::POST, "/invoke/wordcount/batch", &key)
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            assert_eq!(r.status(), 200);
+            let text = r.text().await.unwrap();
+            assert_eq!(
+                text.lines().filter(|l| l.contains("\"id\"")).count(),
+                64,
+                "{text}"
+            );
+        }
+    };
+
+    // No sync call waits: a bulk load goes at its own pace.
+    batch(lines(64)).await;
+    assert_eq!(counter(&scrape(&p).await), 0);
+
+    // A sync call waits (for 1.5 s): every full chunk of 16 lines pauses for
+    // it (at most 2 ms each), and the load still completes.
+    let sync = p
+        .req(Method::POST, "/invoke/busy", &key)
+        .body(r#"{"ms":1500}"#)
+        .send();
+    let sync = tokio::spawn(sync);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    batch(lines(64)).await;
+    let yields = counter(&scrape(&p).await);
+    let r = sync.await.unwrap().unwrap();
+    assert_eq!(r.status(), 200);
+    assert!((1..=4).contains(&yields), "{yields} chunks of 4 paused");
+
+    // It is over: no more pauses.
+    batch(lines(64)).await;
+    assert_eq!(counter(&scrape(&p).await), yields);
+}

@@ -423,9 +423,20 @@ pub async fn batch(
                 };
                 pending.push((line_no, item));
                 if pending.len() >= CHUNK {
+                    let started = std::time::Instant::now();
                     let out = enqueue_chunk(&state, &spec, std::mem::take(&mut pending)).await;
+                    let spent = started.elapsed();
                     if tx.send(Ok(out)).await.is_err() {
                         return;
+                    }
+                    // Sync calls of this gateway go first (see `yield_to_sync`).
+                    if !state
+                        .waiters
+                        .yield_to_sync(spent, state.config.bulk_yield)
+                        .await
+                        .is_zero()
+                    {
+                        state.bulk_yields.increment(1);
                     }
                 }
             }
