@@ -15,10 +15,16 @@
             --repeat K the burst is sent K times, one after the other; the
             trickle's samples of all K are pooled for the p99 (each burst's
             own ratio is listed too: alone, ~200-600 samples put the p99 on
-            one of the 2-6 slowest calls). The slowest calls are split by
-            phase from their records.
+            one of the 2-6 slowest calls). The idle samples (--trickle N in
+            all) are taken in K windows, one before each burst (after the
+            previous one drained and its function scaled to zero), so that
+            idle and burst samples span the same stretch of time: a VM whose
+            speed drifts over a minute moves both, not the ratio alone
+            (`--idle-first` takes all N before the first burst instead, as
+            sessions 1-7 did). The slowest calls are split by phase from
+            their records.
 
-usage: scale.py URL ADMIN_KEY [--burst N] [--trickle N] [--burst-ms MS] [--repeat K]
+usage: scale.py URL ADMIN_KEY [--burst N] [--trickle N] [--burst-ms MS] [--repeat K] [--idle-first]
 Standard library only. Prints one JSON document.
 """
 import http.client
@@ -35,6 +41,7 @@ TRICKLE = int(sys.argv[sys.argv.index("--trickle") + 1]) if "--trickle" in sys.a
 # CPU time of each burst invocation (fx-busy spins this long; 0 = a trivial one).
 BURST_MS = int(sys.argv[sys.argv.index("--burst-ms") + 1]) if "--burst-ms" in sys.argv else 1
 REPEAT = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 1
+IDLE_FIRST = "--idle-first" in sys.argv
 U = urllib.parse.urlparse(URL)
 
 
@@ -120,9 +127,24 @@ def slowest(samples, key, k=5):
     return rows
 
 idle_samples = []
-trickle(TRICKLE, tenants["trickle"], idle_samples)
-idle_lat = ms_of(idle_samples)
-out["trickle_idle_ms"] = {"p50": pct(idle_lat, 50), "p99": pct(idle_lat, 99)}
+def idle_window(r):
+    """The idle samples due before burst r."""
+    if IDLE_FIRST:
+        n = TRICKLE if r == 0 else 0
+    else:
+        n = TRICKLE // REPEAT + (1 if r < TRICKLE % REPEAT else 0)
+    if n and r > 0:
+        # The previous burst's function back at zero (idle timeout 2 s),
+        # its stream trimmed: nothing of the burst left running.
+        t0 = time.time()
+        while time.time() - t0 < 30:
+            s, st = js(c, "GET", "/status", ADMIN)
+            f = [x for x in st["functions"]
+                 if x["function"] == "work" and x["tenant"] == f"burst-{stamp}"]
+            if (not f or f[0]["concurrency"] == 0) and time.time() - t0 > 3:
+                break
+            time.sleep(0.2)
+    trickle(n, tenants["trickle"], idle_samples)
 
 # --- reaction: the function is cold (never run); a burst lands via batch
 body = "\n".join(f'{{"ms":{BURST_MS}}}' for _ in range(BURST)).encode()
@@ -135,6 +157,7 @@ def trickle_process(n, key, stop, results):
 mp = multiprocessing.get_context("fork")
 busy_samples, per_burst = [], []
 for r in range(REPEAT):
+    idle_window(r)
     drained, results, ready = mp.Event(), mp.Queue(), mp.Event()
     # The trickle runs from just before the burst is posted (its acceptance
     # is part of the burst) until the backlog is empty. `n` only bounds it.
@@ -168,10 +191,13 @@ for r in range(REPEAT):
     per_burst.append({
         "samples": len(lat), "p50": pct(lat, 50), "p99": pct(lat, 99),
         "p99_accepting": pct(accepting, 99), "p99_draining": pct(draining, 99),
-        "p99_ratio": round(pct(lat, 99) / out["trickle_idle_ms"]["p99"], 2),
         "drain_ms": round(time.time() * 1000 - t0_ms),
     })
 t0_ms = first_t0_ms
+idle_lat = ms_of(idle_samples)
+out["trickle_idle_ms"] = {"samples": len(idle_lat), "p50": pct(idle_lat, 50), "p99": pct(idle_lat, 99)}
+for b in per_burst:
+    b["p99_ratio"] = round(b["p99"] / out["trickle_idle_ms"]["p99"], 2)
 busy_lat = ms_of(busy_samples)
 out["trickle_during_burst_ms"] = {
     "samples": len(busy_lat), "p50": pct(busy_lat, 50), "p99": pct(busy_lat, 99),
