@@ -27,6 +27,8 @@ import sys
 import time
 import urllib.parse
 
+from w5client import burst_and_trickle, call
+
 URL, ADMIN, REDIS_PORT = sys.argv[1], sys.argv[2], int(sys.argv[3])
 BURST = int(sys.argv[sys.argv.index("--burst") + 1]) if "--burst" in sys.argv else 100_000
 MONITOR_S = float(sys.argv[sys.argv.index("--monitor-s") + 1]) if "--monitor-s" in sys.argv else 2.0
@@ -41,26 +43,8 @@ def conn():
     return http.client.HTTPConnection(U.hostname, U.port, timeout=120)
 
 
-def call(c, method, path, key, body=None):
-    c.request(method, path, body=body, headers={"authorization": f"Bearer {key}"})
-    r = c.getresponse()
-    return r.status, r.read()
-
-
 c = conn()
-stamp = str(int(time.time()))
-keys = {}
-for name in ("burst", "trickle"):
-    s, d = call(c, "POST", "/tenants", ADMIN, json.dumps({"id": f"{name}-{stamp}"}))
-    assert s == 201, (s, d)
-    keys[name] = json.loads(d)["key"]
-for name, key, module in (
-    ("work", keys["burst"], "fx_busy"),
-    ("wordcount", keys["trickle"], "wordcount"),
-):
-    wasm = open(f"functions/target/wasm32-wasip2/release/{module}.wasm", "rb").read()
-    s, _ = call(c, "PUT", f"/functions/{name}?max_concurrency=16", key, wasm)
-    assert s == 201, s
+stamp, keys = burst_and_trickle(c, ADMIN)
 
 
 def trickle(stop):

@@ -39,6 +39,8 @@ import sys
 import time
 import urllib.parse
 
+from w5client import burst_and_trickle, call
+
 URL, ADMIN, SPANS = sys.argv[1], sys.argv[2], sys.argv[3]
 BURST = int(sys.argv[sys.argv.index("--burst") + 1]) if "--burst" in sys.argv else 100_000
 IDLE = int(sys.argv[sys.argv.index("--idle") + 1]) if "--idle" in sys.argv else 300
@@ -49,25 +51,8 @@ def conn():
     return http.client.HTTPConnection(U.hostname, U.port, timeout=60)
 
 
-def call(c, method, path, key, body=None, headers=None):
-    h = {"authorization": f"Bearer {key}"}
-    h.update(headers or {})
-    c.request(method, path, body=body, headers=h)
-    r = c.getresponse()
-    return r.status, r.read()
-
-
 c = conn()
-stamp = str(int(time.time()))
-keys = {}
-for name in ("burst", "trickle"):
-    s, d = call(c, "POST", "/tenants", ADMIN, json.dumps({"id": f"{name}-{stamp}"}))
-    assert s == 201, (s, d)
-    keys[name] = json.loads(d)["key"]
-wasm = open("functions/target/wasm32-wasip2/release/wordcount.wasm", "rb").read()
-busy = open("functions/target/wasm32-wasip2/release/fx_busy.wasm", "rb").read()
-assert call(c, "PUT", "/functions/work?idle_timeout_ms=2000&max_concurrency=16", keys["burst"], busy)[0] == 201
-assert call(c, "PUT", "/functions/wordcount?idle_timeout_ms=60000", keys["trickle"], wasm)[0] == 201
+stamp, keys = burst_and_trickle(c, ADMIN)
 
 
 def trickle(n, key, window, out, stop=None):

@@ -5,16 +5,12 @@
 # spans exported to an OTLP sink of its own; only the trickle is sampled.
 # usage: bench/w5-trace.sh [--burst N] [--idle N]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-EDDY_BIN=${EDDY_BIN:-target/release/eddy}
-[ -x "$EDDY_BIN" ] || make build
+source "$(dirname "$0")/w5-up.sh"
 python3 -c 'import opentelemetry.proto' 2>/dev/null || python3 -m pip install -q opentelemetry-proto >&2
-DIR=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-SINK=$(free_port)
-PORT=$(free_port)
+SPANS=$(mktemp -d)
+SINK=$(w5_free_port)
 # The sink: stores each OTLP/HTTP export as it comes.
-python3 - "$SINK" "$DIR/spans" <<'PY' &
+python3 - "$SINK" "$SPANS" <<'PY' &
 import http.server, itertools, os, sys
 out = sys.argv[2]; os.makedirs(out, exist_ok=True); n = itertools.count()
 class H(http.server.BaseHTTPRequestHandler):
@@ -26,11 +22,7 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 PY
 SINK_PID=$!
-OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK OTEL_TRACES_SAMPLER=parentbased_traceidratio \
-  OTEL_TRACES_SAMPLER_ARG=0 EDDY_DATA_DIR=$DIR EDDY_CACHE_DIR=$DIR/artifacts \
-  EDDY_LISTEN=127.0.0.1:$PORT EDDY_ADMIN_KEY=bench-admin EDDY_LOG=warn "$EDDY_BIN" up 2> "$DIR/up.log" &
-UP=$!
-trap 'kill -TERM $UP 2>/dev/null; wait $UP 2>/dev/null; kill $SINK_PID 2>/dev/null; rm -rf "$DIR"' EXIT
-for _ in $(seq 200); do grep -q "eddy up: ready" "$DIR/up.log" 2>/dev/null && break; sleep 0.05; done
-sleep 0.5
-timeout 600 python3 bench/trace_trickle.py "http://127.0.0.1:$PORT" bench-admin "$DIR/spans" "$@"
+w5_on_exit 'kill $SINK_PID 2>/dev/null; rm -rf "$SPANS"'
+w5_up OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK" OTEL_TRACES_SAMPLER=parentbased_traceidratio \
+  OTEL_TRACES_SAMPLER_ARG=0
+timeout 600 python3 bench/trace_trickle.py "http://127.0.0.1:$PORT" bench-admin "$SPANS" "$@"
