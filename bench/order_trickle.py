@@ -14,15 +14,20 @@ completion may have waited behind. Counts do not depend on how fast the
 machine is at the moment, which a noisy VM makes of every timing; MONITOR
 itself slows Redis, equally for any build.
 
-usage: order_trickle.py URL ADMIN_KEY REDIS_PORT [--burst N] [--monitor-s S]
+With `--via posts` the burst is N single async POSTs (`eddy bench
+throughput`, 64 in flight: the gateway's group commit) instead of one batch.
+
+usage: order_trickle.py URL ADMIN_KEY REDIS_PORT [--burst N] [--monitor-s S] [--via batch|posts]
 Standard library only. Prints one JSON document.
 """
 import hashlib
 import http.client
 import json
 import multiprocessing
+import os
 import re
 import socket
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -31,6 +36,7 @@ from w5client import burst_and_trickle, call
 
 URL, ADMIN, REDIS_PORT = sys.argv[1], sys.argv[2], int(sys.argv[3])
 BURST = int(sys.argv[sys.argv.index("--burst") + 1]) if "--burst" in sys.argv else 100_000
+VIA = sys.argv[sys.argv.index("--via") + 1] if "--via" in sys.argv else "batch"
 MONITOR_S = float(sys.argv[sys.argv.index("--monitor-s") + 1]) if "--monitor-s" in sys.argv else 2.0
 U = urllib.parse.urlparse(URL)
 SHA = {
@@ -56,6 +62,12 @@ def trickle(stop):
 
 
 def burst():
+    if VIA == "posts":
+        subprocess.run([os.environ.get("EDDY_BIN", "target/release/eddy"), "bench", "throughput",
+                        "-f", "work", "-n", str(BURST), "-c", "64", "--payload", '{"ms":0}',
+                        "--url", URL, "--key", keys["burst"], "-q"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return
     bc = conn()
     body = "\n".join('{"ms":0}' for _ in range(BURST)).encode()
     s, _ = call(bc, "POST", "/invoke/work/batch", keys["burst"], body)
@@ -120,7 +132,7 @@ def summary(xs):
 
 
 print(json.dumps({
-    "burst": BURST, "monitor_s": MONITOR_S,
+    "burst": BURST, "via": VIA, "monitor_s": MONITOR_S,
     "scripts_seen": {"burst": sum(1 for t, _ in events if t == "burst"),
                      "trickle": sum(1 for t, _ in events if t == "trickle")},
     "trickle_calls": len(calls),

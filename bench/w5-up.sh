@@ -5,7 +5,7 @@
 # it and removes DIR (w5_on_exit adds to that trap).
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # EDDY_BIN picks the binary (default: this checkout's release build).
-EDDY_BIN=${EDDY_BIN:-target/release/eddy}
+export EDDY_BIN=${EDDY_BIN:-target/release/eddy}
 [ -x "$EDDY_BIN" ] || make build
 w5_free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 W5_EXIT=""
