@@ -114,9 +114,11 @@ pub struct GatewayArgs {
     max_in_flight: usize,
     /// While this gateway's sync calls wait for their results, a bulk load
     /// (`/invoke/{name}/batch`) pauses after each chunk of lines for this
-    /// many times the chunk's own time, at most 2 ms (0: never): Redis
-    /// serves the sync calls' round trips without a bulk load's script calls
-    /// queued ahead of them; 1 keeps at least half the bulk pace.
+    /// many times the chunk's own time, at most 2 ms (0: never), and the
+    /// group commits of async invocations go one at a time, each followed
+    /// by a pause as long as it took: Redis serves the sync calls' round
+    /// trips without bulk script calls queued ahead of them; 1 keeps at
+    /// least half the bulk pace.
     #[arg(long, env = "EDDY_BULK_YIELD", default_value_t = 1.0)]
     bulk_yield: f64,
 }

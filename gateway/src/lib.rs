@@ -55,7 +55,8 @@ pub struct GatewayConfig {
     pub max_in_flight: usize,
     /// While sync calls of this gateway wait, a bulk load pauses after each
     /// chunk for this many times the chunk's own time (at most 2 ms; 0 =
-    /// never): see `Waiters::yield_to_sync`.
+    /// never): see `Waiters::yield_to_sync`. Above 0, the group commits of
+    /// async invocations are paced too (`Queue::hold_bulk_enqueues`).
     pub bulk_yield: f64,
     pub callback_allowlist: Allowlist,
     pub record_ttl: Duration,

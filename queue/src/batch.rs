@@ -7,12 +7,21 @@
 //! to one flush (one script call per tenant). It never waits to fill a
 //! batch: alone, a call goes out at once; under load, calls pile up while
 //! the previous flushes are in flight, and the batch grows with the load.
+//!
+//! A [`Gate`] paces the ordinary (bulk) flushes while it is held (a gateway
+//! holds it while its sync calls wait): one in flight, then a pause as long
+//! as it took (at most [`MAX_PAUSE`]), so that Redis has room for the urgent
+//! ones between them and the bulk keeps at least half its pace.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::{Error, Result};
 
@@ -30,6 +39,66 @@ pub(crate) struct Batcher<T, R> {
 impl<T, R> std::fmt::Debug for Batcher<T, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batcher").finish_non_exhaustive()
+    }
+}
+
+/// Paces a batcher's ordinary flushes while it is held (see the module
+/// documentation and `Queue::hold_bulk_enqueues`). Urgent flushes are never
+/// paced.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    held: AtomicUsize,
+    opened: Notify,
+    max_pause: Duration,
+}
+
+/// The longest pause after an ordinary flush while a [`Gate`] is held.
+pub(crate) const MAX_PAUSE: Duration = Duration::from_millis(2);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::new(MAX_PAUSE)
+    }
+}
+
+impl Gate {
+    pub(crate) fn new(max_pause: Duration) -> Self {
+        Gate {
+            held: AtomicUsize::new(0),
+            opened: Notify::new(),
+            max_pause,
+        }
+    }
+
+    pub(crate) fn hold(self: &Arc<Self>) -> Hold {
+        self.held.fetch_add(1, Ordering::AcqRel);
+        Hold(self.clone())
+    }
+
+    fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire) > 0
+    }
+
+    /// Until the gate is released or `deadline`.
+    async fn released(&self, deadline: Instant) {
+        let opened = self.opened.notified();
+        tokio::pin!(opened);
+        opened.as_mut().enable();
+        if self.is_held() {
+            let _ = tokio::time::timeout_at(deadline, opened).await;
+        }
+    }
+}
+
+/// One hold of a [`Gate`]; released when dropped.
+#[derive(Debug)]
+pub struct Hold(Arc<Gate>);
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if self.0.held.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.opened.notify_waiters();
+        }
     }
 }
 
@@ -79,19 +148,34 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
         F: Fn(Vec<T>, bool) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<Result<R>>> + Send + 'static,
     {
+        Self::spawn_gated(limits, size, None, flush)
+    }
+
+    /// [`Batcher::spawn`], with ordinary flushes paced while `gate` is held.
+    pub(crate) fn spawn_gated<F, Fut>(
+        limits: Limits,
+        size: fn(&T) -> usize,
+        gate: Option<Arc<Gate>>,
+        flush: F,
+    ) -> Self
+    where
+        F: Fn(Vec<T>, bool) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Result<R>>> + Send + 'static,
+    {
         let (tx, mut rx) = mpsc::unbounded_channel::<Item<T, R>>();
         let (urgent, mut urgent_rx) = mpsc::unbounded_channel::<Item<T, R>>();
         tokio::spawn(async move {
             let run = |items: Vec<Item<T, R>>, ordinary: bool| {
                 let (jobs, replies): (Vec<T>, Vec<_>) =
                     items.into_iter().map(|i| (i.job, i.reply)).unzip();
+                let started = Instant::now();
                 let done = flush(jobs, !ordinary);
                 async move {
                     let mut answers = done.await.into_iter();
                     for reply in replies {
                         let _ = reply.send(answers.next().unwrap_or(Err(Error::Closed)));
                     }
-                    ordinary
+                    (ordinary, started.elapsed())
                 }
             };
             let mut running = FuturesUnordered::new();
@@ -99,7 +183,15 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
             // A job that did not fit into the previous batch starts the next.
             let (mut carry, mut urgent_carry) = (None, None);
             let (mut open, mut urgent_open) = (true, true);
+            // While the gate is held: no ordinary flush before this.
+            let mut paused_until: Option<Instant> = None;
             loop {
+                let held = gate.as_ref().is_some_and(|g| g.is_held());
+                if !held {
+                    paused_until = None;
+                }
+                let pause = paused_until.filter(|until| Instant::now() < *until);
+                let in_flight = if held { 1 } else { limits.in_flight.max(1) };
                 tokio::select! {
                     biased;
                     item = async {
@@ -114,17 +206,25 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                             running.push(run(items, false));
                         }
                     },
-                    Some(done) = running.next(), if !running.is_empty() => {
-                        if done {
+                    Some((was_ordinary, took)) = running.next(), if !running.is_empty() => {
+                        if was_ordinary {
                             ordinary -= 1;
+                            if let Some(g) = gate.as_ref().filter(|g| g.is_held()) {
+                                paused_until = Some(Instant::now() + took.min(g.max_pause));
+                            }
                         }
                     }
+                    () = async {
+                        if let (Some(g), Some(until)) = (&gate, pause) {
+                            g.released(until).await;
+                        }
+                    }, if pause.is_some() => {}
                     item = async {
                         match carry.take() {
                             Some(i) => Some(i),
                             None => rx.recv().await,
                         }
-                    }, if open && ordinary < limits.in_flight.max(1) => match item {
+                    }, if open && pause.is_none() && ordinary < in_flight => match item {
                         None => open = false,
                         Some(first) => {
                             let items = gather(first, &mut rx, &mut carry, limits, size);
@@ -274,5 +374,79 @@ mod tests {
         for (i, o) in ordinary.into_iter().enumerate() {
             assert_eq!(o.await.unwrap().unwrap(), i as u32);
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_held_gate_paces_ordinary_flushes_and_never_urgent_ones() {
+        let limits = Limits {
+            max_jobs: 64,
+            max_bytes: 1 << 20,
+            in_flight: 2,
+        };
+        // Ordinary job j takes j ms to flush; the spans are recorded.
+        let spans = Arc::new(std::sync::Mutex::new(Vec::<(u32, Instant, Instant)>::new()));
+        let gate = Arc::new(Gate::new(Duration::from_secs(60)));
+        let b = Arc::new(Batcher::spawn_gated(limits, |_| 1, Some(gate.clone()), {
+            let spans = spans.clone();
+            move |jobs: Vec<u32>, urgent| {
+                let spans = spans.clone();
+                async move {
+                    let started = Instant::now();
+                    if !urgent {
+                        tokio::time::sleep(Duration::from_millis(jobs[0].into())).await;
+                    }
+                    let mut s = spans.lock().unwrap();
+                    s.extend(jobs.iter().map(|j| (*j, started, Instant::now())));
+                    jobs.into_iter().map(Ok).collect()
+                }
+            }
+        }));
+        let span = |j: u32| *spans.lock().unwrap().iter().find(|s| s.0 == j).unwrap();
+        let call = |j: u32| {
+            let b = b.clone();
+            tokio::spawn(async move { b.call(j, false).await.unwrap() })
+        };
+        let secs = Duration::from_secs;
+        // Lets the batcher take what was called so far into a flush.
+        let settle = || async {
+            for _ in 0..100 {
+                tokio::task::yield_now().await;
+            }
+        };
+
+        // Not held: two flushes at once, no pause.
+        let a = call(300);
+        settle().await;
+        let c = call(301);
+        assert_eq!((a.await.unwrap(), c.await.unwrap()), (300, 301));
+        assert!(span(301).1 < span(300).2, "unheld flushes did not overlap");
+
+        // Held: one at a time, and after one that took 200 ms a pause as
+        // long; an urgent call meanwhile is answered at once.
+        let hold = gate.hold();
+        let first = call(200);
+        settle().await;
+        let second = call(1);
+        let urgent = tokio::time::timeout(secs(5), b.call(7, true)).await;
+        assert_eq!(urgent.expect("an urgent call was paced").unwrap(), 7);
+        assert_eq!((first.await.unwrap(), second.await.unwrap()), (200, 1));
+        let gap = span(1).1 - span(200).2;
+        assert!(
+            gap >= Duration::from_millis(150),
+            "paused {gap:?} after a 200 ms flush"
+        );
+
+        // Released during the pause: the next flush goes at once.
+        let first = call(1000);
+        settle().await;
+        let second = call(2);
+        assert_eq!(first.await.unwrap(), 1000);
+        drop(hold);
+        assert_eq!(second.await.unwrap(), 2);
+        let gap = span(2).1 - span(1000).2;
+        assert!(
+            gap < Duration::from_millis(900),
+            "the release did not end a 1 s pause: {gap:?}"
+        );
     }
 }

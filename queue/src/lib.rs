@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use conn::{Backend, Conn};
 
+pub use batch::Hold;
 pub use callbacks::{CALLBACK_GROUP, Callback, DeadCallback};
 pub use conn::BlockingConn;
 pub use consume::{Delivery, Malformed};
@@ -120,6 +121,8 @@ pub struct Queue {
 struct Batchers {
     enqueue: std::sync::OnceLock<batch::Batcher<invocations::EnqueueJob, Vec<String>>>,
     complete: std::sync::OnceLock<batch::Batcher<invocations::CompleteJob, Vec<String>>>,
+    /// Paces the ordinary enqueue flushes (`hold_bulk_enqueues`).
+    enqueue_gate: std::sync::Arc<batch::Gate>,
 }
 
 /// How big a group commit may grow. 16 completions of short invocations
@@ -184,10 +187,15 @@ impl Queue {
     fn enqueuer(&self) -> &batch::Batcher<invocations::EnqueueJob, Vec<String>> {
         self.batchers.enqueue.get_or_init(|| {
             let q = self.unbatched();
-            batch::Batcher::spawn(BATCH, invocations::enqueue_size, move |jobs, urgent| {
-                let q = q.clone();
-                async move { q.enqueue_jobs(jobs, urgent).await }
-            })
+            batch::Batcher::spawn_gated(
+                BATCH,
+                invocations::enqueue_size,
+                Some(self.batchers.enqueue_gate.clone()),
+                move |jobs, urgent| {
+                    let q = q.clone();
+                    async move { q.enqueue_jobs(jobs, urgent).await }
+                },
+            )
         })
     }
 
@@ -200,6 +208,16 @@ impl Queue {
                 async move { q.complete_jobs(jobs, urgent).await }
             })
         })
+    }
+
+    /// Paces this queue's ordinary (async) enqueue flushes until the guard
+    /// drops: one in flight, then a pause as long as it took (at most 2 ms),
+    /// while urgent ones (sync invocations) go at once. A gateway holds it
+    /// while its sync calls wait, so that a burst of async invocations keeps
+    /// room in Redis for their round trips and at least half its pace.
+    /// Shared by clones.
+    pub fn hold_bulk_enqueues(&self) -> Hold {
+        self.batchers.enqueue_gate.hold()
     }
 
     /// Whether roots are enqueued without a run record until they fan out

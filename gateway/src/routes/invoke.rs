@@ -293,6 +293,11 @@ async fn invoke_traced(
     }
     // Register before enqueueing: the reply cannot outrun the waiter.
     let registration = sync.then(|| state.waiters.register(&env.id));
+    // While it waits, this gateway's group commits of async invocations are
+    // paced as a bulk load is between its chunks (`Waiters::yield_to_sync`):
+    // Redis serves this call's round trips with at most one of them ahead.
+    let _bulk_paced =
+        (sync && state.config.bulk_yield > 0.0).then(|| state.queue.hold_bulk_enqueues());
     let started = std::time::Instant::now();
     // Its own span: the round trip to Redis, apart from what follows it
     // (the worker's read, the run, the reply) in a trace.
