@@ -112,15 +112,16 @@ pub struct GatewayArgs {
     /// Requests in flight before new ones are shed with 503.
     #[arg(long, env = "EDDY_MAX_IN_FLIGHT", default_value_t = 10_000)]
     max_in_flight: usize,
-    /// While this gateway's sync calls wait for their results, a bulk load
-    /// (`/invoke/{name}/batch`) pauses after each chunk of lines for this
-    /// many times the chunk's own time, at most 2 ms (0: never), and the
-    /// group commits of async invocations go one at a time, each followed
-    /// by a pause as long as it took: Redis serves the sync calls' round
-    /// trips without bulk script calls queued ahead of them; 1 keeps at
-    /// least half the bulk pace.
-    #[arg(long, env = "EDDY_BULK_YIELD", default_value_t = 1.0)]
-    bulk_yield: f64,
+    /// While this gateway's sync calls wait for their results, its bulk
+    /// enqueues yield to them (1, the default; 0 turns it off): a bulk load
+    /// (`/invoke/{name}/batch`) pauses after each chunk of lines as long as
+    /// the chunk took, and the group commits of async invocations go one at
+    /// a time, each followed by such a pause (at most 2 ms). Redis serves
+    /// the sync calls' round trips without bulk script calls queued ahead
+    /// of them; the bulk keeps at least half its pace.
+    #[arg(long, env = "EDDY_BULK_YIELD", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    bulk_yield: bool,
 }
 
 impl GatewayArgs {

@@ -53,11 +53,11 @@ pub struct GatewayConfig {
     pub sync_timeout: Duration,
     /// Requests in flight before new ones are shed with 503.
     pub max_in_flight: usize,
-    /// While sync calls of this gateway wait, a bulk load pauses after each
-    /// chunk for this many times the chunk's own time (at most 2 ms; 0 =
-    /// never): see `Waiters::yield_to_sync`. Above 0, the group commits of
-    /// async invocations are paced too (`Queue::hold_bulk_enqueues`).
-    pub bulk_yield: f64,
+    /// While sync calls of this gateway wait, its bulk enqueues are paced:
+    /// a bulk load pauses after each chunk as long as the chunk took, the
+    /// group commits of async invocations go one at a time with the same
+    /// pause (at most 2 ms; `Queue::hold_bulk_enqueues`).
+    pub bulk_yield: bool,
     pub callback_allowlist: Allowlist,
     pub record_ttl: Duration,
 }
@@ -73,7 +73,7 @@ impl Default for GatewayConfig {
             max_batch_bytes: 1 << 30,
             sync_timeout: Duration::from_secs(30),
             max_in_flight: 10_000,
-            bulk_yield: 1.0,
+            bulk_yield: true,
             callback_allowlist: Allowlist::default(),
             record_ttl: QueueConfig::default().record_ttl,
         }
@@ -119,7 +119,7 @@ pub struct Shared {
     /// `eddy_redis_roundtrip_seconds{op="enqueue"}`, registered once.
     pub enqueue_roundtrip: metrics::Histogram,
     /// `eddy_gateway_bulk_yields_total`: bulk-load chunks that paused for
-    /// this gateway's sync calls (see `Waiters::yield_to_sync`).
+    /// this gateway's sync calls (see `GatewayConfig::bulk_yield`).
     pub bulk_yields: metrics::Counter,
 }
 

@@ -79,6 +79,19 @@ impl Gate {
         self.held.load(Ordering::Acquire) > 0
     }
 
+    /// Pacing for a caller that sends its bulk script calls itself (the
+    /// gateway's batch endpoint): after one that took `took`, while the
+    /// gate is held, waits as long again (at most the gate's bound) or until
+    /// it is released. Returns the time waited.
+    pub(crate) async fn pace(&self, took: Duration) -> Duration {
+        if !self.is_held() {
+            return Duration::ZERO;
+        }
+        let started = Instant::now();
+        self.released(started + took.min(self.max_pause)).await;
+        started.elapsed()
+    }
+
     /// Until the gate is released or `deadline`.
     async fn released(&self, deadline: Instant) {
         let opened = self.opened.notified();
@@ -448,5 +461,40 @@ mod tests {
             gap < Duration::from_millis(900),
             "the release did not end a 1 s pause: {gap:?}"
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_callers_own_pacing_waits_only_while_held_as_long_as_its_call_took() {
+        let gate = Arc::new(Gate::new(Duration::from_secs(60)));
+        let ms = Duration::from_millis;
+        // Not held: no pause, whatever the call took.
+        assert_eq!(gate.pace(Duration::from_secs(60)).await, Duration::ZERO);
+        // Held: as long as the call took.
+        let hold = gate.hold();
+        let paused = gate.pace(ms(200)).await;
+        assert!(
+            paused >= ms(200) && paused < Duration::from_secs(30),
+            "{paused:?}"
+        );
+        // Released midway: the pause ends with it.
+        let pacing = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.pace(Duration::from_secs(60)).await }
+        });
+        tokio::task::yield_now().await;
+        drop(hold);
+        let paused = tokio::time::timeout(Duration::from_secs(10), pacing)
+            .await
+            .expect("the release did not end the pause")
+            .unwrap();
+        assert!(paused < Duration::from_secs(10), "{paused:?}");
+        // The bound: never longer than the gate's.
+        let gate = Arc::new(Gate::new(ms(20)));
+        let _held = gate.hold();
+        let paused =
+            tokio::time::timeout(Duration::from_secs(10), gate.pace(Duration::from_secs(60)))
+                .await
+                .expect("the pause outlasted the gate's bound");
+        assert!(paused >= ms(20), "{paused:?}");
     }
 }

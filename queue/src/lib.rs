@@ -220,6 +220,14 @@ impl Queue {
         self.batchers.enqueue_gate.hold()
     }
 
+    /// The same pacing for bulk enqueues sent without the group commit
+    /// ([`Queue::enqueue_batch`], one chunk at a time): after a chunk that
+    /// took `took`, while [`Queue::hold_bulk_enqueues`] is held, waits as
+    /// long again (at most 2 ms) or until it is released. The time waited.
+    pub async fn pace_bulk_enqueue(&self, took: std::time::Duration) -> std::time::Duration {
+        self.batchers.enqueue_gate.pace(took).await
+    }
+
     /// Whether roots are enqueued without a run record until they fan out
     /// (on by default). A gateway turns it off while a live worker does not
     /// handle that (a rolling upgrade from a binary before it): that worker's

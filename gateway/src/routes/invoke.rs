@@ -293,11 +293,10 @@ async fn invoke_traced(
     }
     // Register before enqueueing: the reply cannot outrun the waiter.
     let registration = sync.then(|| state.waiters.register(&env.id));
-    // While it waits, this gateway's group commits of async invocations are
-    // paced as a bulk load is between its chunks (`Waiters::yield_to_sync`):
-    // Redis serves this call's round trips with at most one of them ahead.
-    let _bulk_paced =
-        (sync && state.config.bulk_yield > 0.0).then(|| state.queue.hold_bulk_enqueues());
+    // While it waits, this gateway's bulk enqueues (the group commits of
+    // async invocations, a bulk load's chunks) are paced: Redis serves this
+    // call's round trips with at most one of them ahead.
+    let _bulk_paced = (sync && state.config.bulk_yield).then(|| state.queue.hold_bulk_enqueues());
     let started = std::time::Instant::now();
     // Its own span: the round trip to Redis, apart from what follows it
     // (the worker's read, the run, the reply) in a trace.
@@ -434,13 +433,9 @@ pub async fn batch(
                     if tx.send(Ok(out)).await.is_err() {
                         return;
                     }
-                    // Sync calls of this gateway go first (see `yield_to_sync`).
-                    if !state
-                        .waiters
-                        .yield_to_sync(spent, state.config.bulk_yield)
-                        .await
-                        .is_zero()
-                    {
+                    // Sync calls of this gateway go first: while one waits,
+                    // a pause as long as the chunk took (at most 2 ms).
+                    if !state.queue.pace_bulk_enqueue(spent).await.is_zero() {
                         state.bulk_yields.increment(1);
                     }
                 }
