@@ -118,9 +118,14 @@ pub struct Shared {
     >,
     /// `eddy_redis_roundtrip_seconds{op="enqueue"}`, registered once.
     pub enqueue_roundtrip: metrics::Histogram,
-    /// `eddy_gateway_bulk_yields_total`: bulk-load chunks that paused for
-    /// this gateway's sync calls (see `GatewayConfig::bulk_yield`).
+    /// `eddy_gateway_bulk_yields_total{via="batch"}`: bulk-load chunks
+    /// that paused for this gateway's sync calls (see
+    /// `GatewayConfig::bulk_yield`).
     pub bulk_yields: metrics::Counter,
+    /// `eddy_gateway_bulk_yields_total{via="group_commit"}`: group commits
+    /// of async invocations paced for them (`Queue::paced_bulk_enqueues`,
+    /// copied at every scrape).
+    pub commit_yields: metrics::Counter,
 }
 
 impl std::fmt::Debug for AppState {
@@ -194,7 +199,8 @@ impl AppState {
             touched: Default::default(),
             accepted: Default::default(),
             enqueue_roundtrip: metrics::histogram!("eddy_redis_roundtrip_seconds", "op" => "enqueue"),
-            bulk_yields: metrics::counter!("eddy_gateway_bulk_yields_total"),
+            bulk_yields: metrics::counter!("eddy_gateway_bulk_yields_total", "via" => "batch"),
+            commit_yields: metrics::counter!("eddy_gateway_bulk_yields_total", "via" => "group_commit"),
         })))
     }
 }

@@ -15,7 +15,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -50,6 +50,8 @@ pub(crate) struct Gate {
     held: AtomicUsize,
     opened: Notify,
     max_pause: Duration,
+    /// Ordinary flushes of a gated batcher followed by a pause.
+    paced: AtomicU64,
 }
 
 /// The longest pause after an ordinary flush while a [`Gate`] is held.
@@ -67,7 +69,15 @@ impl Gate {
             held: AtomicUsize::new(0),
             opened: Notify::new(),
             max_pause,
+            paced: AtomicU64::new(0),
         }
+    }
+
+    /// How many ordinary flushes of the batcher it gates were followed by
+    /// a pause so far (the callers' own pacing, [`Gate::pace`], is not
+    /// counted: they count it themselves).
+    pub(crate) fn paced_flushes(&self) -> u64 {
+        self.paced.load(Ordering::Relaxed)
     }
 
     pub(crate) fn hold(self: &Arc<Self>) -> Hold {
@@ -224,6 +234,7 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                             ordinary -= 1;
                             if let Some(g) = gate.as_ref().filter(|g| g.is_held()) {
                                 paused_until = Some(Instant::now() + took.min(g.max_pause));
+                                g.paced.fetch_add(1, Ordering::Relaxed);
                             }
                         }
                     }
@@ -433,6 +444,7 @@ mod tests {
         let c = call(301);
         assert_eq!((a.await.unwrap(), c.await.unwrap()), (300, 301));
         assert!(span(301).1 < span(300).2, "unheld flushes did not overlap");
+        assert_eq!(gate.paced_flushes(), 0);
 
         // Held: one at a time, and after one that took 200 ms a pause as
         // long; an urgent call meanwhile is answered at once.
@@ -448,6 +460,8 @@ mod tests {
             gap >= Duration::from_millis(150),
             "paused {gap:?} after a 200 ms flush"
         );
+        // Both ordinary flushes were followed by a pause; the urgent one not.
+        assert_eq!(gate.paced_flushes(), 2);
 
         // Released during the pause: the next flush goes at once.
         let first = call(1000);

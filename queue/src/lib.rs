@@ -228,6 +228,13 @@ impl Queue {
         self.batchers.enqueue_gate.pace(took).await
     }
 
+    /// How many group commits of async invocations were paced so far
+    /// ([`Queue::hold_bulk_enqueues`]): flushes followed by a pause because
+    /// a sync call waited. Shared by clones.
+    pub fn paced_bulk_enqueues(&self) -> u64 {
+        self.batchers.enqueue_gate.paced_flushes()
+    }
+
     /// Whether roots are enqueued without a run record until they fan out
     /// (on by default). A gateway turns it off while a live worker does not
     /// handle that (a rolling upgrade from a binary before it): that worker's

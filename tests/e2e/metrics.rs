@@ -181,22 +181,23 @@ async fn sync_invocations_reach_the_lane_by_its_held_read_or_a_handoff() {
     );
 }
 
+/// `eddy_gateway_bulk_yields_total{via=...}` of a scrape (0 when absent).
+fn bulk_yields(text: &str, via: &str) -> u64 {
+    let name = format!("eddy_gateway_bulk_yields_total{{via=\"{via}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name.as_str())?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Both kinds of bulk enqueue yield to a sync call of the gateway while it
+/// waits, and only then: a bulk load's chunks (`/invoke/{name}/batch`) and
+/// the group commits of async invocations. Fails with `EDDY_BULK_YIELD=0`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bulk_load_yields_to_sync_calls_and_only_to_them() {
+async fn bulk_enqueues_yield_to_sync_calls_and_only_to_them() {
     let p = Platform::start(&[]);
     let (key, _) = p.tenant("acme", json!({})).await;
     p.deploy(&key, "wordcount", "wordcount", "").await;
     p.deploy(&key, "busy", "fx-busy", "").await;
-    let counter = |text: &str| -> u64 {
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix("eddy_gateway_bulk_yields_total ")?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0)
-    };
     let lines = |n: usize| -> String {
         (0..n)
             .map(|i| format!("{{\"text\":\"{}\"}}\n", "w ".repeat(i % 5 + 1)))
@@ -219,26 +220,53 @@ async fn a_bulk_load_yields_to_sync_calls_and_only_to_them() {
             );
         }
     };
+    // Async invocations one after the other: each is a group commit of
+    // its own.
+    let (p, key) = (&p, &key);
+    let singles = |n: usize| async move {
+        for i in 0..n {
+            let r = p
+                .req(Method::POST, "/invoke/wordcount", key)
+                .header("prefer", "respond-async")
+                .body(format!(r#"{{"text":"{}"}}"#, "w ".repeat(i + 1)))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+        }
+    };
+    let counts = || async {
+        let text = scrape(p).await;
+        (
+            bulk_yields(&text, "batch"),
+            bulk_yields(&text, "group_commit"),
+        )
+    };
 
-    // No sync call waits: a bulk load goes at its own pace.
+    // No sync call waits: bulk enqueues go at their own pace.
     batch(lines(64)).await;
-    assert_eq!(counter(&scrape(&p).await), 0);
+    singles(8).await;
+    assert_eq!(counts().await, (0, 0));
 
-    // A sync call waits (for 1.5 s): every full chunk of 16 lines pauses for
-    // it (at most 2 ms each), and the load still completes.
+    // A sync call waits (for 1.5 s): every full chunk of 16 lines pauses
+    // for it (at most 2 ms each), every group commit is followed by a
+    // pause, and all of them are accepted.
     let sync = p
-        .req(Method::POST, "/invoke/busy", &key)
+        .req(Method::POST, "/invoke/busy", key)
         .body(r#"{"ms":1500}"#)
         .send();
     let sync = tokio::spawn(sync);
     tokio::time::sleep(Duration::from_millis(300)).await;
     batch(lines(64)).await;
-    let yields = counter(&scrape(&p).await);
+    singles(8).await;
+    let (chunks, commits) = counts().await;
     let r = sync.await.unwrap().unwrap();
     assert_eq!(r.status(), 200);
-    assert!((1..=4).contains(&yields), "{yields} chunks of 4 paused");
+    assert!((1..=4).contains(&chunks), "{chunks} chunks of 4 paused");
+    assert_eq!(commits, 8, "{commits} of 8 group commits paced");
 
     // It is over: no more pauses.
     batch(lines(64)).await;
-    assert_eq!(counter(&scrape(&p).await), yields);
+    singles(8).await;
+    assert_eq!(counts().await, (chunks, commits));
 }
