@@ -1,0 +1,83 @@
+"""What the bulk yield costs a bulk tenant: its async throughput while
+another tenant's sync calls wait all the time, against none.
+
+usage: mixed.py URL ADMIN [--n N] [--sync C] [--via posts|batch]
+
+Creates the two tenants of w5client.burst_and_trickle. Then, with C sync
+callers of the trickle tenant back to back (0 = none), sends N async
+invocations of the burst tenant's `work` ({"ms":0}) with `eddy bench`:
+single POSTs, 64 in flight (`--via posts`, the gateway's group commit), or
+the batch endpoint, 1,000 lines a request, 4 in flight (`--via batch`).
+Prints one JSON line: the burst's accept and end-to-end throughput, and the
+sync calls' count and latency percentiles over the same time.
+"""
+import http.client
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+
+from w5client import burst_and_trickle, call
+
+URL, ADMIN = sys.argv[1], sys.argv[2]
+
+
+def arg(name, default, kind=int):
+    return kind(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
+
+
+N, SYNC, VIA = arg("--n", 50_000), arg("--sync", 1), arg("--via", "posts", str)
+U = urllib.parse.urlparse(URL)
+
+
+def conn():
+    return http.client.HTTPConnection(U.hostname, U.port, timeout=120)
+
+
+c = conn()
+stamp, keys = burst_and_trickle(c, ADMIN)
+for _ in range(20):  # the trickle's stream warm, the lane's held read open
+    call(c, "POST", "/invoke/wordcount", keys["trickle"], b'{"text":"warm"}')
+
+
+def caller(stop, out):
+    tc, lat = conn(), []
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        s, _ = call(tc, "POST", "/invoke/wordcount", keys["trickle"], b'{"text":"sync words"}')
+        assert s == 200, s
+        lat.append(time.perf_counter() - t0)
+    out.put(lat)
+
+
+mp = multiprocessing.get_context("fork")
+stop, out = mp.Event(), mp.Queue()
+callers = [mp.Process(target=caller, args=(stop, out)) for _ in range(SYNC)]
+for p in callers:
+    p.start()
+time.sleep(0.3)
+scenario = ["throughput", "-c", "64"] if VIA == "posts" else ["bulk", "--batch-size", "1000", "-c", "4"]
+r = subprocess.run(
+    [os.environ.get("EDDY_BIN", "target/release/eddy"), "bench", *scenario, "-f", "work",
+     "-n", str(N), "--payload", '{"ms":0}', "--url", URL, "--key", keys["burst"], "-q", "-o", "json"],
+    check=True, capture_output=True, text=True)
+stop.set()
+lat = sorted(x for _ in callers for x in out.get())
+for p in callers:
+    p.join()
+b = json.loads(r.stdout)
+
+
+def pct(q):
+    return round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 2) if lat else None
+
+
+print(json.dumps({
+    "n": N, "via": VIA, "sync_callers": SYNC, "bulk_yield": os.environ.get("EDDY_BULK_YIELD", "1"),
+    "accept_per_sec": b.get("accept", {}).get("per_sec"),
+    "end_to_end_per_sec": b.get("completion", {}).get("per_sec"),
+    "sync_calls": len(lat), "sync_p50_ms": pct(0.5), "sync_p99_ms": pct(0.99),
+}))
