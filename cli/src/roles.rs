@@ -40,6 +40,18 @@ pub struct WorkerArgs {
     /// the CPU first. 0: all at one priority.
     #[arg(long, env = "EDDY_BULK_NICE", default_value_t = 5, value_parser = clap::value_parser!(i32).range(0..=19))]
     bulk_nice: i32,
+    /// Bulk work yields to sync calls (1, the default; 0 turns it off). A
+    /// gateway, while its sync calls wait for their results: a bulk load
+    /// (`/invoke/{name}/batch`) pauses after each chunk of lines as long as
+    /// the chunk took, and the group commits of async invocations go one at
+    /// a time, each followed by such a pause (at most 2 ms). A worker, while
+    /// sync invocations keep coming (one in the last second): its bulk
+    /// completions go one flush at a time instead of two. Redis serves the
+    /// sync calls' round trips with at most one bulk script of each kind
+    /// queued ahead of them; the bulk keeps at least half its pace.
+    #[arg(long, env = "EDDY_BULK_YIELD", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    bulk_yield: bool,
     /// Lease of a delivery: after this long without a heartbeat another
     /// worker reclaims it.
     #[arg(long, env = "EDDY_LEASE_MS", default_value_t = 30_000)]
@@ -112,16 +124,6 @@ pub struct GatewayArgs {
     /// Requests in flight before new ones are shed with 503.
     #[arg(long, env = "EDDY_MAX_IN_FLIGHT", default_value_t = 10_000)]
     max_in_flight: usize,
-    /// While this gateway's sync calls wait for their results, its bulk
-    /// enqueues yield to them (1, the default; 0 turns it off): a bulk load
-    /// (`/invoke/{name}/batch`) pauses after each chunk of lines as long as
-    /// the chunk took, and the group commits of async invocations go one at
-    /// a time, each followed by such a pause (at most 2 ms). Redis serves
-    /// the sync calls' round trips without bulk script calls queued ahead
-    /// of them; the bulk keeps at least half its pace.
-    #[arg(long, env = "EDDY_BULK_YIELD", default_value_t = true, action = clap::ArgAction::Set,
-          value_parser = clap::builder::BoolishValueParser::new())]
-    bulk_yield: bool,
 }
 
 impl GatewayArgs {
@@ -139,7 +141,7 @@ impl GatewayArgs {
             max_payload_bytes: self.max_payload_bytes,
             sync_timeout: Duration::from_millis(self.sync_timeout_ms),
             max_in_flight: self.max_in_flight,
-            bulk_yield: self.bulk_yield,
+            bulk_yield: worker.bulk_yield,
             callback_allowlist: worker.callbacks.allowlist()?,
             record_ttl: Duration::from_secs(worker.record_ttl_s),
             ..GatewayConfig::default()
@@ -179,6 +181,7 @@ impl WorkerArgs {
             exec_slots: self.exec_slots,
             exec_idle: self.exec_priority == "idle",
             bulk_nice: self.bulk_nice,
+            bulk_yield: self.bulk_yield,
             lease: Duration::from_millis(self.lease_ms),
             max_deliveries: self.max_deliveries,
             cache_dir: self.cache_dir.clone(),

@@ -122,10 +122,6 @@ pub struct Shared {
     /// that paused for this gateway's sync calls (see
     /// `GatewayConfig::bulk_yield`).
     pub bulk_yields: metrics::Counter,
-    /// `eddy_gateway_bulk_yields_total{via="group_commit"}`: group commits
-    /// of async invocations paced for them (`Queue::paced_bulk_enqueues`,
-    /// copied at every scrape).
-    pub commit_yields: metrics::Counter,
 }
 
 impl std::fmt::Debug for AppState {
@@ -178,6 +174,12 @@ impl AppState {
             },
         )
         .await?;
+        // Group commits of async invocations paced for this gateway's sync
+        // calls (see `GatewayConfig::bulk_yield`).
+        queue.meter_paced_enqueues(metrics::counter!(
+            "eddy_gateway_bulk_yields_total",
+            "via" => "group_commit"
+        ));
         let instance = eddy_protocol::new_id();
         let reply_channel = eddy_protocol::keys::reply_channel(&instance);
         let waiters = Arc::new(waiters::Waiters::default());
@@ -200,7 +202,6 @@ impl AppState {
             accepted: Default::default(),
             enqueue_roundtrip: metrics::histogram!("eddy_redis_roundtrip_seconds", "op" => "enqueue"),
             bulk_yields: metrics::counter!("eddy_gateway_bulk_yields_total", "via" => "batch"),
-            commit_yields: metrics::counter!("eddy_gateway_bulk_yields_total", "via" => "group_commit"),
         })))
     }
 }

@@ -50,8 +50,10 @@ pub(crate) struct Gate {
     held: AtomicUsize,
     opened: Notify,
     max_pause: Duration,
-    /// Ordinary flushes of a gated batcher followed by a pause.
+    /// Ordinary flushes of a gated batcher sent while it was held.
     paced: AtomicU64,
+    /// The same count as a metric, once its owner names one.
+    meter: std::sync::OnceLock<metrics::Counter>,
 }
 
 /// The longest pause after an ordinary flush while a [`Gate`] is held.
@@ -70,14 +72,28 @@ impl Gate {
             opened: Notify::new(),
             max_pause,
             paced: AtomicU64::new(0),
+            meter: std::sync::OnceLock::new(),
         }
     }
 
-    /// How many ordinary flushes of the batcher it gates were followed by
-    /// a pause so far (the callers' own pacing, [`Gate::pace`], is not
-    /// counted: they count it themselves).
-    pub(crate) fn paced_flushes(&self) -> u64 {
+    /// How many ordinary flushes of the batcher it gates were paced (or,
+    /// with no pause, narrowed to one in flight) so far. The callers' own
+    /// pacing ([`Gate::pace`]) is not counted: they count it themselves.
+    #[cfg(test)]
+    fn paced_flushes(&self) -> u64 {
         self.paced.load(Ordering::Relaxed)
+    }
+
+    /// Counts the paced flushes in `counter` too (the first one set stays).
+    pub(crate) fn meter(&self, counter: metrics::Counter) {
+        let _ = self.meter.set(counter);
+    }
+
+    fn count_paced(&self) {
+        self.paced.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = self.meter.get() {
+            m.increment(1);
+        }
     }
 
     pub(crate) fn hold(self: &Arc<Self>) -> Hold {
@@ -166,6 +182,7 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     /// bytes of a job; `flush` gets a batch (and whether it is urgent) and
     /// answers every job of it, in order (a missing answer reaches its
     /// caller as [`Error::Closed`]).
+    #[cfg(test)]
     pub(crate) fn spawn<F, Fut>(limits: Limits, size: fn(&T) -> usize, flush: F) -> Self
     where
         F: Fn(Vec<T>, bool) -> Fut + Send + Sync + 'static,
@@ -234,7 +251,7 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                             ordinary -= 1;
                             if let Some(g) = gate.as_ref().filter(|g| g.is_held()) {
                                 paused_until = Some(Instant::now() + took.min(g.max_pause));
-                                g.paced.fetch_add(1, Ordering::Relaxed);
+                                g.count_paced();
                             }
                         }
                     }
@@ -475,6 +492,56 @@ mod tests {
             gap < Duration::from_millis(900),
             "the release did not end a 1 s pause: {gap:?}"
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_held_gate_without_pauses_narrows_ordinary_flushes_to_one_at_a_time() {
+        let limits = Limits {
+            max_jobs: 1,
+            max_bytes: 1 << 20,
+            in_flight: 2,
+        };
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Gate::new(Duration::ZERO));
+        let b = Arc::new(Batcher::spawn_gated(limits, |_| 1, Some(gate.clone()), {
+            let (running, most) = (running.clone(), most.clone());
+            move |jobs: Vec<u32>, _| {
+                let (running, most) = (running.clone(), most.clone());
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    jobs.into_iter().map(Ok).collect()
+                }
+            }
+        }));
+        let burst = |n: u32| {
+            let calls: Vec<_> = (0..n)
+                .map(|j| {
+                    let b = b.clone();
+                    tokio::spawn(async move { b.call(j, false).await.unwrap() })
+                })
+                .collect();
+            async move {
+                for (j, c) in calls.into_iter().enumerate() {
+                    assert_eq!(c.await.unwrap(), j as u32);
+                }
+            }
+        };
+        // Not held: two flushes in flight.
+        burst(6).await;
+        assert_eq!(most.swap(0, Ordering::SeqCst), 2);
+        assert_eq!(gate.paced_flushes(), 0);
+        // Held: one at a time, each counted.
+        let hold = gate.hold();
+        burst(6).await;
+        assert_eq!(most.swap(0, Ordering::SeqCst), 1);
+        assert_eq!(gate.paced_flushes(), 6);
+        drop(hold);
+        burst(6).await;
+        assert_eq!(most.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -117,12 +117,25 @@ pub struct Queue {
     batchers: std::sync::Arc<Batchers>,
 }
 
-#[derive(Default)]
 struct Batchers {
     enqueue: std::sync::OnceLock<batch::Batcher<invocations::EnqueueJob, Vec<String>>>,
     complete: std::sync::OnceLock<batch::Batcher<invocations::CompleteJob, Vec<String>>>,
     /// Paces the ordinary enqueue flushes (`hold_bulk_enqueues`).
     enqueue_gate: std::sync::Arc<batch::Gate>,
+    /// Narrows the ordinary completion flushes to one in flight, without
+    /// pauses (`narrow_bulk_completions`).
+    complete_gate: std::sync::Arc<batch::Gate>,
+}
+
+impl Default for Batchers {
+    fn default() -> Self {
+        Batchers {
+            enqueue: Default::default(),
+            complete: Default::default(),
+            enqueue_gate: Default::default(),
+            complete_gate: std::sync::Arc::new(batch::Gate::new(std::time::Duration::ZERO)),
+        }
+    }
 }
 
 /// How big a group commit may grow. 16 completions of short invocations
@@ -203,10 +216,15 @@ impl Queue {
     fn completer(&self) -> &batch::Batcher<invocations::CompleteJob, Vec<String>> {
         self.batchers.complete.get_or_init(|| {
             let q = self.unbatched();
-            batch::Batcher::spawn(BATCH, invocations::complete_size, move |jobs, urgent| {
-                let q = q.clone();
-                async move { q.complete_jobs(jobs, urgent).await }
-            })
+            batch::Batcher::spawn_gated(
+                BATCH,
+                invocations::complete_size,
+                Some(self.batchers.complete_gate.clone()),
+                move |jobs, urgent| {
+                    let q = q.clone();
+                    async move { q.complete_jobs(jobs, urgent).await }
+                },
+            )
         })
     }
 
@@ -228,11 +246,29 @@ impl Queue {
         self.batchers.enqueue_gate.pace(took).await
     }
 
-    /// How many group commits of async invocations were paced so far
-    /// ([`Queue::hold_bulk_enqueues`]): flushes followed by a pause because
-    /// a sync call waited. Shared by clones.
-    pub fn paced_bulk_enqueues(&self) -> u64 {
-        self.batchers.enqueue_gate.paced_flushes()
+    /// Narrows this queue's ordinary (async) completion flushes to one in
+    /// flight instead of two until the guard drops, without pauses; urgent
+    /// ones (sync invocations) go at once as always. A worker holds it
+    /// while sync invocations keep coming, so that their completions find
+    /// at most one bulk completion script queued ahead of them in Redis.
+    /// Shared by clones.
+    pub fn narrow_bulk_completions(&self) -> Hold {
+        self.batchers.complete_gate.hold()
+    }
+
+    /// Counts in `counter` the completion flushes that went out narrowed
+    /// ([`Queue::narrow_bulk_completions`]). Shared by clones; the first
+    /// counter set stays.
+    pub fn meter_narrowed_completions(&self, counter: metrics::Counter) {
+        self.batchers.complete_gate.meter(counter);
+    }
+
+    /// Counts in `counter` the group commits of async invocations that
+    /// were paced ([`Queue::hold_bulk_enqueues`]): flushes followed by a
+    /// pause because a sync call waited. Shared by clones; the first
+    /// counter set stays.
+    pub fn meter_paced_enqueues(&self, counter: metrics::Counter) {
+        self.batchers.enqueue_gate.meter(counter);
     }
 
     /// Whether roots are enqueued without a run record until they fan out

@@ -270,3 +270,75 @@ async fn bulk_enqueues_yield_to_sync_calls_and_only_to_them() {
     singles(8).await;
     assert_eq!(counts().await, (chunks, commits));
 }
+
+/// A worker's bulk completions go one flush at a time while sync
+/// invocations keep coming (one in the last second), and only then:
+/// `eddy_worker_bulk_yields_total` counts the completion flushes sent so.
+/// Fails with `EDDY_BULK_YIELD=0`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_completions_yield_while_sync_calls_keep_coming() {
+    let p = Platform::start(&[]);
+    let (key, _) = p.tenant("acme", json!({})).await;
+    p.deploy(&key, "wordcount", "wordcount", "").await;
+    let yields = || async {
+        let text = scrape(&p).await;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("eddy_worker_bulk_yields_total ")?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    // Async invocations one after the other, each awaited to its end: its
+    // completion is a flush of its own.
+    let asyncs = |n: usize| {
+        let (p, key) = (&p, &key);
+        async move {
+            for i in 0..n {
+                let r = p
+                    .req(Method::POST, "/invoke/wordcount", key)
+                    .header("prefer", "respond-async")
+                    .body(format!(r#"{{"text":"{}"}}"#, "w ".repeat(i + 1)))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+                let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                p.until(key, &format!("/invocations/{id}"), |v| {
+                    v["status"] == "succeeded"
+                })
+                .await;
+            }
+        }
+    };
+    let sync = || async {
+        let r = p
+            .req(Method::POST, "/invoke/wordcount", &key)
+            .body(r#"{"text":"sync"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    };
+
+    // No sync call yet: the bulk completions go as they come.
+    asyncs(4).await;
+    assert_eq!(yields().await, 0);
+
+    // Right after a sync call (within its second), every bulk completion
+    // flush is counted; they all complete.
+    sync().await;
+    asyncs(4).await;
+    let during = yields().await;
+    assert!((1..=4).contains(&during), "{during} of 4 flushes yielded");
+
+    // A second and more after the last sync call: no longer.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    asyncs(4).await;
+    assert_eq!(yields().await, during);
+}

@@ -38,6 +38,11 @@ pub struct WorkerConfig {
     /// waiting, run on the lane at the process's own priority, and so do
     /// the gateway and Redis next to it. 0 leaves everything as it is.
     pub bulk_nice: i32,
+    /// Bulk work yields to sync invocations: while they keep coming (one
+    /// in the last second), the worker's bulk completions go one flush at a
+    /// time instead of two, so that a sync invocation's completion finds at
+    /// most one of them queued ahead of it in Redis.
+    pub bulk_yield: bool,
     /// How long a delivery may go without a heartbeat before another worker
     /// reclaims it.
     pub lease: Duration,
@@ -76,6 +81,7 @@ impl Default for WorkerConfig {
             exec_slots: 0,
             exec_idle: false,
             bulk_nice: 0,
+            bulk_yield: true,
             lease: Duration::from_secs(30),
             max_deliveries: 5,
             cache_dir: PathBuf::from(".eddy/artifacts"),
@@ -326,7 +332,14 @@ pub struct Worker {
     /// Streams recently marked active by this worker (rate limit of touch).
     touched: Mutex<HashMap<String, Instant>>,
     started_at_ms: u64,
+    /// When the last sync invocation arrived, while the bulk completions
+    /// are narrowed for them (see [`Worker::saw_sync`]).
+    sync_seen: Mutex<Option<Instant>>,
 }
+
+/// How long after its last sync invocation a worker keeps its bulk
+/// completions narrowed to one flush in flight (see [`Worker::saw_sync`]).
+const NARROW_FOR: Duration = Duration::from_secs(1);
 
 /// How long after its last sync invocation a stream keeps the lane's held
 /// read (see [`Worker::held_read`]).
@@ -372,6 +385,9 @@ impl Worker {
             },
         )
         .await?;
+        // `eddy_worker_bulk_yields_total`: bulk completion flushes sent one
+        // at a time for sync invocations (see `WorkerConfig::bulk_yield`).
+        queue.meter_narrowed_completions(metrics::counter!("eddy_worker_bulk_yields_total"));
         let consumer = config.consumer.clone().unwrap_or_else(unique_consumer);
         let exec_idle = config.exec_idle;
         let exec_slots = match config.exec_slots {
@@ -416,6 +432,7 @@ impl Worker {
             draining: Arc::new(AtomicBool::new(false)),
             touched: Mutex::default(),
             started_at_ms: eddy_protocol::now_ms(),
+            sync_seen: Mutex::default(),
         })
     }
 
@@ -591,6 +608,9 @@ impl Worker {
     /// controller's share), then runs on the global slot it holds.
     async fn dispatch(self: &Arc<Self>, d: Delivery, global: Option<Arc<Semaphore>>) {
         self.hold(&d);
+        if d.envelope.reply_to.is_some() {
+            self.saw_sync();
+        }
         let slot = lock(&self.capacity).permits(&d.stream);
         if let Some((_, held)) = &slot {
             held.fetch_add(1, Ordering::AcqRel);
@@ -642,6 +662,41 @@ impl Worker {
             Some(lane) => drop(lane.spawn(task)),
             None => drop(tokio::spawn(task)),
         }
+    }
+
+    /// A sync invocation arrived. Until [`NARROW_FOR`] after the last one,
+    /// the worker's bulk completions go one flush at a time instead of two
+    /// (`Queue::narrow_bulk_completions`): a sync invocation's completion
+    /// then finds at most one bulk completion script queued ahead of it in
+    /// Redis. The bulk completions were in flight before the sync entry was
+    /// even read, so only a narrowing that outlasts one call helps the
+    /// next; while sync traffic lasts it costs the bulk some throughput.
+    fn saw_sync(self: &Arc<Self>) {
+        if !self.config.bulk_yield {
+            return;
+        }
+        let first = lock(&self.sync_seen).replace(Instant::now()).is_none();
+        if !first {
+            return;
+        }
+        let hold = self.queue.narrow_bulk_completions();
+        let w = self.clone();
+        self.main.spawn(async move {
+            loop {
+                let until = {
+                    let mut seen = lock(&w.sync_seen);
+                    match *seen {
+                        Some(at) if at.elapsed() < NARROW_FOR => at + NARROW_FOR,
+                        _ => {
+                            *seen = None;
+                            break;
+                        }
+                    }
+                };
+                tokio::time::sleep_until(until.into()).await;
+            }
+            drop(hold);
+        });
     }
 
     /// The interactive lane: a thread of its own with a single-threaded
