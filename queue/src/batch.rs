@@ -50,7 +50,7 @@ pub(crate) struct Gate {
     held: AtomicUsize,
     opened: Notify,
     max_pause: Duration,
-    /// Ordinary flushes of a gated batcher sent while it was held.
+    /// Ordinary flushes of a gated batcher that ended while it was held.
     paced: AtomicU64,
     /// The same count as a metric, once its owner names one.
     meter: std::sync::OnceLock<metrics::Counter>,
@@ -76,8 +76,9 @@ impl Gate {
         }
     }
 
-    /// How many ordinary flushes of the batcher it gates were paced (or,
-    /// with no pause, narrowed to one in flight) so far. The callers' own
+    /// How many ordinary flushes of the batcher it gates ended while it was
+    /// held (each then followed by a pause or, without pauses, by the next
+    /// one alone) so far. The callers' own
     /// pacing ([`Gate::pace`]) is not counted: they count it themselves.
     #[cfg(test)]
     fn paced_flushes(&self) -> u64 {

@@ -189,6 +189,22 @@ fn bulk_yields(text: &str, via: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// An async invocation of `wordcount` with i + 1 words; its id.
+async fn post_async(p: &Platform, key: &str, i: usize) -> String {
+    let r = p
+        .req(Method::POST, "/invoke/wordcount", key)
+        .header("prefer", "respond-async")
+        .body(format!(r#"{{"text":"{}"}}"#, "w ".repeat(i + 1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Both kinds of bulk enqueue yield to a sync call of the gateway while it
 /// waits, and only then: a bulk load's chunks (`/invoke/{name}/batch`) and
 /// the group commits of async invocations. Fails with `EDDY_BULK_YIELD=0`.
@@ -225,14 +241,7 @@ async fn bulk_enqueues_yield_to_sync_calls_and_only_to_them() {
     let (p, key) = (&p, &key);
     let singles = |n: usize| async move {
         for i in 0..n {
-            let r = p
-                .req(Method::POST, "/invoke/wordcount", key)
-                .header("prefer", "respond-async")
-                .body(format!(r#"{{"text":"{}"}}"#, "w ".repeat(i + 1)))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 202);
+            post_async(p, key, i).await;
         }
     };
     let counts = || async {
@@ -248,12 +257,12 @@ async fn bulk_enqueues_yield_to_sync_calls_and_only_to_them() {
     singles(8).await;
     assert_eq!(counts().await, (0, 0));
 
-    // A sync call waits (for 1.5 s): every full chunk of 16 lines pauses
+    // A sync call waits (for 3 s): every full chunk of 16 lines pauses
     // for it (at most 2 ms each), every group commit is followed by a
     // pause, and all of them are accepted.
     let sync = p
         .req(Method::POST, "/invoke/busy", key)
-        .body(r#"{"ms":1500}"#)
+        .body(r#"{"ms":3000}"#)
         .send();
     let sync = tokio::spawn(sync);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -297,18 +306,7 @@ async fn bulk_completions_yield_while_sync_calls_keep_coming() {
         let (p, key) = (&p, &key);
         async move {
             for i in 0..n {
-                let r = p
-                    .req(Method::POST, "/invoke/wordcount", key)
-                    .header("prefer", "respond-async")
-                    .body(format!(r#"{{"text":"{}"}}"#, "w ".repeat(i + 1)))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 202);
-                let id = r.json::<serde_json::Value>().await.unwrap()["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string();
+                let id = post_async(p, key, i).await;
                 p.until(key, &format!("/invocations/{id}"), |v| {
                     v["status"] == "succeeded"
                 })
@@ -330,15 +328,20 @@ async fn bulk_completions_yield_while_sync_calls_keep_coming() {
     asyncs(4).await;
     assert_eq!(yields().await, 0);
 
-    // Right after a sync call (within its second), every bulk completion
-    // flush is counted; they all complete.
-    sync().await;
-    asyncs(4).await;
+    // Each right after a sync call (within its second): every bulk
+    // completion flush is counted, and they all complete. (Read after the
+    // second has passed: a flush is counted when the worker gets its
+    // reply, which may come after the record reads as succeeded.)
+    for _ in 0..4 {
+        sync().await;
+        asyncs(1).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let during = yields().await;
     assert!((1..=4).contains(&during), "{during} of 4 flushes yielded");
 
     // A second and more after the last sync call: no longer.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     asyncs(4).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(yields().await, during);
 }

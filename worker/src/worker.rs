@@ -334,7 +334,7 @@ pub struct Worker {
     started_at_ms: u64,
     /// When the last sync invocation arrived, while the bulk completions
     /// are narrowed for them (see [`Worker::saw_sync`]).
-    sync_seen: Mutex<Option<Instant>>,
+    sync_seen: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// How long after its last sync invocation a worker keeps its bulk
@@ -675,7 +675,9 @@ impl Worker {
         if !self.config.bulk_yield {
             return;
         }
-        let first = lock(&self.sync_seen).replace(Instant::now()).is_none();
+        let first = lock(&self.sync_seen)
+            .replace(tokio::time::Instant::now())
+            .is_none();
         if !first {
             return;
         }
@@ -693,7 +695,7 @@ impl Worker {
                         }
                     }
                 };
-                tokio::time::sleep_until(until.into()).await;
+                tokio::time::sleep_until(until).await;
             }
             drop(hold);
         });
