@@ -9,7 +9,12 @@ invocations of the burst tenant's `work` ({"ms":0}) with `eddy bench`:
 single POSTs, 64 in flight (`--via posts`, the gateway's group commit), or
 the batch endpoint, 1,000 lines a request, 4 in flight (`--via batch`).
 Prints one JSON line: the burst's accept and end-to-end throughput, and the
-sync calls' count and latency percentiles over the same time.
+sync calls' count and latency percentiles over the same time, overall and
+split by the phase each call started in: `before` (callers started, the
+burst not yet), `accept` (the burst being posted), `drain` (all accepted,
+not all complete), `after` (the burst complete). The split tells a change
+in the mix of phases (a slower acceptance holds more of the samples) from
+a change within a phase.
 """
 import http.client
 import json
@@ -46,10 +51,10 @@ for _ in range(20):  # the trickle's stream warm, the lane's held read open
 def caller(stop, out):
     tc, lat = conn(), []
     while not stop.is_set():
-        t0 = time.perf_counter()
+        at, t0 = time.time(), time.perf_counter()  # wall clock: the bench's own stamps
         s, _ = call(tc, "POST", "/invoke/wordcount", keys["trickle"], b'{"text":"sync words"}')
         assert s == 200, s
-        lat.append(time.perf_counter() - t0)
+        lat.append((at, time.perf_counter() - t0))
     out.put(lat)
 
 
@@ -65,19 +70,39 @@ r = subprocess.run(
      "-n", str(N), "--payload", '{"ms":0}', "--url", URL, "--key", keys["burst"], "-q", "-o", "json"],
     check=True, capture_output=True, text=True)
 stop.set()
-lat = sorted(x for _ in callers for x in out.get())
+samples = [x for _ in callers for x in out.get()]
 for p in callers:
     p.join()
 b = json.loads(r.stdout)
+done = b.get("completion", {})
+started = done.get("started_at_ms", 0) / 1e3  # the bench's first request
+accepted_at = started + (b.get("accept", {}).get("seconds") or 0)
+drained_at = (done.get("last_completed_at_ms") or 0) / 1e3  # the burst's last completion
 
 
-def pct(q):
+def phase(t0):
+    if t0 < started:
+        return "before"
+    if t0 < accepted_at:
+        return "accept"
+    return "drain" if t0 < drained_at else "after"
+
+
+def pct(lat, q):
     return round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 2) if lat else None
+
+
+lat = sorted(d for _, d in samples)
+phases = {}
+for name in ("before", "accept", "drain", "after"):
+    ds = sorted(d for t0, d in samples if phase(t0) == name)
+    phases[name] = {"calls": len(ds), "p50_ms": pct(ds, 0.5), "p99_ms": pct(ds, 0.99)}
 
 
 print(json.dumps({
     "n": N, "via": VIA, "sync_callers": SYNC, "bulk_yield": os.environ.get("EDDY_BULK_YIELD", "1"),
     "accept_per_sec": b.get("accept", {}).get("per_sec"),
     "end_to_end_per_sec": b.get("completion", {}).get("per_sec"),
-    "sync_calls": len(lat), "sync_p50_ms": pct(0.5), "sync_p99_ms": pct(0.99),
+    "sync_calls": len(lat), "sync_p50_ms": pct(lat, 0.5), "sync_p99_ms": pct(lat, 0.99),
+    "sync_by_phase": phases,
 }))
