@@ -29,7 +29,8 @@ pub struct WorkerArgs {
     #[arg(long, env = "EDDY_EXEC_SLOTS", default_value_t = 0)]
     exec_slots: usize,
     /// CPU priority of long guests while tenants share the worker: `nice`
-    /// (nice 10: they still get about a tenth of a busy core) or `idle`
+    /// (five steps below the bulk work, from 10 to 19: 19 with the default
+    /// `EDDY_BULK_NICE`) or `idle`
     /// (`SCHED_IDLE`: any other work preempts them at once; a long guest
     /// can then starve into its timeout while the CPU is saturated).
     #[arg(long, env = "EDDY_EXEC_PRIORITY", default_value = "nice", value_parser = ["nice", "idle"])]
@@ -37,10 +38,11 @@ pub struct WorkerArgs {
     /// Nice value of the worker's bulk threads (reads, async invocations,
     /// completions): sync invocations run on a thread of their own at the
     /// process's priority, and the gateway and Redis next to the worker get
-    /// the CPU first. 0: all at one priority. The default, 15, puts it
-    /// below long guests' execution threads (nice 10) too: measured on 2
-    /// cores it cut a sync trickle's p99 during a 100,000 burst by ~15%
-    /// against 5, with no loss of throughput (bench/RESULTS.md, session 10).
+    /// the CPU first; long guests' execution threads go five steps lower
+    /// still (at most 19). 0: all at one priority, long guests at 10.
+    /// The default, 15 (was 5): on 2 cores a sync trickle's p99 during a
+    /// 100,000 burst was ~12-15% lower than at 5, with no throughput loss
+    /// measurable in W1 (bench/RESULTS.md, session 10).
     #[arg(long, env = "EDDY_BULK_NICE", default_value_t = 15, value_parser = clap::value_parser!(i32).range(0..=19))]
     bulk_nice: i32,
     /// Bulk work yields to sync calls (1, the default; 0 turns it off). A

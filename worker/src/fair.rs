@@ -158,10 +158,11 @@ impl FairGate {
 /// short guest, inline on the caller's runtime: no thread handoff, the
 /// cheapest path. While tenants share the worker, a long guest runs on
 /// execution threads of its own (one per slot, each with a single-threaded
-/// async runtime) at a lower CPU priority (nice 10, or `SCHED_IDLE` when
-/// asked), so a CPU-bound burst yields the CPU to the platform's I/O (reads,
-/// completions, the gateway, Redis on the same machine) and to other
-/// tenants' short guests.
+/// async runtime) at a lower CPU priority ([`exec_nice`]: nice 10 or more,
+/// always below the worker's bulk work; or `SCHED_IDLE` when asked), so a
+/// CPU-bound burst yields the CPU to the platform's I/O (reads, completions,
+/// the gateway, Redis on the same machine) and to other tenants' short
+/// guests.
 ///
 /// Inline guests and isolated ones take turns in gates of their own: a short
 /// guest never waits for a slot held by a long guest that the kernel may be
@@ -186,9 +187,18 @@ impl std::fmt::Debug for Executor {
     }
 }
 
-/// The nice value of the execution threads where idle scheduling is not
-/// available.
+/// The least nice value of the execution threads (where idle scheduling is
+/// not asked for or not available).
 pub(crate) const EXEC_NICE: i32 = 10;
+
+/// The nice value of the execution threads for bulk work at `bulk_nice`:
+/// five steps below it (a third of its CPU weight, as 10 is to 5), never
+/// above [`EXEC_NICE`], at most 19. With the default bulk nice of 15 that
+/// is 19: a long guest still gives way to the reads, completions and short
+/// guests of other tenants it shares the worker with.
+pub(crate) fn exec_nice(bulk_nice: i32) -> i32 {
+    (bulk_nice + 5).clamp(EXEC_NICE, 19)
+}
 
 /// Functions whose guests typically run longer than this (µs) are isolated
 /// on the execution threads while tenants share the worker.
@@ -196,11 +206,13 @@ pub(crate) const ISOLATE_OVER_US: u64 = 250;
 
 /// Lowers the calling thread's CPU priority: with `idle`, `SCHED_IDLE` (it
 /// runs only when nothing else wants the CPU, and any other thread waking up
-/// preempts it at once); otherwise, or where that is refused, nice 10 (a
-/// weight of 110 against 1024: about a tenth of a core that normal threads
-/// keep busy). Best effort.
+/// preempts it at once); otherwise, or where that is refused, `nice` (nice
+/// 10 is a weight of 110 against 1024: about a tenth of a core that normal
+/// threads keep busy; 19 is 15). Best effort: a refusal (lowering the nice
+/// value needs a privilege, so a thread spawned from a nicer one keeps
+/// its own) is logged.
 #[cfg(target_os = "linux")]
-fn lower_priority(idle: bool) -> &'static str {
+fn lower_priority(idle: bool, nice: i32) -> &'static str {
     if idle {
         let param = libc::sched_param { sched_priority: 0 };
         // SAFETY: sched_setscheduler(2) on the calling thread (pid 0) with a
@@ -211,12 +223,15 @@ fn lower_priority(idle: bool) -> &'static str {
             return "idle";
         }
     }
-    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), EXEC_NICE);
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
+        tracing::warn!(%error, nice, "could not lower an execution thread's priority");
+        return "unchanged";
+    }
     "nice"
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lower_priority(_idle: bool) -> &'static str {
+fn lower_priority(_idle: bool, _nice: i32) -> &'static str {
     "normal"
 }
 
@@ -238,15 +253,20 @@ pub fn lower_thread_priority(nice: i32) {
 }
 
 impl Executor {
-    /// `slots` execution threads (and slots per gate); `idle`: run them at
-    /// `SCHED_IDLE` rather than nice 10.
+    /// `slots` execution threads (and slots per gate) at nice `nice`
+    /// (see [`exec_nice`]); `idle`: at `SCHED_IDLE` instead.
     /// `single_thread`: the caller's runtime has one thread (`EDDY_THREADS=1`).
     /// Then long guests always go to the execution threads, shared worker or
     /// not (inline, they would hold the only thread between their 1 ms
     /// yields, and the runtime polls I/O only every few dozen polls), and
     /// short ones run inline one at a time (more would only interleave on the
     /// one thread, stretching each one's wall-clock time toward its timeout).
-    pub(crate) fn new(slots: usize, idle: bool, single_thread: bool) -> std::io::Result<Self> {
+    pub(crate) fn new(
+        slots: usize,
+        idle: bool,
+        nice: i32,
+        single_thread: bool,
+    ) -> std::io::Result<Self> {
         let slots = slots.max(1);
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -259,7 +279,7 @@ impl Executor {
                 .name(format!("eddy-exec-{i}"))
                 .spawn(move || {
                     // On Linux the policy and nice value are per thread.
-                    let how = lower_priority(idle);
+                    let how = lower_priority(idle, nice);
                     tracing::debug!(priority = how, "execution thread started");
                     loop {
                         // One thread waits on the queue at a time; the
@@ -387,7 +407,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn long_guests_of_shared_workers_run_on_the_low_priority_threads() {
         for idle in [false, true] {
-            let exec = Executor::new(2, idle, false).unwrap();
+            let exec = Executor::new(2, idle, exec_nice(15), false).unwrap();
             let long = ISOLATE_OVER_US + 1;
             // One tenant alone: inline, whatever its length.
             let t = exec.run("a", long, async { thread() }).await.unwrap();
@@ -405,13 +425,13 @@ mod tests {
                     .unwrap();
                 let (other, idle_policy) = (libc::SCHED_OTHER as u32, libc::SCHED_IDLE as u32);
                 if idle {
-                    // SCHED_IDLE, or nice 10 where the kernel refuses it.
+                    // SCHED_IDLE, or the nice value where the kernel refuses it.
                     assert!(
-                        policy == idle_policy || (policy, nice) == (other, EXEC_NICE),
+                        policy == idle_policy || (policy, nice) == (other, 19),
                         "policy {policy}, nice {nice}"
                     );
                 } else {
-                    assert_eq!((policy, nice), (other, EXEC_NICE));
+                    assert_eq!((policy, nice), (other, 19));
                 }
                 assert_eq!(policy_and_nice(), (other, 0), "the caller is untouched");
             }
@@ -425,7 +445,7 @@ mod tests {
     async fn a_long_guest_leaves_a_single_threaded_caller_of_a_multi_threaded_worker() {
         // The worker's interactive lane: one thread of its own, sharing the
         // executor of a multi-threaded worker.
-        let exec = Arc::new(Executor::new(2, false, false).unwrap());
+        let exec = Arc::new(Executor::new(2, false, EXEC_NICE, false).unwrap());
         let long = ISOLATE_OVER_US + 1;
         let e = exec.clone();
         let on_lane = std::thread::spawn(move || {
@@ -461,7 +481,7 @@ mod tests {
         };
         assert_eq!(nice(|| lower_thread_priority(5)), 5);
         assert_eq!(nice(|| lower_thread_priority(0)), 0);
-        // A thread already nicer (an execution thread) stays as it is.
+        // A thread already nicer stays as it is.
         assert_eq!(
             nice(|| {
                 let me = Some(rustix::thread::gettid());
@@ -474,7 +494,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn on_one_runtime_thread_long_guests_always_leave_it_and_short_ones_take_turns() {
-        let exec = Executor::new(2, false, true).unwrap();
+        let exec = Executor::new(2, false, EXEC_NICE, true).unwrap();
         let long = ISOLATE_OVER_US + 1;
         // One tenant alone, yet a long guest runs on an execution thread.
         let t = exec.run("a", long, async { thread() }).await.unwrap();
@@ -491,7 +511,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_short_guest_never_waits_for_a_long_one() {
-        let exec = Arc::new(Executor::new(1, false, false).unwrap());
+        let exec = Arc::new(Executor::new(1, false, EXEC_NICE, false).unwrap());
         let long = ISOLATE_OVER_US + 1;
         let _ = exec.run("trickle", 0, async {}).await;
         // The burst's long guest holds the only isolated slot until released.

@@ -29,7 +29,8 @@ pub struct WorkerConfig {
     /// Sandboxes executing guest code at once, given round-robin across
     /// tenants (0: one per CPU).
     pub exec_slots: usize,
-    /// Long guests of a shared worker run at `SCHED_IDLE` rather than nice 10.
+    /// Long guests of a shared worker run at `SCHED_IDLE` rather than at a
+    /// nice value five below `bulk_nice` (10 to 19).
     pub exec_idle: bool,
     /// Nice value of the threads doing the worker's bulk work (reads,
     /// async invocations, completions, callbacks): [`Worker::run`] lowers
@@ -37,6 +38,8 @@ pub struct WorkerConfig {
     /// the binary its runtime's threads. Sync invocations, somebody
     /// waiting, run on the lane at the process's own priority, and so do
     /// the gateway and Redis next to it. 0 leaves everything as it is.
+    /// Long guests' execution threads run five steps below it (nice 10 to
+    /// 19), so they still give way to it.
     pub bulk_nice: i32,
     /// Bulk work yields to sync invocations: while they keep coming (one
     /// in the last second), the worker's bulk completions go one flush at a
@@ -373,6 +376,12 @@ fn unique_consumer() -> String {
 impl Worker {
     /// Connects to Redis and builds the runtime.
     pub async fn start(config: WorkerConfig) -> Result<Self, WorkerError> {
+        // wasmtime compiles on rayon's global pool, whose threads are
+        // created once, by the first compile, at that thread's priority.
+        // Create them here, before the bulk threads are lowered (see
+        // `bulk_nice`), so that a sync invocation's cold compile never
+        // waits on threads left at the bulk work's nice value.
+        let _ = rayon::current_num_threads();
         let runtime = Runtime::new(RuntimeConfig {
             cache_dir: config.cache_dir.clone(),
             max_instances: config.max_instances.max(config.concurrency as u32),
@@ -390,6 +399,7 @@ impl Worker {
         queue.meter_narrowed_completions(metrics::counter!("eddy_worker_bulk_yields_total"));
         let consumer = config.consumer.clone().unwrap_or_else(unique_consumer);
         let exec_idle = config.exec_idle;
+        let exec_nice = crate::fair::exec_nice(config.bulk_nice);
         let exec_slots = match config.exec_slots {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -410,6 +420,7 @@ impl Worker {
             executor: Executor::new(
                 exec_slots,
                 exec_idle,
+                exec_nice,
                 tokio::runtime::Handle::current().runtime_flavor()
                     == tokio::runtime::RuntimeFlavor::CurrentThread,
             )
