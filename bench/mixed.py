@@ -65,27 +65,41 @@ for p in callers:
     p.start()
 time.sleep(0.3)
 scenario = ["throughput", "-c", "64"] if VIA == "posts" else ["bulk", "--batch-size", "1000", "-c", "4"]
-r = subprocess.run(
-    [os.environ.get("EDDY_BIN", "target/release/eddy"), "bench", *scenario, "-f", "work",
-     "-n", str(N), "--payload", '{"ms":0}', "--url", URL, "--key", keys["burst"], "-q", "-o", "json"],
-    check=True, capture_output=True, text=True)
-stop.set()
+try:
+    # `eddy bench` exits 1 when it saw problems (e.g. the burst did not
+    # drain); its JSON still says what happened.
+    r = subprocess.run(
+        [os.environ.get("EDDY_BIN", "target/release/eddy"), "bench", *scenario, "-f", "work",
+         "-n", str(N), "--payload", '{"ms":0}', "--url", URL, "--key", keys["burst"], "-q", "-o", "json"],
+        capture_output=True, text=True)
+finally:
+    stop.set()
 samples = [x for _ in callers for x in out.get()]
 for p in callers:
     p.join()
+if not r.stdout.strip():
+    sys.exit(f"eddy bench printed nothing (exit {r.returncode}): {r.stderr.strip()}")
 b = json.loads(r.stdout)
 done = b.get("completion", {})
-started = done.get("started_at_ms", 0) / 1e3  # the bench's first request
-accepted_at = started + (b.get("accept", {}).get("seconds") or 0)
-drained_at = (done.get("last_completed_at_ms") or 0) / 1e3  # the burst's last completion
+# The phases' edges on the wall clock, from the bench's own stamps; an edge
+# it could not see is None, and the calls past it count as `unknown`.
+started = done.get("started_at_ms")
+started = started / 1e3 if started else None  # the bench's first request
+accept_s = b.get("accept", {}).get("seconds")
+accepted_at = started + accept_s if started and accept_s is not None else None
+# The last completion among the records the bench sampled (a random sample
+# plus the last accepted ids): the drain's end, or a little before it.
+last = done.get("last_completed_at_ms")
+drained_at = last / 1e3 if last else None
 
 
 def phase(t0):
-    if t0 < started:
-        return "before"
-    if t0 < accepted_at:
-        return "accept"
-    return "drain" if t0 < drained_at else "after"
+    for name, edge in (("before", started), ("accept", accepted_at), ("drain", drained_at)):
+        if edge is None:
+            return "unknown"
+        if t0 < edge:
+            return name
+    return "after"
 
 
 def pct(lat, q):
@@ -94,7 +108,7 @@ def pct(lat, q):
 
 lat = sorted(d for _, d in samples)
 phases = {}
-for name in ("before", "accept", "drain", "after"):
+for name in ("before", "accept", "drain", "after", "unknown"):
     ds = sorted(d for t0, d in samples if phase(t0) == name)
     phases[name] = {"calls": len(ds), "p50_ms": pct(ds, 0.5), "p99_ms": pct(ds, 0.99)}
 
@@ -104,5 +118,5 @@ print(json.dumps({
     "accept_per_sec": b.get("accept", {}).get("per_sec"),
     "end_to_end_per_sec": b.get("completion", {}).get("per_sec"),
     "sync_calls": len(lat), "sync_p50_ms": pct(lat, 0.5), "sync_p99_ms": pct(lat, 0.99),
-    "sync_by_phase": phases,
+    "sync_by_phase": phases, "bench_exit": r.returncode, "problems": b.get("problems"),
 }))
