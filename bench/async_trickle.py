@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.parse
 
-from w5client import burst_and_trickle, call
+from w5client import burst_and_trickle, call, wait_drained
 
 URL, ADMIN = sys.argv[1], sys.argv[2]
 
@@ -77,12 +77,7 @@ t0 = time.time()
 body = "\n".join(f'{{"ms":{BURST_MS}}}' for _ in range(BURST)).encode()
 s, _ = call(c, "POST", "/invoke/work/batch", keys["burst"], body)
 assert s == 200, s
-while True:
-    s, d = call(c, "GET", "/functions/work", keys["burst"])
-    b = json.loads(d)["backlog"]
-    if b["lag"] == 0 and b["pending"] == 0:
-        break
-    time.sleep(0.01)
+wait_drained(c, keys["burst"])
 drained_s = time.time() - t0
 stop.set()
 busy_ids = q.get()

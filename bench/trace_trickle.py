@@ -39,7 +39,7 @@ import sys
 import time
 import urllib.parse
 
-from w5client import burst_and_trickle, call
+from w5client import burst_and_trickle, call, wait_drained
 
 URL, ADMIN, SPANS = sys.argv[1], sys.argv[2], sys.argv[3]
 BURST = int(sys.argv[sys.argv.index("--burst") + 1]) if "--burst" in sys.argv else 100_000
@@ -87,12 +87,7 @@ time.sleep(0.05)
 s, _ = call(c, "POST", "/invoke/work/batch", keys["burst"], body)
 assert s == 200, s
 accepted = time.time()
-while True:
-    s, d = call(c, "GET", "/functions/work", keys["burst"])
-    b = json.loads(d)["backlog"]
-    if b["lag"] == 0 and b["pending"] == 0:
-        break
-    time.sleep(0.01)
+wait_drained(c, keys["burst"])
 stop.set()
 during = q.get()
 p.join()

@@ -31,3 +31,15 @@ def burst_and_trickle(c, admin):
         s, d = call(c, "PUT", f"/functions/{name}{q}", key, wasm)
         assert s == 201, (s, d)
     return stamp, keys
+
+
+def wait_drained(c, key, function="work"):
+    """Polls `GET /functions/<function>` every 10 ms until its backlog (lag
+    and pending) is empty."""
+    while True:
+        s, d = call(c, "GET", f"/functions/{function}", key)
+        assert s == 200, (s, d)
+        b = json.loads(d)["backlog"]
+        if b["lag"] == 0 and b["pending"] == 0:
+            return
+        time.sleep(0.01)
