@@ -40,15 +40,12 @@ def conn():
 
 c = conn()
 stamp, keys = burst_and_trickle(c, ADMIN)
-ASYNC = {"prefer": "respond-async"}
 
 
 def post_async(tc):
-    tc.request("POST", "/invoke/wordcount", body=b'{"text":"async trickle"}',
-               headers={"authorization": f"Bearer {keys['trickle']}", **ASYNC})
-    r = tc.getresponse()
-    d = r.read()
-    assert r.status == 202, (r.status, d)
+    s, d = call(tc, "POST", "/invoke/wordcount", keys["trickle"], b'{"text":"async trickle"}',
+                headers={"prefer": "respond-async"})
+    assert s == 202, (s, d)
     return json.loads(d)["id"]
 
 

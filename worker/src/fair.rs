@@ -468,6 +468,15 @@ mod tests {
         assert!(!t.starts_with("eddy-exec"), "{t}");
     }
 
+    #[test]
+    fn long_guests_run_five_steps_below_the_bulk_work_between_10_and_19() {
+        assert_eq!(exec_nice(0), EXEC_NICE, "no bulk nice: long guests at 10");
+        assert_eq!(exec_nice(5), 10);
+        assert_eq!(exec_nice(9), 14);
+        assert_eq!(exec_nice(15), 19, "the default bulk nice");
+        assert_eq!(exec_nice(19), 19);
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn bulk_threads_are_lowered_never_raised() {
