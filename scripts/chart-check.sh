@@ -8,7 +8,7 @@
 #     in EDDY_KUBE_VERSIONS (kubernetes-validate's validate(strict=True), what
 #     `kubernetes-validate --strict -k VERSION` runs: unknown fields fail; a kind
 #     it has no schema for fails too, where its CLI only warns);
-#     the KEDA ScaledObject against the CRD in shared/k8s (unknown fields fail,
+#     the KEDA ScaledObject against the CRD vendored in scripts/vendor/keda (unknown fields fail,
 #     as on the API server); the ServiceMonitor against the prometheus-operator
 #     models of cloudcoil; references between the objects (selectors, named
 #     ports, secrets, scale targets, the controller URL KEDA polls); the
@@ -25,9 +25,8 @@ top=$(git -C "$(dirname "$0")" rev-parse --show-toplevel 2>/dev/null || (cd "$(d
 cd "$top"
 
 CHART=charts/eddy
-# shared/ sits beside the repository (CI clones it there); EDDY_SHARED overrides.
-SHARED=${EDDY_SHARED:-$top/../shared}
-KEDA_CRD=$SHARED/k8s/keda.sh_scaledobjects.yaml
+# Vendored with its licence (scripts/vendor/keda), so a lone clone can run the check.
+KEDA_CRD=$top/scripts/vendor/keda/keda.sh_scaledobjects.yaml
 VENV=${EDDY_VENV:-.eddy/venv}
 case $VENV in /*) ;; *) VENV=$top/$VENV ;; esac
 # The oldest version Chart.yaml allows (kubeVersion) and the newest that
@@ -50,7 +49,7 @@ REQUIREMENTS=(
 log() { printf 'chart-check: %s\n' "$*"; }
 
 command -v python3 >/dev/null 2>&1 || { log "python3 is required"; exit 2; }
-[ -f "$KEDA_CRD" ] || { log "missing $KEDA_CRD (shared/ is expected beside the repository; set EDDY_SHARED)"; exit 2; }
+[ -f "$KEDA_CRD" ] || { log "missing $KEDA_CRD"; exit 2; }
 
 stamp="${REQUIREMENTS[*]} / $(python3 -c 'import sys; print(sys.version.split()[0])')"
 
