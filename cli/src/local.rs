@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use eddy_runtime::{Input, Limits, Report, Runtime, RuntimeConfig};
+use eddy_runtime::{Input, Limits, Report, Runtime};
 use serde_json::json;
 
 #[derive(Debug, clap::Args)]
@@ -48,6 +48,8 @@ pub struct RunArgs {
     #[arg(long)]
     watch: bool,
     #[command(flatten)]
+    ceilings: crate::roles::CeilingArgs,
+    #[command(flatten)]
     conn: crate::client::Conn,
 }
 
@@ -58,6 +60,8 @@ pub struct CheckArgs {
     /// Artifact cache directory.
     #[arg(long, env = "EDDY_CACHE_DIR", default_value = ".eddy/artifacts")]
     cache_dir: PathBuf,
+    #[command(flatten)]
+    ceilings: crate::roles::CeilingArgs,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -66,12 +70,14 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected key=value, got `{s}`"))
 }
 
-fn runtime(cache_dir: PathBuf) -> Result<Runtime> {
-    Runtime::new(RuntimeConfig {
+/// The runtime a worker with `ceilings` runs: `eddy check` and `eddy run`
+/// refuse what the platform would.
+fn runtime(cache_dir: PathBuf, ceilings: &crate::roles::CeilingArgs) -> Result<Runtime> {
+    Runtime::new(eddy_worker::runtime_config(
+        &ceilings.parse()?,
         cache_dir,
-        max_instances: 16,
-        ..RuntimeConfig::default()
-    })
+        16,
+    ))
     .context("starting the runtime")
 }
 
@@ -81,7 +87,7 @@ fn read_module(path: &PathBuf) -> Result<Vec<u8>> {
 
 pub fn check(args: CheckArgs) -> Result<ExitCode> {
     let bytes = read_module(&args.module)?;
-    let runtime = runtime(args.cache_dir)?;
+    let runtime = runtime(args.cache_dir, &args.ceilings)?;
     match runtime.load(&bytes) {
         Ok(p) => {
             println!(
@@ -134,7 +140,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         memory_bytes: args.memory_mb << 20,
         ..Limits::default()
     };
-    let runtime = runtime(args.cache_dir)?;
+    let runtime = runtime(args.cache_dir, &args.ceilings)?;
     let processor = match runtime.load(&bytes) {
         Ok(p) => p,
         Err(e) => bail!("{}: {e}", args.module.display()),
@@ -154,7 +160,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting tokio")?;
-    let report = tokio.block_on(runtime.invoke(&processor, input, &limits));
+    let report = tokio.block_on(async {
+        let admission = runtime.admit("local").await;
+        runtime.invoke(&processor, input, &limits, admission).await
+    });
     if args.json {
         println!("{}", report_json(&report, processor.load_time()));
     } else {

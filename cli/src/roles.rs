@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use eddy_gateway::{AppState, GatewayConfig, ModuleValidator};
 use eddy_protocol::callback::Allowlist;
-use eddy_runtime::{Runtime, RuntimeConfig};
+use eddy_runtime::Runtime;
 use eddy_worker::{CallbackConfig, Worker, WorkerConfig};
 use tokio::sync::watch;
 
@@ -75,9 +75,36 @@ pub struct WorkerArgs {
     record_ttl_s: u64,
     #[command(flatten)]
     callbacks: CallbackArgs,
+    #[command(flatten)]
+    pub(crate) ceilings: CeilingArgs,
     /// Where the worker serves `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "EDDY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+}
+
+/// The operator's ceilings (`eddy_protocol::Ceilings`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CeilingArgs {
+    /// The most a function may ask for, `key=value` (repeatable, or
+    /// comma-separated in the variable): a deploy or PATCH above a ceiling
+    /// is refused with `limit_above_maximum`, workers clamp every limit to
+    /// them, and the sandbox refuses components of a bigger shape. Keys
+    /// (default): timeout_ms (900000), memory_mb (512), max_retries (10),
+    /// backoff_base_ms (60000), backoff_max_ms (3600000), max_concurrency
+    /// (1000), idle_timeout_ms (3600000), max_output_bytes (4 MiB),
+    /// max_emits (1000), max_emit_bytes (1 MiB), max_log_bytes (1 MiB),
+    /// max_depth (64), max_invocations (10000000), core_instances (50),
+    /// memories (4), tables (16), table_elements (20000), completion_bytes
+    /// (6 MiB). Gateways and workers should be given the same ceilings.
+    #[arg(long = "ceiling", env = "EDDY_CEILINGS", value_delimiter = ',')]
+    ceiling: Vec<String>,
+}
+
+impl CeilingArgs {
+    pub(crate) fn parse(&self) -> Result<eddy_protocol::Ceilings> {
+        eddy_protocol::Ceilings::parse(&self.ceiling.join(","))
+            .map_err(|e| anyhow::anyhow!("EDDY_CEILINGS / --ceiling: {e}"))
+    }
 }
 
 /// Callback targets and delivery.
@@ -149,6 +176,7 @@ impl GatewayArgs {
             bulk_yield: worker.bulk_yield,
             callback_allowlist: worker.callbacks.allowlist()?,
             record_ttl: Duration::from_secs(worker.record_ttl_s),
+            ceilings: worker.ceilings.parse()?,
             ..GatewayConfig::default()
         })
     }
@@ -168,13 +196,11 @@ impl ModuleValidator for RuntimeValidator {
     }
 }
 
-fn validator(cache_dir: &std::path::Path) -> Result<Arc<dyn ModuleValidator>> {
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: cache_dir.to_path_buf(),
-        max_instances: 4,
-        ..RuntimeConfig::default()
-    })
-    .context("starting the validating runtime")?;
+fn validator(worker: &WorkerArgs) -> Result<Arc<dyn ModuleValidator>> {
+    // The same shape limits as the workers': what this accepts, they load.
+    let config =
+        eddy_worker::runtime_config(&worker.ceilings.parse()?, worker.cache_dir.clone(), 4);
+    let runtime = Runtime::new(config).context("starting the validating runtime")?;
     Ok(Arc::new(RuntimeValidator(runtime)))
 }
 
@@ -190,7 +216,10 @@ impl WorkerArgs {
             lease: Duration::from_millis(self.lease_ms),
             max_deliveries: self.max_deliveries,
             cache_dir: self.cache_dir.clone(),
-            max_instances: (self.concurrency as u32).max(16) * 4,
+            // Twice the concurrency: sync invocations on the interactive
+            // lane come on top of it.
+            max_instances: (self.concurrency as u32).max(16) * 2,
+            ceilings: self.ceilings.parse()?,
             consumer: self.consumer.clone(),
             record_ttl: Duration::from_secs(self.record_ttl_s),
             callbacks: self.callbacks.config()?,
@@ -388,7 +417,7 @@ pub fn gateway(gateway: GatewayArgs, worker: WorkerArgs) -> Result<ExitCode> {
         let mut shutdown = shutdown_signal()?;
         let listen = SocketAddr::from(([0, 0, 0, 0], 8080));
         let config = gateway.config(url, &worker, gateway.admin_key.clone(), listen)?;
-        let state = AppState::connect(config, validator(&worker.cache_dir)?, metrics())
+        let state = AppState::connect(config, validator(&worker)?, metrics())
             .await
             .context("connecting to redis")?;
         let stop = async move {
@@ -533,7 +562,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         // The gateway gets a runtime of its own, as it has a process of its
         // own in production: its requests do not queue behind the worker's
         // tasks on the same threads.
-        let validator = validator(&args.worker.cache_dir)?;
+        let validator = validator(&args.worker)?;
         let mut gateway_stop = shutdown.clone();
         let (addr, gateway) = gateway_rt
             .spawn(async move {

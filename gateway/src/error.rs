@@ -23,6 +23,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     InvalidModule(String),
+    /// A function setting above the operator's ceiling.
+    #[error("{0}")]
+    AboveMaximum(eddy_protocol::CeilingError),
     #[error("invalid JSON: {0}")]
     InvalidJson(String),
     #[error("{0}")]
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_)
             | ApiError::InvalidModule(_)
+            | ApiError::AboveMaximum(_)
             | ApiError::InvalidJson(_)
             | ApiError::BadCallback(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -87,6 +91,7 @@ impl ApiError {
             },
             ApiError::BadRequest(_) => "bad_request",
             ApiError::InvalidModule(_) => "invalid_module",
+            ApiError::AboveMaximum(_) => "limit_above_maximum",
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::BadCallback(_) => "bad_callback_url",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
@@ -96,6 +101,12 @@ impl ApiError {
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
+    }
+}
+
+impl From<eddy_protocol::CeilingError> for ApiError {
+    fn from(e: eddy_protocol::CeilingError) -> Self {
+        ApiError::AboveMaximum(e)
     }
 }
 

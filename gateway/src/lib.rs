@@ -60,6 +60,8 @@ pub struct GatewayConfig {
     pub bulk_yield: bool,
     pub callback_allowlist: Allowlist,
     pub record_ttl: Duration,
+    /// The operator's maxima: a deploy or `PATCH` above one is refused.
+    pub ceilings: eddy_protocol::Ceilings,
 }
 
 impl Default for GatewayConfig {
@@ -76,6 +78,7 @@ impl Default for GatewayConfig {
             bulk_yield: true,
             callback_allowlist: Allowlist::default(),
             record_ttl: QueueConfig::default().record_ttl,
+            ceilings: eddy_protocol::Ceilings::default(),
         }
     }
 }

@@ -51,7 +51,7 @@ impl Default for FunctionConfig {
             idle_timeout_ms: 60_000,
             max_output_bytes: 4 << 20,
             max_emits: 1_000,
-            max_emit_bytes: 4 << 20,
+            max_emit_bytes: 1 << 20,
             max_log_bytes: 64 << 10,
             run: RunLimits::default(),
             values: BTreeMap::new(),

@@ -4,11 +4,13 @@
 //! - [`names`]: validated tenant and function names.
 //! - [`envelope`]: the invocation as it travels through a stream.
 //! - [`function`]: function specs, versions and their configuration.
+//! - [`ceilings`]: the operator's maxima for every function setting.
 //! - [`record`]: invocation records, results and run records.
 //! - [`keys`]: every Redis key name.
 #![forbid(unsafe_code)]
 
 pub mod callback;
+pub mod ceilings;
 pub mod control;
 pub mod envelope;
 pub mod function;
@@ -17,6 +19,7 @@ pub mod names;
 pub mod record;
 pub mod trace;
 
+pub use ceilings::{CeilingError, Ceilings};
 pub use envelope::{Envelope, LazyRun};
 pub use function::{FunctionConfig, FunctionSpec, RunLimits};
 pub use names::{FunctionName, NameError, TenantId};

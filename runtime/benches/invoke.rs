@@ -47,17 +47,32 @@ fn benches(c: &mut Criterion) {
     let limits = Limits::default();
 
     let mut g = c.benchmark_group("invoke");
-    for (name, payload) in [("echo", &b"{}"[..]), ("wordcount", TEXT)] {
-        let p = runtime.load(&wasm(name)).unwrap();
-        assert!(
-            tokio
-                .block_on(runtime.invoke(&p, input(name, payload), &limits))
-                .result
-                .is_ok()
-        );
+    let hostile = |name: &str| {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../functions/fixtures/hostile")
+            .join(format!("{name}.wat"));
+        wat::parse_file(&path).unwrap()
+    };
+    let guests = [
+        ("echo", wasm("echo"), &b"{}"[..]),
+        ("wordcount", wasm("wordcount"), TEXT),
+        // componentize-py's shape: 14 core instances, a 12.4 MiB memory, a
+        // 5,672-entry table.
+        ("python-shaped", hostile("python-shaped"), &b"{}"[..]),
+    ];
+    for (name, bytes, payload) in guests {
+        let p = runtime.load(&bytes).unwrap();
+        // Admission to the pool is part of every invocation's cost.
+        let once = || {
+            tokio.block_on(async {
+                let a = runtime.admit("t").await;
+                runtime.invoke(&p, input(name, payload), &limits, a).await
+            })
+        };
+        assert!(once().result.is_ok());
         g.bench_function(format!("fresh_instance/{name}"), |b| {
             b.iter(|| {
-                let r = tokio.block_on(runtime.invoke(&p, input(name, payload), &limits));
+                let r = once();
                 debug_assert!(r.result.is_ok());
                 r
             })

@@ -1,5 +1,8 @@
 //! Bounded capture of everything a guest says: `log` calls, stdout and stderr
-//! share one byte budget and land, in order, in the invocation's log.
+//! share one byte budget and land, in order, in the invocation's log. Every
+//! line costs [`LOG_LINE_COST`] bytes on top of its text, so empty lines and
+//! newline floods end at the limit like any other log, and the capture never
+//! holds much more than its limit in memory.
 
 use std::io;
 use std::pin::Pin;
@@ -13,6 +16,16 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
 use crate::error::LimitKind;
 use crate::host::LimitHit;
+use crate::limits::LOG_LINE_COST;
+
+/// The message of a log budget that ran out (log calls, stdout and stderr
+/// share it).
+pub(crate) fn over_limit_message(limit: usize) -> String {
+    format!(
+        "the processor's logs (log calls, stdout and stderr) exceed the limit of {limit} bytes, \
+         each line counting {LOG_LINE_COST} bytes more than its text"
+    )
+}
 
 /// Severity of a log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -145,7 +158,7 @@ impl Capture {
     /// Records a `log` call. Returns false when the budget is exhausted.
     pub(crate) fn log(&self, level: LogLevel, message: String) -> bool {
         let mut inner = self.lock();
-        if !inner.charge(message.len()) {
+        if !inner.charge(message.len().saturating_add(LOG_LINE_COST)) {
             return false;
         }
         inner.lines.push(LogLine {
@@ -157,8 +170,12 @@ impl Capture {
     }
 
     fn write(&self, source: LogSource, bytes: &[u8]) -> bool {
+        let lines = bytes.iter().filter(|b| **b == b'\n').count();
+        let cost = bytes
+            .len()
+            .saturating_add(lines.saturating_mul(LOG_LINE_COST));
         let mut inner = self.lock();
-        if !inner.charge(bytes.len()) {
+        if !inner.charge(cost) {
             return false;
         }
         inner.push_stream(source, bytes);
@@ -229,10 +246,7 @@ impl CaptureStream {
     fn over_limit(&self) -> LimitHit {
         LimitHit {
             limit: LimitKind::Logs,
-            detail: format!(
-                "the processor wrote more than {} bytes of logs (log calls, stdout and stderr)",
-                self.capture.limit()
-            ),
+            detail: over_limit_message(self.capture.limit()),
         }
     }
 }

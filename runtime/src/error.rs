@@ -16,6 +16,8 @@ pub enum LimitKind {
     EmitBytes,
     /// `max_log_bytes` (log calls plus stdout/stderr).
     Logs,
+    /// The operator's `completion_bytes`: output, logs and follow-ups together.
+    Completion,
 }
 
 impl LimitKind {
@@ -26,6 +28,7 @@ impl LimitKind {
             LimitKind::Emits => "emits",
             LimitKind::EmitBytes => "emit-bytes",
             LimitKind::Logs => "log-bytes",
+            LimitKind::Completion => "completion-bytes",
         }
     }
 }
@@ -113,7 +116,7 @@ pub enum InvokeError {
     Timeout { limit: Duration },
     /// The guest tried to grow its memory past the limit.
     #[error(
-        "out of memory: the processor tried to grow its memory past the limit of {limit_bytes} bytes"
+        "out of memory: the processor tried to grow its memory past the limit of {limit_bytes} bytes (all its memories and tables together)"
     )]
     OutOfMemory { limit_bytes: u64 },
     /// The guest exhausted its wasm stack.

@@ -7,7 +7,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::bindings::eddy::processor::{host, types};
 use crate::capture::{Capture, LogLevel};
 use crate::error::LimitKind;
-use crate::limits::Limits;
+use crate::limits::{ComponentLimits, Limits};
 
 /// A follow-up invocation requested by a processor through `emit`.
 ///
@@ -36,35 +36,73 @@ pub(crate) struct GuestFault(pub(crate) String);
 /// Longest function name a processor may emit to.
 const MAX_FUNCTION_NAME: usize = 128;
 
-/// Denies memory growth past the function's limit and remembers that it did,
-/// so that the trap the guest raises next is classified as out-of-memory.
+/// Bytes one table element costs against the memory budget (elements are
+/// pointer-sized in wasmtime).
+const TABLE_ELEMENT_BYTES: usize = 8;
+
+/// One memory budget for the whole invocation: every linear memory and
+/// table of every core instance of the component, from their initial sizes
+/// on, counts against `limit` together, so a component cannot multiply its
+/// limit by defining many memories. Remembers a refusal, so that the trap
+/// the guest raises next is classified as out-of-memory. The counts of
+/// instances, memories and tables are capped at the component ceilings too
+/// (the pool refuses bigger shapes when the component is loaded; this holds
+/// for anything created later).
 #[derive(Debug)]
-pub(crate) struct MemoryLimiter {
+pub(crate) struct StoreLimiter {
     pub(crate) limit: usize,
+    pub(crate) used: usize,
     pub(crate) hit: bool,
+    pub(crate) shape: ComponentLimits,
 }
 
-impl ResourceLimiter for MemoryLimiter {
+impl StoreLimiter {
+    fn grow(&mut self, extra: usize, within_declared_max: bool) -> bool {
+        let total = self.used.saturating_add(extra);
+        let ok = total <= self.limit && within_declared_max;
+        if ok {
+            self.used = total;
+        } else {
+            self.hit = true;
+        }
+        ok
+    }
+}
+
+impl ResourceLimiter for StoreLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let ok = desired <= self.limit && maximum.is_none_or(|max| desired <= max);
-        if !ok {
-            self.hit = true;
-        }
-        Ok(ok)
+        let within = maximum.is_none_or(|max| desired <= max);
+        Ok(self.grow(desired.saturating_sub(current), within))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(maximum.is_none_or(|max| desired <= max))
+        let within = maximum.is_none_or(|max| desired <= max);
+        let extra = desired
+            .saturating_sub(current)
+            .saturating_mul(TABLE_ELEMENT_BYTES);
+        Ok(self.grow(extra, within))
+    }
+
+    fn instances(&self) -> usize {
+        self.shape.core_instances as usize
+    }
+
+    fn memories(&self) -> usize {
+        self.shape.memories as usize
+    }
+
+    fn tables(&self) -> usize {
+        self.shape.tables as usize
     }
 }
 
@@ -72,7 +110,7 @@ impl ResourceLimiter for MemoryLimiter {
 pub(crate) struct HostState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    pub(crate) memory: MemoryLimiter,
+    pub(crate) memory: StoreLimiter,
     pub(crate) capture: Capture,
     pub(crate) emits: Vec<Emit>,
     pub(crate) emit_bytes: usize,
@@ -83,13 +121,20 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(wasi: WasiCtx, capture: Capture, limits: &Limits) -> Self {
+    pub(crate) fn new(
+        wasi: WasiCtx,
+        capture: Capture,
+        limits: &Limits,
+        shape: ComponentLimits,
+    ) -> Self {
         HostState {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryLimiter {
+            memory: StoreLimiter {
                 limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+                used: 0,
                 hit: false,
+                shape,
             },
             capture,
             emits: Vec::new(),
@@ -170,10 +215,7 @@ impl host::Host for HostState {
         if self.capture.log(level, message) {
             return Ok(());
         }
-        let detail = format!(
-            "the processor wrote more than {} bytes of logs (log calls, stdout and stderr)",
-            self.capture.limit()
-        );
+        let detail = crate::capture::over_limit_message(self.capture.limit());
         Err(self.refuse(LimitKind::Logs, detail))
     }
 }

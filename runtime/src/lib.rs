@@ -16,6 +16,7 @@ mod capture;
 mod error;
 mod host;
 mod limits;
+mod pool;
 mod runtime;
 mod ticker;
 
@@ -23,7 +24,8 @@ pub use cache::ArtifactCache;
 pub use capture::{LogLevel, LogLine, LogSource};
 pub use error::{ErrorClass, InvokeError, LimitKind, LoadError};
 pub use host::Emit;
-pub use limits::Limits;
+pub use limits::{ComponentLimits, EMIT_COST, LOG_LINE_COST, Limits};
+pub use pool::{Admission, Pool};
 pub use runtime::{Input, Output, Processor, Report, Runtime, RuntimeConfig, Timings, sha256_hex};
 
 /// Result type of this crate's fallible set-up functions.

@@ -18,7 +18,8 @@ use crate::cache::ArtifactCache;
 use crate::capture::{Capture, LogLine, LogSource};
 use crate::error::{InvokeError, LimitKind, LoadError};
 use crate::host::{Emit, GuestFault, HostState, LimitHit};
-use crate::limits::Limits;
+use crate::limits::{ComponentLimits, EMIT_COST, LOG_LINE_COST, Limits};
+use crate::pool::{Admission, Pool};
 use crate::ticker::Ticker;
 
 /// Process-wide runtime settings. Per-function limits are [`Limits`].
@@ -26,10 +27,13 @@ use crate::ticker::Ticker;
 pub struct RuntimeConfig {
     /// Where precompiled artifacts are kept.
     pub cache_dir: PathBuf,
-    /// Instances that may be alive at once (pooling allocator slots).
+    /// Component instances that may be alive at once (pooling allocator
+    /// slots); each tenant may hold half of them (see [`Pool`]).
     pub max_instances: u32,
     /// Upper bound for any function's memory limit.
     pub max_memory_bytes: u64,
+    /// The largest component shape admitted.
+    pub component: ComponentLimits,
     /// Largest module accepted.
     pub max_module_bytes: usize,
     /// Granularity of wall-clock timeouts.
@@ -42,6 +46,7 @@ impl Default for RuntimeConfig {
             cache_dir: PathBuf::from(".eddy/artifacts"),
             max_instances: 1_000,
             max_memory_bytes: 512 << 20,
+            component: ComponentLimits::default(),
             max_module_bytes: 64 << 20,
             epoch_tick: Duration::from_millis(1),
         }
@@ -92,6 +97,26 @@ pub struct Report {
     pub epoch_ticks: u64,
 }
 
+impl Report {
+    /// What the completion of this report carries, in bytes: the output,
+    /// every log line (text plus [`LOG_LINE_COST`]) and every follow-up
+    /// (payload, function name and content type plus [`EMIT_COST`]).
+    pub fn completion_bytes(&self) -> usize {
+        let output = self.result.as_ref().map_or(0, |o| o.payload.len());
+        let logs: usize = self
+            .logs
+            .iter()
+            .map(|l| l.message.len() + LOG_LINE_COST)
+            .sum();
+        let emits: usize = self
+            .emits
+            .iter()
+            .map(|e| e.payload.len() + e.function.len() + e.content_type.len() + EMIT_COST)
+            .sum();
+        output + logs + emits
+    }
+}
+
 /// A loaded function version: compiled, linked, ready to instantiate.
 pub struct Processor {
     sha256: String,
@@ -133,6 +158,7 @@ pub struct Runtime {
     linker: Linker<HostState>,
     cache: ArtifactCache,
     ticker: Ticker,
+    pool: Pool,
     config: RuntimeConfig,
 }
 
@@ -160,14 +186,22 @@ impl Runtime {
     /// Builds the engine, the linker and the artifact cache.
     pub fn new(config: RuntimeConfig) -> Result<Self, LoadError> {
         let mut pool = PoolingAllocationConfig::default();
-        let n = config.max_instances.max(1);
+        let n = config.max_instances.max(2);
+        let shape = config.component;
+        // Room for `n` components of the largest admitted shape, so the
+        // pool cannot run out of any kind of slot while `Pool` keeps to `n`
+        // instances, whatever the components look like.
         pool.total_component_instances(n)
-            // A Rust wasip2 component instantiates a few core modules (the
-            // program plus wit-component's shims) and one memory.
-            .total_core_instances(n.saturating_mul(4))
-            .total_memories(n)
-            .total_tables(n.saturating_mul(2))
+            .total_core_instances(n.saturating_mul(shape.core_instances))
+            .total_memories(n.saturating_mul(shape.memories))
+            .total_tables(n.saturating_mul(shape.tables))
             .total_stacks(n)
+            .max_core_instances_per_component(shape.core_instances)
+            .max_memories_per_component(shape.memories)
+            .max_tables_per_component(shape.tables)
+            .max_memories_per_module(shape.memories)
+            .max_tables_per_module(shape.tables)
+            .table_elements(shape.table_elements as usize)
             .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX))
             // Reset small memories with memset instead of madvise + page
             // faults on the next use: teardown and re-instantiation dominate
@@ -183,6 +217,8 @@ impl Runtime {
             .epoch_interruption(true)
             .memory_init_cow(true)
             .wasm_backtrace_max_frames(NonZeroUsize::new(32))
+            // Shared memories bypass the store's memory budget: no threads.
+            .wasm_threads(false)
             .wasm_component_model(true);
         let engine = Engine::new(&wasm)
             .map_err(|e| LoadError::Host(format!("creating the wasmtime engine: {e}")))?;
@@ -201,6 +237,7 @@ impl Runtime {
             linker,
             cache,
             ticker,
+            pool: Pool::new(n),
             config,
         })
     }
@@ -208,6 +245,17 @@ impl Runtime {
     /// The artifact cache.
     pub fn cache(&self) -> &ArtifactCache {
         &self.cache
+    }
+
+    /// The instance pool's admission gate.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Waits until `tenant` may have an instance: call before taking any
+    /// shared execution slot, and pass the admission to [`Runtime::invoke`].
+    pub async fn admit(&self, tenant: &str) -> Admission {
+        self.pool.admit(tenant).await
     }
 
     /// Validates and compiles `bytes` (or maps its cached artifact) and links
@@ -253,7 +301,18 @@ impl Runtime {
     pub fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
         check_header(bytes)?;
         Component::new(&self.engine, bytes).map_err(|e| {
-            LoadError::InvalidModule(format!("failed to compile the component: {e:#}"))
+            let e = format!("{e:#}");
+            // The pooling allocator checks the component's shape against
+            // the operator's ceilings and names the count and the limit.
+            if e.contains("exceeds the configured maximum") || e.contains("does not fit in pooling")
+            {
+                LoadError::InvalidModule(format!(
+                    "the component is bigger than this platform admits: {}",
+                    e.replace(" in the pooling allocator", "")
+                ))
+            } else {
+                LoadError::InvalidModule(format!("failed to compile the component: {e}"))
+            }
         })
     }
 
@@ -282,14 +341,22 @@ impl Runtime {
         }))
     }
 
-    /// Runs one invocation in a fresh instance.
-    pub async fn invoke(&self, processor: &Processor, input: Input, limits: &Limits) -> Report {
+    /// Runs one invocation in a fresh instance, on the pool slot `admission`
+    /// holds (given back when the instance is gone).
+    pub async fn invoke(
+        &self,
+        processor: &Processor,
+        input: Input,
+        limits: &Limits,
+        admission: Admission,
+    ) -> Report {
         let capture = Capture::new(limits.max_log_bytes);
         let wasi = WasiCtxBuilder::new()
             .stdout(capture.stream(LogSource::Stdout))
             .stderr(capture.stream(LogSource::Stderr))
             .build();
-        let mut store = Store::new(&self.engine, HostState::new(wasi, capture.clone(), limits));
+        let state = HostState::new(wasi, capture.clone(), limits, self.config.component);
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         // The guest meets the epoch every tick: it yields to the async
         // scheduler (so a CPU-bound guest shares its thread with the
@@ -366,13 +433,27 @@ impl Runtime {
             Ok(_) => std::mem::take(&mut state.emits),
             Err(_) => Vec::new(),
         };
-        Report {
+        drop(store);
+        drop(admission);
+        let mut report = Report {
             result,
             emits,
             logs: capture.take(),
             timings,
             epoch_ticks,
+        };
+        let size = report.completion_bytes();
+        if size > limits.max_completion_bytes {
+            report.emits = Vec::new();
+            report.result = Err(InvokeError::LimitExceeded {
+                limit: LimitKind::Completion,
+                detail: format!(
+                    "the output, logs and follow-ups total {size} bytes, more than the limit of {} bytes",
+                    limits.max_completion_bytes
+                ),
+            });
         }
+        report
     }
 }
 
@@ -414,10 +495,7 @@ fn classify(error: &wasmtime::Error, state: &HostState, limits: &Limits) -> Invo
     if state.capture.exceeded() {
         return InvokeError::LimitExceeded {
             limit: LimitKind::Logs,
-            detail: format!(
-                "the processor wrote more than {} bytes of logs (log calls, stdout and stderr)",
-                limits.max_log_bytes
-            ),
+            detail: crate::capture::over_limit_message(limits.max_log_bytes),
         };
     }
     if state.memory.hit {

@@ -116,7 +116,7 @@ async fn non_retryable_failures_are_final_at_once() {
     assert_eq!((rec.status, rec.attempt), (InvocationStatus::Failed, 1));
     assert_eq!(
         rec.outcome.error.unwrap().message,
-        "out of memory: the processor tried to grow its memory past the limit of 16777216 bytes"
+        "out of memory: the processor tried to grow its memory past the limit of 16777216 bytes (all its memories and tables together)"
     );
 
     // A follow-up to a function that does not exist fails the invocation:

@@ -40,6 +40,15 @@ pub fn wasm(name: &str) -> Vec<u8> {
     })
 }
 
+/// A hand-written hostile component of `functions/fixtures/hostile`,
+/// compiled from its text format.
+pub fn hostile(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../functions/fixtures/hostile")
+        .join(format!("{name}.wat"));
+    wat::parse_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A `redis-server` of this test's own, on a free port, with AOF
 /// (`appendfsync always`) in a temporary directory, so it can be killed and
 /// restarted without losing anything it acknowledged.

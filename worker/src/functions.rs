@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use eddy_protocol::{FunctionName, FunctionSpec, TenantId};
+use eddy_protocol::{Ceilings, FunctionName, FunctionSpec, TenantId};
 use eddy_queue::Queue;
 use eddy_runtime::{Limits, Processor, Runtime};
 
@@ -53,11 +53,15 @@ const CURRENT_TTL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Default)]
 pub(crate) struct Functions {
+    /// Every loaded spec is clamped to these: a spec written before the
+    /// operator lowered a ceiling (or by a gateway with other ceilings)
+    /// cannot lift a limit here.
+    ceilings: Ceilings,
     loaded: Mutex<HashMap<Key, Arc<Loaded>>>,
     current: Mutex<HashMap<(TenantId, FunctionName), (u32, Instant)>>,
 }
 
-fn limits_of(spec: &FunctionSpec) -> Limits {
+fn limits_of(spec: &FunctionSpec, ceilings: &Ceilings) -> Limits {
     let c = &spec.config;
     Limits {
         memory_bytes: c.memory_mb.saturating_mul(1 << 20),
@@ -66,10 +70,18 @@ fn limits_of(spec: &FunctionSpec) -> Limits {
         max_emits: c.max_emits,
         max_emit_bytes: usize::try_from(c.max_emit_bytes).unwrap_or(usize::MAX),
         max_log_bytes: usize::try_from(c.max_log_bytes).unwrap_or(usize::MAX),
+        max_completion_bytes: usize::try_from(ceilings.completion_bytes).unwrap_or(usize::MAX),
     }
 }
 
 impl Functions {
+    pub(crate) fn new(ceilings: Ceilings) -> Self {
+        Functions {
+            ceilings,
+            ..Functions::default()
+        }
+    }
+
     fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -130,7 +142,7 @@ impl Functions {
             return Ok((l.clone(), None));
         }
         let start = Instant::now();
-        let spec = match queue.function(tenant, name, Some(version)).await {
+        let mut spec = match queue.function(tenant, name, Some(version)).await {
             Ok(Some(spec)) => spec,
             Ok(None) => {
                 return Err(LoadFailure::Missing(format!(
@@ -166,8 +178,9 @@ impl Functions {
                 }
             }
         };
+        spec.config = self.ceilings.clamp(spec.config);
         let loaded = Arc::new(Loaded {
-            limits: limits_of(&spec),
+            limits: limits_of(&spec, &self.ceilings),
             config: spec.config.values.clone().into_iter().collect(),
             spec,
             processor,

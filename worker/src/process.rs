@@ -103,10 +103,16 @@ pub(crate) async fn run(
     // Waiting for the slot (and, when isolated, the hand-off to an execution
     // thread) is measured from here to the guest's start.
     let asked = std::time::Instant::now();
+    // The instance pool first (a tenant past its share waits here, holding
+    // no execution slot), then the CPU.
+    let admission = runtime.admit(env.tenant.as_str()).await;
     let ran = executor
         .run(env.tenant.as_str(), loaded.typical_run_us(), async move {
             let slot_wait = asked.elapsed();
-            (rt.invoke(&processor, input, &limits).await, slot_wait)
+            (
+                rt.invoke(&processor, input, &limits, admission).await,
+                slot_wait,
+            )
         })
         .await;
     let (report, slot_wait) = match ran {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eddy_protocol::control::WorkerInfo;
-use eddy_protocol::{FunctionName, TenantId, keys, trace};
+use eddy_protocol::{Ceilings, FunctionName, TenantId, keys, trace};
 use eddy_queue::Reply;
 use eddy_queue::{Completion, Delivery, Queue, QueueConfig};
 use eddy_runtime::{Runtime, RuntimeConfig};
@@ -52,8 +52,12 @@ pub struct WorkerConfig {
     /// Deliveries after which an entry that never completes is dead-lettered.
     pub max_deliveries: u64,
     pub cache_dir: PathBuf,
-    /// Pooling allocator slots (at least `concurrency`).
+    /// Pooling allocator slots (at least `concurrency`); each tenant may
+    /// hold half of them.
     pub max_instances: u32,
+    /// The operator's ceilings: every function's limits are clamped to
+    /// them, and the instance pool is sized for their component shape.
+    pub ceilings: Ceilings,
     /// This consumer's name; unique per process when absent.
     pub consumer: Option<String>,
     pub record_ttl: Duration,
@@ -88,7 +92,8 @@ impl Default for WorkerConfig {
             lease: Duration::from_secs(30),
             max_deliveries: 5,
             cache_dir: PathBuf::from(".eddy/artifacts"),
-            max_instances: 256,
+            max_instances: 128,
+            ceilings: Ceilings::default(),
             consumer: None,
             record_ttl: QueueConfig::default().record_ttl,
             callbacks: CallbackConfig::default(),
@@ -373,6 +378,29 @@ fn unique_consumer() -> String {
     )
 }
 
+/// The runtime of a process that applies `ceilings`: its memory pool sized
+/// for their largest memory, its instance pool for their component shape.
+/// Workers, the gateway's module validation and `eddy run` all use it, so a
+/// module the gateway accepts is one a worker can load.
+pub fn runtime_config(
+    ceilings: &Ceilings,
+    cache_dir: PathBuf,
+    max_instances: u32,
+) -> RuntimeConfig {
+    RuntimeConfig {
+        cache_dir,
+        max_instances,
+        max_memory_bytes: ceilings.memory_mb.saturating_mul(1 << 20),
+        component: eddy_runtime::ComponentLimits {
+            core_instances: ceilings.core_instances,
+            memories: ceilings.memories,
+            tables: ceilings.tables,
+            table_elements: ceilings.table_elements,
+        },
+        ..RuntimeConfig::default()
+    }
+}
+
 impl Worker {
     /// Connects to Redis and builds the runtime.
     pub async fn start(config: WorkerConfig) -> Result<Self, WorkerError> {
@@ -382,11 +410,12 @@ impl Worker {
         // `bulk_nice`), so that a sync invocation's cold compile never
         // waits on threads left at the bulk work's nice value.
         let _ = rayon::current_num_threads();
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: config.cache_dir.clone(),
-            max_instances: config.max_instances.max(config.concurrency as u32),
-            ..RuntimeConfig::default()
-        })?;
+        let ceilings = config.ceilings;
+        let runtime = Runtime::new(runtime_config(
+            &config.ceilings,
+            config.cache_dir.clone(),
+            config.max_instances.max(config.concurrency as u32),
+        ))?;
         let queue = Queue::connect(
             &config.redis_url,
             QueueConfig {
@@ -416,7 +445,7 @@ impl Worker {
             consumer,
             queue,
             runtime: Arc::new(runtime),
-            functions: Arc::new(Functions::default()),
+            functions: Arc::new(Functions::new(ceilings)),
             executor: Executor::new(
                 exec_slots,
                 exec_idle,

@@ -89,7 +89,7 @@ fn apply_query(config: &mut FunctionConfig, q: DeployQuery) {
 #[utoipa::path(put, path = "/functions/{name}", params(("name" = String, Path), DeployQuery),
     request_body(content = Vec<u8>, content_type = "application/wasm"),
     responses((status = 201, description = "the new version", body = Object),
-              (status = 400, description = "invalid module or config", body = crate::ErrorBody),
+              (status = 400, description = "invalid module or config (`invalid_module`, `bad_request`), or a limit above the operator's maximum (`limit_above_maximum`)", body = crate::ErrorBody),
               (status = 413, description = "module too large", body = crate::ErrorBody)))]
 pub async fn deploy(
     State(state): State<AppState>,
@@ -101,15 +101,19 @@ pub async fn deploy(
 ) -> ApiResult<(StatusCode, Json<FunctionSpec>)> {
     let name = function_name(&name)?;
     let module = body(module, state.config.max_module_bytes)?;
-    let base = match state.queue.function(&tenant, &name, None).await? {
+    // What the tenant does not set comes from the current version (or the
+    // defaults) lowered to the ceilings; what it sets must be under them.
+    let ceilings = &state.config.ceilings;
+    let base = ceilings.clamp(match state.queue.function(&tenant, &name, None).await? {
         Some(current) => current.config,
         None => FunctionConfig::default(),
-    };
+    });
     let mut config = match headers.get("x-eddy-config") {
         Some(h) => merge(&base, json(h.as_bytes())?)?,
         None => base,
     };
     apply_query(&mut config, query);
+    ceilings.check(&config)?;
     let validator = state.validator.clone();
     let bytes = module.clone();
     let sha256 = tokio::task::spawn_blocking(move || validator.validate(&bytes))
@@ -128,7 +132,9 @@ pub async fn deploy(
 /// Changes the config: a new version with the same module.
 #[utoipa::path(patch, path = "/functions/{name}", params(("name" = String, Path)),
     request_body(content = Object, description = "partial FunctionConfig"),
-    responses((status = 200, description = "the new version", body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, description = "the new version", body = Object),
+              (status = 400, description = "invalid config, or a limit above the operator's maximum (`limit_above_maximum`)", body = crate::ErrorBody),
+              (status = 404, body = crate::ErrorBody)))]
 pub async fn patch(
     State(state): State<AppState>,
     TenantCtx(tenant): TenantCtx,
@@ -145,7 +151,9 @@ pub async fn patch(
             what: "function",
             name: name.to_string(),
         })?;
-    let config = merge(&current.config, patch)?;
+    let ceilings = &state.config.ceilings;
+    let config = merge(&ceilings.clamp(current.config.clone()), patch)?;
+    ceilings.check(&config)?;
     let module = state
         .queue
         .module(&current.sha256)

@@ -150,8 +150,25 @@ fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// The status of a sync invocation that failed with `class`. What the
+/// processor did (returned an error, trapped, ran out of time, memory or a
+/// limit, is not a valid processor, emitted to a function that does not
+/// exist, outgrew its run's limits) is 422: the request was understood and
+/// the function failed on it. 5xx is for Eddy's own faults only: a host
+/// error, an entry that could not be read, a delivery whose worker crashed
+/// each time.
+pub(crate) fn failure_status(class: &str) -> StatusCode {
+    match class {
+        "processor-error" | "trap" | "timeout" | "out-of-memory" | "stack-overflow"
+        | "limit-exceeded" | "invalid-module" | "unknown-function" | "run-limit" => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// The HTTP answer of a finished sync invocation: the output itself, or the
-/// error with a status for its class.
+/// error with a status for its class (`x-eddy-error-class` names it).
 fn finished(rec: InvocationRecord) -> Response {
     let id = HeaderValue::from_str(&rec.id).ok();
     let run = HeaderValue::from_str(&rec.run_id).ok();
@@ -173,12 +190,8 @@ fn finished(rec: InvocationRecord) -> Response {
                 .as_ref()
                 .map(|e| e.class.as_str())
                 .unwrap_or("host-error");
-            let status = match class {
-                "processor-error" => StatusCode::UNPROCESSABLE_ENTITY,
-                "timeout" => StatusCode::GATEWAY_TIMEOUT,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            (
+            let status = failure_status(class);
+            let mut r = (
                 status,
                 axum::Json(json!({
                     "code": class.replace('-', "_"),
@@ -189,7 +202,11 @@ fn finished(rec: InvocationRecord) -> Response {
                     "error": error,
                 })),
             )
-                .into_response()
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(class) {
+                r.headers_mut().insert("x-eddy-error-class", v);
+            }
+            r
         }
     };
     if let Some(v) = id {
@@ -214,7 +231,8 @@ fn finished(rec: InvocationRecord) -> Response {
     responses((status = 200, description = "the processor's output"),
               (status = 202, description = "accepted; poll Location", body = Object),
               (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
-              (status = 413, body = crate::ErrorBody), (status = 422, description = "the processor returned an error", body = Object),
+              (status = 413, body = crate::ErrorBody), (status = 422, description = "the function failed: `code` and the `x-eddy-error-class` header name the class (`processor_error`, `trap`, `timeout`, `out_of_memory`, `stack_overflow`, `limit_exceeded`, `invalid_module`, `unknown_function`, `run_limit`)", body = Object),
+              (status = 500, description = "Eddy failed (`host_error`, `crashed`, `internal`), never the function", body = Object),
               (status = 429, body = crate::ErrorBody), (status = 503, body = crate::ErrorBody)))]
 pub async fn invoke(
     State(state): State<AppState>,

@@ -85,7 +85,8 @@ async fn memory_hog_is_out_of_memory() {
     );
     assert_eq!(
         err.to_string(),
-        "out of memory: the processor tried to grow its memory past the limit of 33554432 bytes"
+        "out of memory: the processor tried to grow its memory past the limit of 33554432 bytes \
+         (all its memories and tables together)"
     );
     assert!(!err.is_retryable());
     still_serving().await;
@@ -182,9 +183,14 @@ async fn stdout_flood_hits_the_log_limit_and_keeps_what_fit() {
     let err = report.result.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "limit exceeded: log-bytes: the processor wrote more than 4096 bytes of logs (log calls, stdout and stderr)"
+        "limit exceeded: log-bytes: the processor's logs (log calls, stdout and stderr) exceed \
+         the limit of 4096 bytes, each line counting 32 bytes more than its text"
     );
-    let kept: usize = report.logs.iter().map(|l| l.message.len() + 1).sum();
+    let kept: usize = report
+        .logs
+        .iter()
+        .map(|l| l.message.len() + 1 + eddy_runtime::LOG_LINE_COST)
+        .sum();
     assert!(kept > 0 && kept <= 4096, "kept {kept} bytes of logs");
     still_serving().await;
 }

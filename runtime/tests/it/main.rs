@@ -4,5 +4,6 @@
 
 mod errors;
 mod examples;
+mod hostile;
 mod modules;
 mod support;

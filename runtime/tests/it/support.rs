@@ -49,7 +49,9 @@ pub fn input(function: &str, payload: &str) -> Input {
 
 pub async fn invoke(name: &str, payload: &str, limits: &Limits) -> Report {
     let p = load(name);
-    RUNTIME.invoke(&p, input(name, payload), limits).await
+    RUNTIME
+        .invoke(&p, input(name, payload), limits, RUNTIME.admit("t").await)
+        .await
 }
 
 pub fn short(timeout_ms: u64) -> Limits {
