@@ -50,6 +50,15 @@ impl Activity {
         }
         seen.len() > 1
     }
+
+    /// Whether a tenant other than `tenant` was active lately (records
+    /// nothing).
+    fn others(&self, tenant: &str) -> bool {
+        let now = Instant::now();
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.iter()
+            .any(|(t, at)| t != tenant && now.duration_since(*at) < SHARED_WINDOW)
+    }
 }
 
 /// Execution slots shared by every tenant of this worker. Cheap to clone.
@@ -204,6 +213,10 @@ pub(crate) fn exec_nice(bulk_nice: i32) -> i32 {
 /// on the execution threads while tenants share the worker.
 pub(crate) const ISOLATE_OVER_US: u64 = 250;
 
+/// A guest still running inline after this long moves to the execution
+/// threads while tenants share the worker (see [`Executor::run`]).
+pub(crate) const DEMOTE_AFTER: Duration = Duration::from_millis(5);
+
 /// Lowers the calling thread's CPU priority: with `idle`, `SCHED_IDLE` (it
 /// runs only when nothing else wants the CPU, and any other thread waking up
 /// preempts it at once); otherwise, or where that is refused, `nice` (nice
@@ -331,10 +344,30 @@ impl Executor {
             || tokio::runtime::Handle::try_current()
                 .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
         let isolate = typical_us > ISOLATE_OVER_US && (shared || single_thread);
-        if !isolate {
-            let _slot = self.inline.enter(tenant).await;
-            return Ok(work.await);
-        }
+        let work = if isolate {
+            Box::pin(work)
+        } else {
+            let slot = self.inline.enter(tenant).await;
+            let mut work = Box::pin(work);
+            // A guest that runs long inline (its function is new here, or
+            // its past runs were short) would hold an inline slot, and
+            // every short guest behind it, until it ends: past
+            // `DEMOTE_AFTER`, while other tenants are about, it gives the
+            // slot back and finishes on the execution threads. The guest
+            // yields at every epoch tick, so the timer is seen.
+            loop {
+                tokio::select! {
+                    biased;
+                    out = &mut work => return Ok(out),
+                    () = tokio::time::sleep(DEMOTE_AFTER) => {}
+                }
+                if single_thread || self.activity.others(tenant) {
+                    break;
+                }
+            }
+            drop(slot);
+            work
+        };
         let slot = self.isolated.enter(tenant).await;
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |rt| {
@@ -402,6 +435,41 @@ mod tests {
         let f: Vec<&str> = after_comm.split(' ').collect();
         // after_comm starts at field 3 (state).
         (f[41 - 3].parse().unwrap(), f[19 - 3].parse().unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_guest_started_inline_gives_its_slot_back() {
+        let exec = Arc::new(Executor::new(1, false, exec_nice(0), false).unwrap());
+        let _ = exec.run("alice", 0, async {}).await;
+        // Mallory's guest: of a function never seen here (typical 0), it
+        // starts inline and runs long, yielding at every tick as guests do.
+        let long = tokio::spawn({
+            let exec = exec.clone();
+            async move {
+                exec.run("mallory", 0, async {
+                    let start = Instant::now();
+                    while start.elapsed() < Duration::from_millis(500) {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    thread()
+                })
+                .await
+                .unwrap()
+            }
+        });
+        tokio::time::sleep(DEMOTE_AFTER * 4).await;
+        // The one inline slot is free again for alice's short guest.
+        let short = tokio::time::timeout(
+            Duration::from_millis(200),
+            exec.run("alice", 0, async { thread() }),
+        )
+        .await
+        .expect("the short guest waited for the long one")
+        .unwrap();
+        assert!(!short.starts_with("eddy-exec"), "{short}");
+        assert!(!long.is_finished());
+        let long = long.await.unwrap();
+        assert!(long.starts_with("eddy-exec"), "finished on {long}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
