@@ -353,16 +353,32 @@ impl Executor {
             // its past runs were short) would hold an inline slot, and
             // every short guest behind it, until it ends: past
             // `DEMOTE_AFTER`, while other tenants are about, it gives the
-            // slot back and finishes on the execution threads. The guest
-            // yields at every epoch tick, so the timer is seen.
+            // slot back and finishes on the execution threads. A CPU-bound
+            // guest yields at every epoch tick, and the clock is read then:
+            // a busy runtime advances its timers only every few dozen
+            // polls, tens of ms with guests in them. The timer catches a
+            // guest blocked in a host call, which is not polled.
+            let may_demote = || single_thread || self.activity.others(tenant);
+            let mut checked = Instant::now();
             loop {
-                tokio::select! {
+                let due = checked + DEMOTE_AFTER;
+                let step = std::future::poll_fn(|cx| match work.as_mut().poll(cx) {
+                    std::task::Poll::Ready(out) => std::task::Poll::Ready(Some(out)),
+                    std::task::Poll::Pending if Instant::now() >= due => {
+                        std::task::Poll::Ready(None)
+                    }
+                    std::task::Poll::Pending => std::task::Poll::Pending,
+                });
+                let out = tokio::select! {
                     biased;
-                    out = &mut work => return Ok(out),
-                    () = tokio::time::sleep(DEMOTE_AFTER) => {}
-                }
-                if single_thread || self.activity.others(tenant) {
-                    break;
+                    out = step => out,
+                    () = tokio::time::sleep_until(due.into()) => None,
+                };
+                match out {
+                    Some(out) => return Ok(out),
+                    None if may_demote() => break,
+                    // Alone here: it runs on; look again later.
+                    None => checked = Instant::now(),
                 }
             }
             drop(slot);
