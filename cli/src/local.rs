@@ -77,6 +77,7 @@ fn runtime(cache_dir: PathBuf, ceilings: &crate::roles::CeilingArgs) -> Result<R
         &ceilings.parse()?,
         cache_dir,
         16,
+        eddy_worker::default_guest_memory(),
     ))
     .context("starting the runtime")
 }
@@ -161,7 +162,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .build()
         .context("starting tokio")?;
     let report = tokio.block_on(async {
-        let admission = runtime.admit("local").await;
+        let admission = runtime.admit("local", &limits).await;
         runtime.invoke(&processor, input, &limits, admission).await
     });
     if args.json {

@@ -77,6 +77,14 @@ pub struct WorkerArgs {
     callbacks: CallbackArgs,
     #[command(flatten)]
     pub(crate) ceilings: CeilingArgs,
+    /// Guest memory this worker's live invocations may reserve together,
+    /// in MiB (each reserves its `memory_mb` before it starts); each tenant
+    /// may hold half, so one tenant's memory-hungry invocations wait for
+    /// their own to end, never another's. Must be at least twice the
+    /// `memory_mb` ceiling. Default (0): half of what the process may use
+    /// (its cgroup's memory limit, else the machine's memory).
+    #[arg(long, env = "EDDY_GUEST_MEMORY_MB", default_value_t = 0)]
+    guest_memory_mb: u64,
     /// Where the worker serves `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "EDDY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
@@ -198,13 +206,35 @@ impl ModuleValidator for RuntimeValidator {
 
 fn validator(worker: &WorkerArgs) -> Result<Arc<dyn ModuleValidator>> {
     // The same shape limits as the workers': what this accepts, they load.
-    let config =
-        eddy_worker::runtime_config(&worker.ceilings.parse()?, worker.cache_dir.clone(), 4);
+    let config = eddy_worker::runtime_config(
+        &worker.ceilings.parse()?,
+        worker.cache_dir.clone(),
+        4,
+        worker.guest_memory()?,
+    );
     let runtime = Runtime::new(config).context("starting the validating runtime")?;
     Ok(Arc::new(RuntimeValidator(runtime)))
 }
 
 impl WorkerArgs {
+    /// `EDDY_GUEST_MEMORY_MB` in bytes, or its default.
+    fn guest_memory(&self) -> Result<u64> {
+        let bytes = match self.guest_memory_mb {
+            0 => eddy_worker::default_guest_memory(),
+            mb => mb << 20,
+        };
+        let ceiling = self.ceilings.parse()?.memory_mb << 20;
+        if bytes < 2 * ceiling {
+            bail!(
+                "EDDY_GUEST_MEMORY_MB: {} MiB is less than twice the memory_mb ceiling ({} MiB): \
+                 an invocation at the ceiling could not start",
+                bytes >> 20,
+                ceiling >> 20
+            );
+        }
+        Ok(bytes)
+    }
+
     fn config(&self, redis_url: String) -> Result<WorkerConfig> {
         Ok(WorkerConfig {
             redis_url,
@@ -220,6 +250,7 @@ impl WorkerArgs {
             // lane come on top of it.
             max_instances: (self.concurrency as u32).max(16) * 2,
             ceilings: self.ceilings.parse()?,
+            guest_memory: self.guest_memory()?,
             consumer: self.consumer.clone(),
             record_ttl: Duration::from_secs(self.record_ttl_s),
             callbacks: self.callbacks.config()?,

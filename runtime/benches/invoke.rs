@@ -65,7 +65,7 @@ fn benches(c: &mut Criterion) {
         // Admission to the pool is part of every invocation's cost.
         let once = || {
             tokio.block_on(async {
-                let a = runtime.admit("t").await;
+                let a = runtime.admit("t", &limits).await;
                 runtime.invoke(&p, input(name, payload), &limits, a).await
             })
         };

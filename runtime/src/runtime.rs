@@ -34,6 +34,9 @@ pub struct RuntimeConfig {
     pub max_memory_bytes: u64,
     /// The largest component shape admitted.
     pub component: ComponentLimits,
+    /// Memory all live guests may reserve together (their memory limits
+    /// added up); each tenant may hold half (see [`Pool`]).
+    pub guest_memory_bytes: u64,
     /// Largest module accepted.
     pub max_module_bytes: usize,
     /// Granularity of wall-clock timeouts.
@@ -47,6 +50,7 @@ impl Default for RuntimeConfig {
             max_instances: 1_000,
             max_memory_bytes: 512 << 20,
             component: ComponentLimits::default(),
+            guest_memory_bytes: 4 << 30,
             max_module_bytes: 64 << 20,
             epoch_tick: Duration::from_millis(1),
         }
@@ -237,7 +241,7 @@ impl Runtime {
             linker,
             cache,
             ticker,
-            pool: Pool::new(n),
+            pool: Pool::new(n, config.guest_memory_bytes),
             config,
         })
     }
@@ -252,10 +256,11 @@ impl Runtime {
         &self.pool
     }
 
-    /// Waits until `tenant` may have an instance: call before taking any
-    /// shared execution slot, and pass the admission to [`Runtime::invoke`].
-    pub async fn admit(&self, tenant: &str) -> Admission {
-        self.pool.admit(tenant).await
+    /// Waits until `tenant` may have an instance with `limits`' memory:
+    /// call before taking any shared execution slot, and pass the admission
+    /// to [`Runtime::invoke`].
+    pub async fn admit(&self, tenant: &str, limits: &Limits) -> Admission {
+        self.pool.admit(tenant, limits.memory_bytes).await
     }
 
     /// Validates and compiles `bytes` (or maps its cached artifact) and links

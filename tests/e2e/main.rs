@@ -10,6 +10,7 @@ mod drain;
 mod failures;
 mod flow;
 mod gateway;
+mod hostile;
 mod metrics;
 mod otel;
 mod scaling;

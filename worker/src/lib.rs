@@ -21,4 +21,4 @@ mod worker;
 
 pub use callbacks::{CallbackConfig, sign};
 pub use fair::lower_thread_priority;
-pub use worker::{Worker, WorkerConfig, WorkerError, runtime_config};
+pub use worker::{Worker, WorkerConfig, WorkerError, default_guest_memory, runtime_config};

@@ -105,7 +105,7 @@ pub(crate) async fn run(
     let asked = std::time::Instant::now();
     // The instance pool first (a tenant past its share waits here, holding
     // no execution slot), then the CPU.
-    let admission = runtime.admit(env.tenant.as_str()).await;
+    let admission = runtime.admit(env.tenant.as_str(), &limits).await;
     let ran = executor
         .run(env.tenant.as_str(), loaded.typical_run_us(), async move {
             let slot_wait = asked.elapsed();

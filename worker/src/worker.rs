@@ -58,6 +58,9 @@ pub struct WorkerConfig {
     /// The operator's ceilings: every function's limits are clamped to
     /// them, and the instance pool is sized for their component shape.
     pub ceilings: Ceilings,
+    /// Bytes of guest memory live invocations may reserve together (each
+    /// its `memory_mb`); each tenant may hold half.
+    pub guest_memory: u64,
     /// This consumer's name; unique per process when absent.
     pub consumer: Option<String>,
     pub record_ttl: Duration,
@@ -94,6 +97,7 @@ impl Default for WorkerConfig {
             cache_dir: PathBuf::from(".eddy/artifacts"),
             max_instances: 128,
             ceilings: Ceilings::default(),
+            guest_memory: 4 << 30,
             consumer: None,
             record_ttl: QueueConfig::default().record_ttl,
             callbacks: CallbackConfig::default(),
@@ -386,10 +390,12 @@ pub fn runtime_config(
     ceilings: &Ceilings,
     cache_dir: PathBuf,
     max_instances: u32,
+    guest_memory_bytes: u64,
 ) -> RuntimeConfig {
     RuntimeConfig {
         cache_dir,
         max_instances,
+        guest_memory_bytes,
         max_memory_bytes: ceilings.memory_mb.saturating_mul(1 << 20),
         component: eddy_runtime::ComponentLimits {
             core_instances: ceilings.core_instances,
@@ -399,6 +405,26 @@ pub fn runtime_config(
         },
         ..RuntimeConfig::default()
     }
+}
+
+/// Half of the memory this process may use: its cgroup's limit (v2
+/// `memory.max`, or v1 `memory.limit_in_bytes`) where one is set, else the
+/// machine's. The default budget of guest memory: the rest is the worker's
+/// own and the artifacts'.
+pub fn default_guest_memory() -> u64 {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let cgroup = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        // v1 says "no limit" with a number near u64::MAX.
+        .filter(|&n| n < 1 << 50);
+    let machine = read("/proc/meminfo").and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    cgroup.or(machine).unwrap_or(8 << 30) / 2
 }
 
 impl Worker {
@@ -415,6 +441,7 @@ impl Worker {
             &config.ceilings,
             config.cache_dir.clone(),
             config.max_instances.max(config.concurrency as u32),
+            config.guest_memory,
         ))?;
         let queue = Queue::connect(
             &config.redis_url,

@@ -25,7 +25,12 @@ async fn echo_returns_the_payload_and_its_content_type() {
     let mut i = input("echo", "hello");
     i.content_type = "text/plain".into();
     let report = RUNTIME
-        .invoke(&p, i, &Limits::default(), RUNTIME.admit("t").await)
+        .invoke(
+            &p,
+            i,
+            &Limits::default(),
+            RUNTIME.admit("t", &Limits::default()).await,
+        )
         .await;
     let out = report.result.unwrap();
     assert_eq!(out.payload, b"hello");
@@ -41,7 +46,7 @@ async fn fanout_emits_until_its_depth() {
             &p,
             input("fanout", payload),
             &Limits::default(),
-            RUNTIME.admit("t").await,
+            RUNTIME.admit("t", &Limits::default()).await,
         )
         .await;
     assert_eq!(report.emits.len(), 4);
@@ -51,7 +56,12 @@ async fn fanout_emits_until_its_depth() {
         ..input("fanout", payload)
     };
     let report = RUNTIME
-        .invoke(&p, leaf, &Limits::default(), RUNTIME.admit("t").await)
+        .invoke(
+            &p,
+            leaf,
+            &Limits::default(),
+            RUNTIME.admit("t", &Limits::default()).await,
+        )
         .await;
     assert!(report.emits.is_empty());
     assert_eq!(output_json(&report)["emitted"], 0);
@@ -64,7 +74,12 @@ async fn classify_labels_csv_rows_with_config_thresholds() {
     i.content_type = "text/csv".into();
     i.config = vec![("high_amount".into(), "1000".into())];
     let report = RUNTIME
-        .invoke(&p, i, &Limits::default(), RUNTIME.admit("t").await)
+        .invoke(
+            &p,
+            i,
+            &Limits::default(),
+            RUNTIME.admit("t", &Limits::default()).await,
+        )
         .await;
     let out = output_json(&report);
     assert_eq!(out["rows"], 3);
@@ -82,7 +97,12 @@ async fn flaky_succeeds_on_its_third_attempt() {
         ..input("fx-flaky", "{}")
     };
     let report = RUNTIME
-        .invoke(&p, third, &Limits::default(), RUNTIME.admit("t").await)
+        .invoke(
+            &p,
+            third,
+            &Limits::default(),
+            RUNTIME.admit("t", &Limits::default()).await,
+        )
         .await;
     assert_eq!(output_json(&report)["attempt"], 3);
 }
@@ -96,7 +116,12 @@ async fn webhook_shaper_normalises_and_logs() {
     );
     i.config = vec![("notify".into(), "echo".into())];
     let report = RUNTIME
-        .invoke(&p, i, &Limits::default(), RUNTIME.admit("t").await)
+        .invoke(
+            &p,
+            i,
+            &Limits::default(),
+            RUNTIME.admit("t", &Limits::default()).await,
+        )
         .await;
     let out = output_json(&report);
     assert_eq!(out["source"], "github");

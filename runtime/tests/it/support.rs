@@ -50,7 +50,12 @@ pub fn input(function: &str, payload: &str) -> Input {
 pub async fn invoke(name: &str, payload: &str, limits: &Limits) -> Report {
     let p = load(name);
     RUNTIME
-        .invoke(&p, input(name, payload), limits, RUNTIME.admit("t").await)
+        .invoke(
+            &p,
+            input(name, payload),
+            limits,
+            RUNTIME.admit("t", limits).await,
+        )
         .await
 }
 

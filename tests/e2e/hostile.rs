@@ -1,0 +1,552 @@
+//! A hostile tenant cannot hurt its neighbours. In each test tenant
+//! "mallory" runs one attack on a shared `eddy up` while tenant "alice"
+//! keeps a steady sync trickle: every one of alice's calls succeeds within
+//! [`ALICE_P99`], the process's resident memory grows less than the stated
+//! bound, Redis's memory stays bounded, and mallory's invocations end with
+//! their exact error class and message.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::gateway::Platform;
+
+/// Alice's p99 while mallory attacks. Measured on a quiet 2-core machine
+/// at a few ms (bench/RESULTS.md); the bound leaves room for a CI machine
+/// running other tests at the same time.
+const ALICE_P99: Duration = Duration::from_millis(300);
+
+/// Alice's trickle and the sampled RSS of `eddy up`.
+struct Watch {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(Vec<Duration>, Vec<String>, u64)>,
+    rss_before: u64,
+    redis_before: u64,
+    redis_port: u16,
+}
+
+/// Resident memory of `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+async fn redis_used(port: u16) -> u64 {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// Starts alice's trickle: one sync echo every 10 ms, one at a time.
+async fn watch(p: &Platform, alice: &str) -> Watch {
+    let stop = Arc::new(AtomicBool::new(false));
+    let pid = p._process.pid();
+    let (http, url, key, flag) = (
+        p.http.clone(),
+        format!("{}/invoke/echo", p.base),
+        alice.to_string(),
+        stop.clone(),
+    );
+    let rss_before = rss(pid);
+    let redis_before = redis_used(p.redis_port).await;
+    let task = tokio::spawn(async move {
+        let (mut lat, mut failures, mut peak) = (Vec::new(), Vec::new(), 0u64);
+        let mut i = 0u64;
+        while !flag.load(Ordering::Relaxed) {
+            i += 1;
+            let body = format!(r#"{{"n":{i}}}"#);
+            let start = Instant::now();
+            let r = http
+                .post(&url)
+                .bearer_auth(&key)
+                .body(body.clone())
+                .send()
+                .await;
+            let took = start.elapsed();
+            match r {
+                Ok(r) if r.status() == StatusCode::OK => {
+                    let got = r.text().await.unwrap_or_default();
+                    if got != body {
+                        failures.push(format!("call {i}: answered {got}"));
+                    }
+                    lat.push(took);
+                }
+                Ok(r) => failures.push(format!("call {i}: {} {:?}", r.status(), r.text().await)),
+                Err(e) => failures.push(format!("call {i}: {e}")),
+            }
+            peak = peak.max(rss(pid));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (lat, failures, peak)
+    });
+    Watch {
+        stop,
+        task,
+        rss_before,
+        redis_before,
+        redis_port: p.redis_port,
+    }
+}
+
+impl Watch {
+    /// Stops the trickle and checks alice's calls and the bounds; returns
+    /// (alice's p99, RSS growth, Redis growth) for the log.
+    async fn check(self, what: &str, max_rss_growth: u64, max_redis_growth: u64) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.stop.store(true, Ordering::Relaxed);
+        let (mut lat, failures, peak) = self.task.await.unwrap();
+        assert!(
+            failures.is_empty(),
+            "{what}: alice's calls failed: {failures:?}"
+        );
+        assert!(lat.len() >= 20, "{what}: only {} calls", lat.len());
+        lat.sort();
+        let p50 = lat[lat.len() / 2];
+        let p99 = lat[(lat.len() * 99).div_ceil(100) - 1];
+        let rss_growth = peak.saturating_sub(self.rss_before);
+        let redis_growth = redis_used(self.redis_port)
+            .await
+            .saturating_sub(self.redis_before);
+        eprintln!(
+            "{what}: alice {} calls, p50 {p50:?}, p99 {p99:?}; RSS {} -> peak {} MiB; Redis +{} KiB",
+            lat.len(),
+            self.rss_before >> 20,
+            peak >> 20,
+            redis_growth >> 10
+        );
+        assert!(
+            p99 <= ALICE_P99,
+            "{what}: alice's p99 {p99:?} > {ALICE_P99:?}"
+        );
+        assert!(
+            rss_growth <= max_rss_growth,
+            "{what}: RSS grew {} MiB > {} MiB",
+            rss_growth >> 20,
+            max_rss_growth >> 20
+        );
+        assert!(
+            redis_growth <= max_redis_growth,
+            "{what}: Redis grew {} KiB > {} KiB",
+            redis_growth >> 10,
+            max_redis_growth >> 10
+        );
+    }
+}
+
+/// Alice and mallory, each with an `echo`; mallory's `name` is `bytes`
+/// deployed with `query`.
+async fn tenants(p: &Platform, name: &str, bytes: Vec<u8>, query: &str) -> (String, String) {
+    let (alice, _) = p.tenant("alice", json!({})).await;
+    let (mallory, _) = p.tenant("mallory", json!({})).await;
+    p.deploy(&alice, "echo", "echo", "").await;
+    p.deploy(&mallory, "echo", "echo", "").await;
+    let r = p
+        .req(Method::PUT, &format!("/functions/{name}{query}"), &mallory)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+    // Warm alice's function before the baseline.
+    let r = p
+        .req(Method::POST, "/invoke/echo", &alice)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    (alice, mallory)
+}
+
+/// Mallory's async invocations of `name`; returns their ids.
+async fn launch(p: &Platform, mallory: &str, name: &str, body: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let r = p
+            .req(Method::POST, &format!("/invoke/{name}"), mallory)
+            .header("prefer", "respond-async")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let v: Value = r.json().await.unwrap();
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+/// Waits for each invocation to end and checks its status and error.
+async fn ended(
+    p: &Platform,
+    key: &str,
+    ids: &[String],
+    status: &str,
+    class: &str,
+    message: &str,
+) -> Vec<Value> {
+    let mut records = Vec::new();
+    for id in ids {
+        let rec = p
+            .until(key, &format!("/invocations/{id}"), |v| {
+                v["status"] == "failed" || v["status"] == "succeeded" || v["status"] == "dead"
+            })
+            .await;
+        assert_eq!(
+            (
+                rec["status"].as_str(),
+                rec["error"]["class"].as_str(),
+                rec["error"]["message"].as_str()
+            ),
+            (Some(status), Some(class), Some(message)),
+            "{rec}"
+        );
+        assert_eq!(rec["attempt"], 1, "retried: {rec}");
+        records.push(rec);
+    }
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memories_of_one_component_share_one_budget() {
+    // 512 MiB of guest memory on this worker: 256 MiB per tenant.
+    let p = Platform::start(&[
+        ("EDDY_CEILINGS", "memory_mb=128"),
+        ("EDDY_GUEST_MEMORY_MB", "512"),
+    ]);
+    let (alice, mallory) = tenants(
+        &p,
+        "split",
+        eddy_tests::hostile("split-memory"),
+        "?memory_mb=64&max_retries=0",
+    )
+    .await;
+    // The original attack's shape (21 memories) is refused at the door.
+    let r = p
+        .req(Method::PUT, "/functions/many", &mallory)
+        .body(eddy_tests::hostile("many-memories"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "invalid_module");
+    assert_eq!(
+        v["message"],
+        "invalid module: the component is bigger than this platform admits: The component \
+         transitively contains 21 Wasm linear memories, which exceeds the configured maximum of 4"
+    );
+
+    let w = watch(&p, &alice).await;
+    // Four memories, each written up to 24 MiB: 48 MiB resident, the third
+    // growth refused, per invocation.
+    let ids = launch(&p, &mallory, "split", "{}", 24).await;
+    ended(
+        &p,
+        &mallory,
+        &ids,
+        "failed",
+        "out-of-memory",
+        "out of memory: the processor tried to grow its memory past the limit of 67108864 bytes \
+         (all its memories and tables together)",
+    )
+    .await;
+    // Mallory's half of the guest memory: four invocations of 64 MiB at
+    // once, however many wait for a CPU.
+    w.check("split memory", (256 << 20) + (96 << 20), 2 << 20)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_hog_holds_only_its_own_share() {
+    let p = Platform::start(&[]);
+    let (alice, mallory) = tenants(
+        &p,
+        "hog",
+        eddy_tests::hostile("pool-hog"),
+        "?timeout_ms=300&max_retries=0",
+    )
+    .await;
+    let w = watch(&p, &alice).await;
+    // Every hog holds four memories and spins until its timeout; more of
+    // them than the worker has slots.
+    let ids = launch(&p, &mallory, "hog", "{}", 80).await;
+    // A timeout may pass on a retry; with none allowed it is dead at once.
+    ended(
+        &p,
+        &mallory,
+        &ids,
+        "dead",
+        "timeout",
+        "timeout: exceeded the limit of 300 ms",
+    )
+    .await;
+    w.check("pool hog", 96 << 20, 2 << 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_floods_end_at_the_log_limit() {
+    let p = Platform::start(&[]);
+    let (alice, mallory) =
+        tenants(&p, "flood", eddy_tests::wasm("fx-flood"), "?max_retries=0").await;
+    let w = watch(&p, &alice).await;
+    for body in [r#"{"logs":20000000}"#, r#"{"newlines":20000000}"#] {
+        for _ in 0..5 {
+            let r = p
+                .req(Method::POST, "/invoke/flood", &mallory)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_eq!(r.headers()["x-eddy-error-class"], "limit-exceeded");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["code"], "limit_exceeded");
+            assert_eq!(
+                v["message"],
+                "limit exceeded: log-bytes: the processor's logs (log calls, stdout and stderr) \
+                 exceed the limit of 65536 bytes, each line counting 32 bytes more than its text"
+            );
+            let id = v["invocation_id"].as_str().unwrap();
+            let (_, rec) = p.get(&mallory, &format!("/invocations/{id}")).await;
+            // A refused write of stdout keeps nothing of it.
+            let lines = rec["logs"].as_array().map_or(0, Vec::len);
+            assert!(lines <= 2048, "{body}: {lines} lines kept");
+        }
+    }
+    // Ten records of at most 64 KiB of logs each.
+    w.check("log floods", 96 << 20, 8 << 20).await;
+    // And it still drains and stops on SIGTERM within its grace.
+    let mut p = p;
+    let status = p._process.terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "eddy up did not stop on SIGTERM: {status:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_over_its_cap_fails_once_without_follow_ups() {
+    let p = Platform::start(&[("EDDY_CEILINGS", "completion_bytes=1048576")]);
+    let (alice, mallory) = tenants(&p, "flood", eddy_tests::wasm("fx-flood"), "").await;
+    let w = watch(&p, &alice).await;
+    // Output and follow-ups each within their limits, together over 1 MiB.
+    let body = r#"{"emits":100,"emit_bytes":8000,"output_bytes":500000}"#;
+    for _ in 0..5 {
+        let r = p
+            .req(Method::POST, "/invoke/flood", &mallory)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            (
+                v["code"].as_str(),
+                v["message"].as_str(),
+                v["attempts"].as_u64()
+            ),
+            (
+                Some("limit_exceeded"),
+                Some(
+                    "limit exceeded: completion-bytes: the output, logs and follow-ups total \
+                     1327600 bytes, more than the limit of 1048576 bytes"
+                ),
+                Some(1)
+            )
+        );
+        let run = v["invocation_id"].as_str().unwrap();
+        let (_, rec) = p.get(&mallory, &format!("/invocations/{run}")).await;
+        assert!(rec.get("follow_ups").is_none(), "{rec}");
+        assert_eq!(rec["completions"], 1, "{rec}");
+    }
+    w.check("completion cap", 96 << 20, 4 << 20).await;
+}
+
+/// Redis's slow log entries of script calls, in µs.
+async fn script_times(port: u16) -> Vec<u64> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let log: Vec<redis::Value> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(-1)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    log.into_iter()
+        .filter_map(|e| {
+            let e: Vec<redis::Value> = redis::from_redis_value(e).ok()?;
+            let us: u64 = redis::from_redis_value(e.get(2)?.clone()).ok()?;
+            let cmd: Vec<String> = redis::from_redis_value(e.get(3)?.clone()).ok()?;
+            cmd.first()
+                .is_some_and(|c| {
+                    c.eq_ignore_ascii_case("evalsha") || c.eq_ignore_ascii_case("fcall")
+                })
+                .then_some(us)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emit_storm_at_the_maxima_holds_redis_briefly() {
+    let p = Platform::start(&[]);
+    let (alice, mallory) = tenants(
+        &p,
+        "flood",
+        eddy_tests::wasm("fx-flood"),
+        "?max_emits=1000&max_emit_bytes=1048576",
+    )
+    .await;
+    // Above the ceilings: refused, naming the field and the maximum.
+    let r = p
+        .req(Method::PATCH, "/functions/flood", &mallory)
+        .json(&json!({ "max_emits": 200_000 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["code"].as_str(), v["message"].as_str()),
+        (
+            Some("limit_above_maximum"),
+            Some("`max_emits` is 200000, above this platform's maximum of 1000")
+        )
+    );
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}", p.redis_port)).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    for (k, v) in [
+        ("slowlog-log-slower-than", "1000"),
+        ("slowlog-max-len", "10000"),
+    ] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(k)
+            .arg(v)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let _: () = redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+
+    let w = watch(&p, &alice).await;
+    // The most one invocation may emit: 1,000 follow-ups, 1 MB in all.
+    let body = r#"{"emits":1000,"emit_bytes":1000}"#;
+    for _ in 0..3 {
+        let r = p
+            .req(Method::POST, "/invoke/flood", &mallory)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+        let run = r.headers()["x-eddy-run-id"].to_str().unwrap().to_string();
+        let done = p
+            .until(&mallory, &format!("/runs/{run}"), |v| {
+                v["status"] != "running"
+            })
+            .await;
+        assert_eq!(
+            (done["status"].as_str(), done["total"].as_u64()),
+            (Some("succeeded"), Some(1001)),
+            "{done}"
+        );
+    }
+    let times = script_times(p.redis_port).await;
+    let worst = times.iter().copied().max().unwrap_or(0);
+    eprintln!("emit storm: script calls over 1 ms: {times:?} µs");
+    // One completion with 1,000 follow-ups, every other tenant waiting
+    // behind it: a few ms here; the bound leaves room for a loaded machine.
+    assert!(worst < 50_000, "a script held Redis for {worst} µs");
+    // Three runs of 1,000 follow-ups of 1 KB, kept with their records.
+    w.check("emit storm", 128 << 20, 3 * 1000 * 4_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_processor_is_422_never_a_platform_fault() {
+    let p = Platform::start(&[]);
+    let (key, _) = p.tenant("acme", json!({})).await;
+    let cases: [(&str, &str, &str, &str); 5] = [
+        (
+            "fx-panic",
+            "?max_retries=0",
+            "trap",
+            "trap: wasm `unreachable` instruction executed: boom: processor panicked on purpose",
+        ),
+        (
+            "fx-stack",
+            "?max_retries=0",
+            "stack-overflow",
+            "stack overflow: the processor exhausted its wasm stack",
+        ),
+        (
+            "fx-memhog",
+            "?memory_mb=16",
+            "out-of-memory",
+            "out of memory: the processor tried to grow its memory past the limit of 16777216 bytes (all its memories and tables together)",
+        ),
+        (
+            "fx-loop",
+            "?timeout_ms=100&max_retries=0",
+            "timeout",
+            "timeout: exceeded the limit of 100 ms",
+        ),
+        (
+            "fx-stdout-flood",
+            "",
+            "limit-exceeded",
+            "limit exceeded: log-bytes: the processor's logs (log calls, stdout and stderr) exceed the limit of 65536 bytes, each line counting 32 bytes more than its text",
+        ),
+    ];
+    for (guest, query, class, message) in cases {
+        p.deploy(&key, guest, guest, query).await;
+        let r = p
+            .req(Method::POST, &format!("/invoke/{guest}"), &key)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{guest}");
+        assert_eq!(r.headers()["x-eddy-error-class"], class, "{guest}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["code"], class.replace('-', "_"), "{guest}: {v}");
+        let got = v["message"].as_str().unwrap();
+        assert!(got.starts_with(message), "{guest}: {got}");
+    }
+    // The OpenAPI document says so.
+    let (_, api) = p.get(&key, "/openapi.json").await;
+    let responses = &api["paths"]["/invoke/{name}"]["post"]["responses"];
+    assert!(
+        responses["422"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("out_of_memory")
+    );
+    assert!(
+        responses["500"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("never the function")
+    );
+}
