@@ -210,7 +210,8 @@ fn validator(worker: &WorkerArgs) -> Result<Arc<dyn ModuleValidator>> {
         &worker.ceilings.parse()?,
         worker.cache_dir.clone(),
         4,
-        worker.guest_memory()?,
+        // It runs no guests: any budget will do.
+        4 << 30,
     );
     let runtime = Runtime::new(config).context("starting the validating runtime")?;
     Ok(Arc::new(RuntimeValidator(runtime)))
@@ -219,20 +220,32 @@ fn validator(worker: &WorkerArgs) -> Result<Arc<dyn ModuleValidator>> {
 impl WorkerArgs {
     /// `EDDY_GUEST_MEMORY_MB` in bytes, or its default.
     fn guest_memory(&self) -> Result<u64> {
-        let bytes = match self.guest_memory_mb {
-            0 => eddy_worker::default_guest_memory(),
-            mb => mb << 20,
-        };
-        let ceiling = self.ceilings.parse()?.memory_mb << 20;
-        if bytes < 2 * ceiling {
-            bail!(
-                "EDDY_GUEST_MEMORY_MB: {} MiB is less than twice the memory_mb ceiling ({} MiB): \
-                 an invocation at the ceiling could not start",
-                bytes >> 20,
-                ceiling >> 20
-            );
+        let ceiling_mb = self.ceilings.parse()?.memory_mb;
+        let least = ceiling_mb.saturating_mul(2).saturating_mul(1 << 20);
+        match self.guest_memory_mb {
+            0 => {
+                let auto = eddy_worker::default_guest_memory();
+                if auto < least {
+                    tracing::warn!(
+                        available_mib = auto >> 20,
+                        using_mib = least >> 20,
+                        "less memory than twice the memory_mb ceiling: the guest memory budget \
+                         is set to that, more than this process should use; lower the ceiling \
+                         or give the worker more memory"
+                    );
+                }
+                Ok(auto.max(least))
+            }
+            mb => match mb.checked_mul(1 << 20) {
+                Some(bytes) if bytes >= least => Ok(bytes),
+                Some(_) => bail!(
+                    "EDDY_GUEST_MEMORY_MB: {mb} MiB is less than twice the memory_mb ceiling \
+                     ({} MiB): an invocation at the ceiling could not start",
+                    least >> 20
+                ),
+                None => bail!("EDDY_GUEST_MEMORY_MB: {mb} MiB is out of range"),
+            },
         }
-        Ok(bytes)
     }
 
     fn config(&self, redis_url: String) -> Result<WorkerConfig> {

@@ -219,6 +219,14 @@ impl Ceilings {
         Ok(())
     }
 
+    /// A run's limits lowered to their ceilings.
+    pub fn clamp_run(&self, run: crate::RunLimits) -> crate::RunLimits {
+        crate::RunLimits {
+            max_depth: run.max_depth.min(self.max_depth),
+            max_invocations: run.max_invocations.min(self.max_invocations),
+        }
+    }
+
     /// `config` with every setting lowered to its ceiling.
     pub fn clamp(&self, mut config: FunctionConfig) -> FunctionConfig {
         macro_rules! clamp {

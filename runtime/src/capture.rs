@@ -18,6 +18,37 @@ use crate::error::LimitKind;
 use crate::host::LimitHit;
 use crate::limits::LOG_LINE_COST;
 
+/// Bytes `s` takes once stored as a JSON string: what the budget charges,
+/// so that control characters (6 bytes each as `\u00XX`) cannot stretch a
+/// record past the limit.
+fn json_len(s: &str) -> usize {
+    s.len()
+        + s.bytes()
+            .map(|b| match b {
+                b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+                0..=0x1f => 5,
+                _ => 0,
+            })
+            .sum::<usize>()
+}
+
+/// What a write of raw stdout/stderr bytes costs once stored: newlines end
+/// lines (each costs [`LOG_LINE_COST`]); the rest as JSON, an invalid UTF-8
+/// sequence as the 3-byte replacement character it becomes.
+fn stream_cost(bytes: &[u8]) -> usize {
+    let mut cost = 0usize;
+    for line in bytes.split(|b| *b == b'\n') {
+        for chunk in line.utf8_chunks() {
+            cost += json_len(chunk.valid());
+            if !chunk.invalid().is_empty() {
+                cost += 3;
+            }
+        }
+    }
+    let lines = bytes.iter().filter(|b| **b == b'\n').count();
+    cost.saturating_add(lines.saturating_mul(LOG_LINE_COST))
+}
+
 /// The message of a log budget that ran out (log calls, stdout and stderr
 /// share it).
 pub(crate) fn over_limit_message(limit: usize) -> String {
@@ -158,7 +189,7 @@ impl Capture {
     /// Records a `log` call. Returns false when the budget is exhausted.
     pub(crate) fn log(&self, level: LogLevel, message: String) -> bool {
         let mut inner = self.lock();
-        if !inner.charge(message.len().saturating_add(LOG_LINE_COST)) {
+        if !inner.charge(json_len(&message).saturating_add(LOG_LINE_COST)) {
             return false;
         }
         inner.lines.push(LogLine {
@@ -170,10 +201,7 @@ impl Capture {
     }
 
     fn write(&self, source: LogSource, bytes: &[u8]) -> bool {
-        let lines = bytes.iter().filter(|b| **b == b'\n').count();
-        let cost = bytes
-            .len()
-            .saturating_add(lines.saturating_mul(LOG_LINE_COST));
+        let cost = stream_cost(bytes);
         let mut inner = self.lock();
         if !inner.charge(cost) {
             return false;
@@ -310,5 +338,26 @@ impl StdoutStream for CaptureStream {
 
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_cost_what_they_take_stored() {
+        assert_eq!(json_len("abc"), 3);
+        assert_eq!(json_len("a\"b\\c\n"), 9);
+        assert_eq!(json_len("\u{1}"), 6);
+        assert_eq!(json_len("日本"), 6);
+        assert_eq!(stream_cost(b"ab\n"), 2 + LOG_LINE_COST);
+        assert_eq!(stream_cost(b"\n\n"), 2 * LOG_LINE_COST);
+        assert_eq!(stream_cost(b"\x01\xff"), 6 + 3);
+        // Each line of a newline flood costs the same.
+        let c = Capture::new(10 * LOG_LINE_COST);
+        assert!(c.write(LogSource::Stdout, &[b'\n'; 10]));
+        assert!(!c.write(LogSource::Stdout, b"\n"));
+        assert!(c.exceeded());
     }
 }

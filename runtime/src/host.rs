@@ -33,6 +33,27 @@ pub(crate) struct LimitHit {
 #[error("{0}")]
 pub(crate) struct GuestFault(pub(crate) String);
 
+/// Resource handles one invocation may hold at once (WASI streams and
+/// pollables; a processor needs a handful).
+const MAX_HANDLES: usize = 1_000;
+
+/// Longest error code, and message, a processor's error may carry; the rest
+/// is cut (they land in records, responses and callbacks).
+pub(crate) const MAX_ERROR_CODE: usize = 128;
+pub(crate) const MAX_ERROR_MESSAGE: usize = 16 << 10;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+pub(crate) fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
 /// Longest function name a processor may emit to.
 const MAX_FUNCTION_NAME: usize = 128;
 
@@ -59,13 +80,16 @@ pub(crate) struct StoreLimiter {
 impl StoreLimiter {
     fn grow(&mut self, extra: usize, within_declared_max: bool) -> bool {
         let total = self.used.saturating_add(extra);
-        let ok = total <= self.limit && within_declared_max;
-        if ok {
-            self.used = total;
-        } else {
+        if total > self.limit {
+            // Only the budget makes it out-of-memory: a guest past its
+            // own declared maximum gets the failed growth it asked for.
             self.hit = true;
+            return false;
         }
-        ok
+        if within_declared_max {
+            self.used = total;
+        }
+        within_declared_max
     }
 }
 
@@ -124,14 +148,21 @@ impl HostState {
     pub(crate) fn new(
         wasi: WasiCtx,
         capture: Capture,
+        memory_bytes: u64,
         limits: &Limits,
         shape: ComponentLimits,
     ) -> Self {
         HostState {
             wasi,
-            table: ResourceTable::new(),
+            // Handles a guest can open (streams, pollables): bounded, as
+            // each costs host memory outside the guest's budget.
+            table: {
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_HANDLES);
+                table
+            },
             memory: StoreLimiter {
-                limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+                limit: usize::try_from(memory_bytes).unwrap_or(usize::MAX),
                 used: 0,
                 hit: false,
                 shape,

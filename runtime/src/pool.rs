@@ -55,6 +55,13 @@ pub struct Admission {
     bytes: u64,
 }
 
+impl Admission {
+    /// The memory reserved, in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
 impl Drop for Admission {
     fn drop(&mut self) {
         self.pool.release(&self.tenant, self.bytes);

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
-    UpdateDeadline, WasmBacktrace,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
+    PoolingAllocationConfig, Store, Trap, UpdateDeadline, WasmBacktrace,
 };
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -17,7 +17,9 @@ use crate::bindings::{self, ProcessorPre};
 use crate::cache::ArtifactCache;
 use crate::capture::{Capture, LogLine, LogSource};
 use crate::error::{InvokeError, LimitKind, LoadError};
-use crate::host::{Emit, GuestFault, HostState, LimitHit};
+use crate::host::{
+    Emit, GuestFault, HostState, LimitHit, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, truncate,
+};
 use crate::limits::{ComponentLimits, EMIT_COST, LOG_LINE_COST, Limits};
 use crate::pool::{Admission, Pool};
 use crate::ticker::Ticker;
@@ -106,7 +108,10 @@ impl Report {
     /// every log line (text plus [`LOG_LINE_COST`]) and every follow-up
     /// (payload, function name and content type plus [`EMIT_COST`]).
     pub fn completion_bytes(&self) -> usize {
-        let output = self.result.as_ref().map_or(0, |o| o.payload.len());
+        let output = match &self.result {
+            Ok(o) => o.payload.len(),
+            Err(e) => e.to_string().len(),
+        };
         let logs: usize = self
             .logs
             .iter()
@@ -359,8 +364,13 @@ impl Runtime {
         let wasi = WasiCtxBuilder::new()
             .stdout(capture.stream(LogSource::Stdout))
             .stderr(capture.stream(LogSource::Stderr))
+            // A host buffer per call, outside the guest's memory budget.
+            .max_random_size(64 << 10)
             .build();
-        let state = HostState::new(wasi, capture.clone(), limits, self.config.component);
+        // The budget is what the pool reserved (cut to the tenant's share
+        // when the limit is above it).
+        let memory = limits.memory_bytes.min(admission.bytes());
+        let state = HostState::new(wasi, capture.clone(), memory, limits, self.config.component);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         // The guest meets the epoch every tick: it yields to the async
@@ -415,8 +425,8 @@ impl Runtime {
             }),
             Ok(Err(error)) => Err(classify(&error, state, limits)),
             Ok(Ok(Err(e))) => Err(InvokeError::Processor {
-                code: e.code,
-                message: e.message,
+                code: truncate(e.code, MAX_ERROR_CODE),
+                message: truncate(e.message, MAX_ERROR_MESSAGE),
                 retryable: e.retryable,
             }),
             Ok(Ok(Ok(out))) if out.payload.len() > limits.max_output_bytes => {
@@ -529,6 +539,19 @@ fn classify(error: &wasmtime::Error, state: &HostState, limits: &Limits) -> Invo
             guest_message: state.capture.panic_message(),
             backtrace: backtrace(),
         },
-        None => InvokeError::Host(format!("{error:#}")),
+        // The pool cannot run out while `Pool` admits (see pool.rs); if it
+        // does anyway, that is Eddy's fault.
+        None if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() => {
+            InvokeError::Host(format!("{error:#}"))
+        }
+        // Anything else out of instantiating or calling the guest is the
+        // guest's doing (a canonical ABI value out of bounds, a resource
+        // table it filled, a WASI call it misused): a trap, not a platform
+        // fault.
+        None => InvokeError::Trap {
+            trap: format!("{error:#}"),
+            guest_message: None,
+            backtrace: backtrace(),
+        },
     }
 }

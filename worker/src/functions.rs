@@ -41,6 +41,9 @@ pub(crate) enum LoadFailure {
     Missing(String),
     /// The module is not a processor: a final error.
     Invalid(String),
+    /// The function exists but its module is gone from Redis: Eddy lost
+    /// it, a final error that is not the function's.
+    Lost(String),
     /// Redis or the disk failed: try again later.
     Transient(String),
 }
@@ -157,7 +160,7 @@ impl Functions {
                 let bytes = match queue.module(&spec.sha256).await {
                     Ok(Some(b)) => b,
                     Ok(None) => {
-                        return Err(LoadFailure::Missing(format!(
+                        return Err(LoadFailure::Lost(format!(
                             "module {} of `{name}` is missing",
                             spec.sha256
                         )));

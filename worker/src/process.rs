@@ -34,6 +34,7 @@ pub(crate) fn final_error(class: &str, message: String) -> ErrorInfo {
 pub(crate) fn load_failure(failure: LoadFailure) -> Result<ErrorInfo, String> {
     match failure {
         LoadFailure::Missing(m) => Ok(final_error("unknown-function", m)),
+        LoadFailure::Lost(m) => Ok(final_error("host-error", m)),
         LoadFailure::Invalid(m) => Ok(final_error(
             "invalid-module",
             format!("invalid module: {m}"),

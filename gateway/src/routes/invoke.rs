@@ -320,7 +320,12 @@ async fn invoke_traced(
     // (the worker's read, the run, the reply) in a trace.
     let done = state
         .queue
-        .enqueue(&env, &payload, spec.config.run, run_callback.as_deref())
+        .enqueue(
+            &env,
+            &payload,
+            state.config.ceilings.clamp_run(spec.config.run),
+            run_callback.as_deref(),
+        )
         .instrument(tracing::info_span!(target: trace::TARGET, "enqueue", otel.kind = "client"))
         .await?;
     state
@@ -493,7 +498,8 @@ async fn enqueue_chunk(state: &AppState, spec: &FunctionSpec, items: Vec<BatchIt
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok().cloned())
         .collect();
-    let results = state.queue.enqueue_batch(&good, spec.config.run).await;
+    let run = state.config.ceilings.clamp_run(spec.config.run);
+    let results = state.queue.enqueue_batch(&good, run).await;
     state.touch(&spec.tenant, &spec.name).await;
     let mut results = match results {
         Ok(r) => r

@@ -94,7 +94,9 @@ async fn a_python_shaped_component_fits_the_defaults() {
 #[tokio::test]
 async fn a_pool_hog_times_out_and_gives_its_slot_back() {
     let p = RUNTIME.load(&hostile("pool-hog")).unwrap();
-    let a = RUNTIME.admit("mallory", &mib(64)).await;
+    // A tenant of its own: the other tests run beside this one.
+    let a = RUNTIME.admit("hog-owner", &mib(64)).await;
+    assert_eq!(RUNTIME.pool().live("hog-owner").1, 1);
     let report = RUNTIME.invoke(&p, input("hog", "{}"), &mib(64), a).await;
     assert_eq!(
         report.result.unwrap_err(),
@@ -102,7 +104,7 @@ async fn a_pool_hog_times_out_and_gives_its_slot_back() {
             limit: Duration::from_millis(500)
         }
     );
-    assert_eq!(RUNTIME.pool().live("mallory").1, 0);
+    assert_eq!(RUNTIME.pool().live("hog-owner").1, 0);
 }
 
 async fn flood(payload: &str, limits: &Limits) -> eddy_runtime::Report {
@@ -136,7 +138,8 @@ async fn empty_log_lines_and_newlines_end_at_the_log_limit() {
             "{payload}: {} lines",
             report.logs.len()
         );
-        assert!(report.completion_bytes() <= 64 << 10);
+        // The logs and the error's message.
+        assert!(report.completion_bytes() <= (64 << 10) + 512);
     }
 }
 
@@ -162,4 +165,15 @@ async fn a_completion_over_its_cap_is_limit_exceeded_without_follow_ups() {
     let report = flood(r#"{"emits":10,"emit_bytes":10,"output_bytes":10}"#, &limits).await;
     assert_eq!(report.emits.len(), 10);
     assert_eq!(report.completion_bytes(), 10 + 10 * (10 + 4 + 16 + 256));
+}
+
+#[tokio::test]
+async fn a_processor_error_is_cut_to_its_bounds() {
+    let report = flood(r#"{"error_bytes":10000000}"#, &Limits::default()).await;
+    match report.result {
+        Err(InvokeError::Processor { code, message, .. }) => {
+            assert_eq!((code.len(), message.len()), (128, 16 << 10));
+        }
+        other => panic!("{other:?}"),
+    }
 }
