@@ -26,3 +26,6 @@ for round in $(seq "$ROUNDS"); do
     sleep 2
     echo "| $round | $((round * N)) | $rate | $(rss_mib "$gw") | $(rss_mib "$wk") | $(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory:/ { printf "%.1f", $2 / 1048576 }') |"
 done
+# Records expire after their TTL: Redis gives their memory back then.
+sleep $((EDDY_RECORD_TTL_S + 15))
+echo "| +$((EDDY_RECORD_TTL_S + 15)) s idle | $((ROUNDS * N)) | | $(rss_mib "$gw") | $(rss_mib "$wk") | $(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory:/ { printf "%.1f", $2 / 1048576 }') |"

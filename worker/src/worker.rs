@@ -1344,7 +1344,7 @@ impl Worker {
         let (extend_every, reclaim_every) = (every(lease / 3), every(lease / 2));
         let (discover_every, trim_every) = (
             every(Duration::from_secs(1)),
-            every(Duration::from_secs(10)),
+            every(Duration::from_millis(500)),
         );
         let mut n: u64 = 0;
         loop {

@@ -136,6 +136,10 @@ bundled Redis and an external one, and a cluster only when external.
   value: {{ $ctx.Values.log.filter | quote }}
 - name: EDDY_LOG_FORMAT
   value: {{ $ctx.Values.log.format | quote }}
+{{- with $ctx.Values.ceilings }}
+- name: EDDY_CEILINGS
+  value: {{ . | quote }}
+{{- end }}
 {{- with $ctx.Values.otel.endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}
