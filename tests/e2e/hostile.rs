@@ -55,11 +55,19 @@ async fn redis_used(port: u16) -> u64 {
 
 /// Starts alice's trickle: one sync echo every 10 ms, one at a time.
 async fn watch(p: &Platform, alice: &str) -> Watch {
+    watch_calls(p, alice, "echo", None).await
+}
+
+/// [`watch`] with calls of alice's `function`; with `payload`, every call
+/// sends it and only the status is checked, else each sends `{"n": i}` and
+/// must get it back.
+async fn watch_calls(p: &Platform, alice: &str, function: &str, payload: Option<&str>) -> Watch {
     let stop = Arc::new(AtomicBool::new(false));
     let pid = p._process.pid();
+    let fixed = payload.map(str::to_string);
     let (http, url, key, flag) = (
         p.http.clone(),
-        format!("{}/invoke/echo", p.base),
+        format!("{}/invoke/{function}", p.base),
         alice.to_string(),
         stop.clone(),
     );
@@ -70,7 +78,7 @@ async fn watch(p: &Platform, alice: &str) -> Watch {
         let mut i = 0u64;
         while !flag.load(Ordering::Relaxed) {
             i += 1;
-            let body = format!(r#"{{"n":{i}}}"#);
+            let body = fixed.clone().unwrap_or_else(|| format!(r#"{{"n":{i}}}"#));
             let start = Instant::now();
             let r = http
                 .post(&url)
@@ -82,7 +90,7 @@ async fn watch(p: &Platform, alice: &str) -> Watch {
             match r {
                 Ok(r) if r.status() == StatusCode::OK => {
                     let got = r.text().await.unwrap_or_default();
-                    if got != body {
+                    if fixed.is_none() && got != body {
                         failures.push(format!("call {i}: answered {got}"));
                     }
                     lat.push(took);
@@ -549,4 +557,40 @@ async fn a_failing_processor_is_422_never_a_platform_fault() {
             .unwrap()
             .contains("never the function")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sleepers_cannot_hold_every_execution_thread() {
+    let p = Platform::start(&[]);
+    let (alice, mallory) = tenants(
+        &p,
+        "sleep",
+        eddy_tests::wasm("fx-sleep"),
+        "?timeout_ms=6000&max_retries=0",
+    )
+    .await;
+    // Alice's guests run ~8 ms each: long enough to leave the inline
+    // slots for the low-priority execution threads.
+    p.deploy(&alice, "busy", "fx-busy", "").await;
+    let r = p
+        .req(Method::POST, "/invoke/busy", &alice)
+        .body(r#"{"ms":8}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let w = watch_calls(&p, &alice, "busy", Some(r#"{"ms":8}"#)).await;
+    // Mallory's guests sit in a host call (sleep) until their timeout,
+    // holding whatever execution thread they got.
+    let ids = launch(&p, &mallory, "sleep", "{}", 8).await;
+    ended(
+        &p,
+        &mallory,
+        &ids,
+        "dead",
+        "timeout",
+        "timeout: exceeded the limit of 6000 ms",
+    )
+    .await;
+    w.check("sleepers", 96 << 20, 2 << 20).await;
 }

@@ -21,6 +21,8 @@ struct State {
     waiting: HashMap<String, VecDeque<oneshot::Sender<Pass>>>,
     /// Tenants with waiters, in turn order.
     turn: VecDeque<String>,
+    /// Slots held per tenant (kept only by a gate with a cap).
+    held: HashMap<String, usize>,
 }
 
 /// How recently another tenant must have run here for an invocation to be
@@ -29,7 +31,7 @@ const SHARED_WINDOW: Duration = Duration::from_secs(1);
 
 /// Which tenants ran on this worker lately: whether the CPU is shared.
 #[derive(Debug, Default)]
-struct Activity {
+pub(crate) struct Activity {
     /// When each tenant last asked to run (pruned as it goes).
     seen: Mutex<HashMap<String, Instant>>,
 }
@@ -65,18 +67,25 @@ impl Activity {
 #[derive(Debug, Clone)]
 pub(crate) struct FairGate {
     state: Arc<Mutex<State>>,
+    /// Most slots one tenant may hold while another tenant is active on
+    /// this worker (`usize::MAX`: no cap).
+    cap: usize,
+    /// Which tenants were active lately (for the cap).
+    activity: Option<Arc<Activity>>,
 }
 
 /// One execution slot; given to the next tenant in turn when dropped.
 #[derive(Debug)]
 pub(crate) struct Pass {
     gate: Option<FairGate>,
+    /// Its holder, where the gate counts holders.
+    tenant: Option<String>,
 }
 
 impl Drop for Pass {
     fn drop(&mut self) {
         if let Some(gate) = self.gate.take() {
-            gate.release();
+            gate.release(self.tenant.take());
         }
     }
 }
@@ -88,6 +97,56 @@ impl FairGate {
                 free: slots.max(1),
                 ..State::default()
             })),
+            cap: usize::MAX,
+            activity: None,
+        }
+    }
+
+    /// A gate where no tenant holds more than half the slots (at least one)
+    /// while another tenant was active on the worker lately (`activity`): a
+    /// tenant whose guests hold their slots long (blocked in host calls
+    /// until their timeout) cannot take them all from the others, even
+    /// between the others' invocations. Alone, a tenant uses them all.
+    pub(crate) fn capped(slots: usize, activity: Arc<Activity>) -> Self {
+        FairGate {
+            cap: (slots / 2).max(1),
+            activity: Some(activity),
+            ..FairGate::new(slots)
+        }
+    }
+
+    fn counts(&self) -> bool {
+        self.cap != usize::MAX
+    }
+
+    /// Whether `tenant` may take one more slot now.
+    fn may_take(&self, s: &State, tenant: &str) -> bool {
+        if !self.counts() || s.held.get(tenant).copied().unwrap_or(0) < self.cap {
+            return true;
+        }
+        let others_hold = s.held.iter().any(|(t, n)| t != tenant && *n > 0);
+        let others_wait = s.turn.iter().any(|t| t != tenant);
+        let others_active = self.activity.as_ref().is_some_and(|a| a.others(tenant));
+        !others_hold && !others_wait && !others_active
+    }
+
+    fn pass(&self, s: &mut State, tenant: &str) -> Pass {
+        let tenant = self.counts().then(|| {
+            *s.held.entry(tenant.to_string()).or_default() += 1;
+            tenant.to_string()
+        });
+        Pass {
+            gate: Some(self.clone()),
+            tenant,
+        }
+    }
+
+    fn unhold(s: &mut State, tenant: &str) {
+        if let Some(n) = s.held.get_mut(tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                s.held.remove(tenant);
+            }
         }
     }
 
@@ -99,11 +158,14 @@ impl FairGate {
     pub(crate) async fn enter(&self, tenant: &str) -> Pass {
         let rx = {
             let mut s = self.lock();
-            if s.free > 0 && s.turn.is_empty() {
+            // A free slot is this caller's unless a waiter that may take it
+            // is ahead in turn.
+            if s.free > 0
+                && self.may_take(&s, tenant)
+                && !s.turn.iter().any(|t| self.may_take(&s, t))
+            {
                 s.free -= 1;
-                return Pass {
-                    gate: Some(self.clone()),
-                };
+                return self.pass(&mut s, tenant);
             }
             let (tx, rx) = oneshot::channel();
             let State { waiting, turn, .. } = &mut *s;
@@ -120,18 +182,32 @@ impl FairGate {
             Ok(pass) => pass,
             // The sender went away without a pass: only when the gate is
             // dropped, which outlives every caller. Run unthrottled.
-            Err(_) => Pass { gate: None },
+            Err(_) => Pass {
+                gate: None,
+                tenant: None,
+            },
         }
     }
 
-    /// A slot came free: hand it to the next tenant in turn, or keep it.
-    fn release(&self) {
+    /// A slot came free (`holder`'s, where holders are counted): hand it to
+    /// the next tenant in turn that may take it, or keep it.
+    fn release(&self, holder: Option<String>) {
         let mut s = self.lock();
-        loop {
+        if let Some(h) = holder {
+            Self::unhold(&mut s, &h);
+        }
+        // Tenants at their cap keep their place in turn; each is looked at
+        // once.
+        let mut skipped = 0;
+        while skipped < s.turn.len() {
             let Some(tenant) = s.turn.pop_front() else {
-                s.free += 1;
-                return;
+                break;
             };
+            if !self.may_take(&s, &tenant) {
+                s.turn.push_back(tenant);
+                skipped += 1;
+                continue;
+            }
             let (next, more) = match s.waiting.get_mut(&tenant) {
                 Some(q) => (q.pop_front(), !q.is_empty()),
                 None => (None, false),
@@ -142,18 +218,18 @@ impl FairGate {
                 s.waiting.remove(&tenant);
             }
             let Some(tx) = next else { continue };
-            let pass = Pass {
-                gate: Some(self.clone()),
-            };
+            let pass = self.pass(&mut s, &tenant);
             match tx.send(pass) {
                 Ok(()) => return,
                 // The waiter is gone: its pass comes back, and dropping it
                 // here would re-enter this lock. Defuse it and try the next.
                 Err(mut pass) => {
                     pass.gate = None;
+                    Self::unhold(&mut s, &tenant);
                 }
             }
         }
+        s.free += 1;
     }
 
     /// Slots free and invocations waiting (for metrics and tests).
@@ -178,7 +254,7 @@ impl FairGate {
 /// holding back (that wait was the tail of a trickle during a CPU-bound
 /// burst). Each gate admits one guest per core.
 pub(crate) struct Executor {
-    activity: Activity,
+    activity: Arc<Activity>,
     single_thread: bool,
     inline: FairGate,
     isolated: FairGate,
@@ -305,11 +381,12 @@ impl Executor {
                     }
                 })?;
         }
+        let activity = Arc::new(Activity::default());
         Ok(Executor {
-            activity: Activity::default(),
+            isolated: FairGate::capped(slots, activity.clone()),
+            activity,
             single_thread,
             inline: FairGate::new(if single_thread { 1 } else { slots }),
-            isolated: FairGate::new(slots),
             jobs: tx,
         })
     }
@@ -451,6 +528,54 @@ mod tests {
         let f: Vec<&str> = after_comm.split(' ').collect();
         // after_comm starts at field 3 (state).
         (f[41 - 3].parse().unwrap(), f[19 - 3].parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_capped_gate_keeps_a_slot_for_another_active_tenant() {
+        let activity = Arc::new(Activity::default());
+        let gate = FairGate::capped(2, activity.clone());
+        // Alone, mallory takes both slots.
+        assert!(!activity.shared("mallory"));
+        let m1 = gate.enter("mallory").await;
+        let m2 = gate.enter("mallory").await;
+        // Alice becomes active; she waits for a slot and gets the first
+        // one freed.
+        assert!(activity.shared("alice"));
+        let alice = tokio::spawn({
+            let g = gate.clone();
+            async move { g.enter("alice").await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let m3 = tokio::spawn({
+            let g = gate.clone();
+            async move { g.enter("mallory").await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(m1);
+        let a = tokio::time::timeout(Duration::from_secs(5), alice)
+            .await
+            .unwrap()
+            .unwrap();
+        // Alice's guest ends; she is still active, so mallory, at her cap,
+        // does not get the slot: it stays for alice's next guest.
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !m3.is_finished(),
+            "mallory took a second slot from an active tenant"
+        );
+        assert_eq!(gate.load(), (1, 1));
+        let a = tokio::time::timeout(Duration::from_secs(1), gate.enter("alice"))
+            .await
+            .expect("alice's slot was kept");
+        // Mallory's own release lets her waiter in.
+        drop(m2);
+        let m3 = tokio::time::timeout(Duration::from_secs(5), m3)
+            .await
+            .unwrap()
+            .unwrap();
+        drop((a, m3));
+        assert_eq!(gate.load(), (2, 0));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
