@@ -73,39 +73,83 @@ impl Allowlist {
     }
 }
 
-/// What kind of internal address `ip` is, if any.
+/// `ip` in `net`/`len`?
+fn in_v4(ip: [u8; 4], net: [u8; 4], len: u32) -> bool {
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    u32::from_be_bytes(ip) & mask == u32::from_be_bytes(net) & mask
+}
+
+fn in_v6(ip: u128, net: u128, len: u32) -> bool {
+    let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+    ip & mask == net & mask
+}
+
+/// The IPv4 ranges of IANA's special-purpose registry that are not globally
+/// reachable (RFC 6890 and its updates), plus multicast, with what each is.
+const V4_RANGES: [([u8; 4], u32, &str); 16] = [
+    ([0, 0, 0, 0], 8, "not a unicast address"),
+    ([10, 0, 0, 0], 8, "a private address"),
+    ([100, 64, 0, 0], 10, "a private address"),
+    ([127, 0, 0, 0], 8, "a loopback address"),
+    ([169, 254, 0, 0], 16, "a link-local address"),
+    ([172, 16, 0, 0], 12, "a private address"),
+    ([192, 0, 0, 0], 24, "a reserved address"),
+    ([192, 0, 2, 0], 24, "a documentation address"),
+    ([192, 88, 99, 0], 24, "a reserved address"),
+    ([192, 168, 0, 0], 16, "a private address"),
+    ([198, 18, 0, 0], 15, "a benchmarking address"),
+    ([198, 51, 100, 0], 24, "a documentation address"),
+    ([203, 0, 113, 0], 24, "a documentation address"),
+    ([224, 0, 0, 0], 4, "not a unicast address"),
+    ([255, 255, 255, 255], 32, "not a unicast address"),
+    ([240, 0, 0, 0], 4, "a reserved address"),
+];
+
+/// The same for IPv6. Forms that carry an IPv4 address (mapped,
+/// NAT64 `64:ff9b::/96`) are judged by that address; the other transition
+/// forms (IPv4-compatible, 6to4, Teredo) are refused whole.
+const V6_RANGES: [(u128, u32, &str); 13] = [
+    (0, 128, "not a unicast address"),
+    (1, 128, "a loopback address"),
+    (0, 96, "a reserved address"),
+    (0x0064_ff9b_0001 << 80, 48, "a private address"),
+    (0x0100 << 112, 64, "a reserved address"),
+    (0x2001 << 112, 23, "a reserved address"),
+    (0x2001_0db8 << 96, 32, "a documentation address"),
+    (0x2002 << 112, 16, "a reserved address"),
+    (0x3fff << 112, 20, "a documentation address"),
+    (0x5f00 << 112, 16, "a reserved address"),
+    (0xfc00 << 112, 7, "a private address"),
+    (0xfe80 << 112, 10, "a link-local address"),
+    (0xfec0 << 112, 10, "a private address"),
+];
+
+/// What kind of internal or special-purpose address `ip` is, if any.
 fn internal(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            if v4.is_loopback() {
-                Some("a loopback address")
-            } else if v4.is_private() || (o[0] == 100 && (o[1] & 0xc0) == 64) {
-                Some("a private address")
-            } else if v4.is_link_local() {
-                Some("a link-local address")
-            } else if v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() || o[0] == 0 {
-                Some("not a unicast address")
-            } else {
-                None
-            }
+            V4_RANGES
+                .iter()
+                .find(|(net, len, _)| in_v4(o, *net, *len))
+                .map(|(_, _, kind)| *kind)
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return internal(IpAddr::V4(v4));
             }
-            let seg = v6.segments();
-            if v6.is_loopback() {
-                Some("a loopback address")
-            } else if (seg[0] & 0xfe00) == 0xfc00 {
-                Some("a private address")
-            } else if (seg[0] & 0xffc0) == 0xfe80 {
-                Some("a link-local address")
-            } else if v6.is_unspecified() || v6.is_multicast() {
-                Some("not a unicast address")
-            } else {
-                None
+            let bits = u128::from(v6);
+            if in_v6(bits, 0x0064_ff9b << 96, 96) {
+                let [a, b, c, d] = (bits as u32).to_be_bytes();
+                return internal(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
             }
+            if (bits >> 120) == 0xff {
+                return Some("not a unicast address");
+            }
+            V6_RANGES
+                .iter()
+                .find(|(net, len, _)| in_v6(bits, *net, *len))
+                .map(|(_, _, kind)| *kind)
         }
     }
 }
@@ -179,6 +223,64 @@ mod tests {
             check("not a url", &none),
             Err("callback URL is not a valid absolute URL: relative URL without a base".into())
         );
+        // Every range of IANA's special-purpose registries that is not
+        // globally reachable, at its first and last address, and the
+        // public addresses around them.
+        for (ip, kind) in [
+            ("0.0.0.0", Some("not a unicast address")),
+            ("0.255.255.255", Some("not a unicast address")),
+            ("10.255.255.255", Some("a private address")),
+            ("100.64.0.0", Some("a private address")),
+            ("100.127.255.255", Some("a private address")),
+            ("100.128.0.0", None),
+            ("127.255.255.255", Some("a loopback address")),
+            ("169.254.0.1", Some("a link-local address")),
+            ("172.16.0.0", Some("a private address")),
+            ("172.31.255.255", Some("a private address")),
+            ("172.32.0.0", None),
+            ("192.0.0.8", Some("a reserved address")),
+            ("192.0.2.1", Some("a documentation address")),
+            ("192.0.3.1", None),
+            ("192.88.99.1", Some("a reserved address")),
+            ("192.168.255.255", Some("a private address")),
+            ("198.18.0.0", Some("a benchmarking address")),
+            ("198.19.255.255", Some("a benchmarking address")),
+            ("198.20.0.0", None),
+            ("198.51.100.7", Some("a documentation address")),
+            ("203.0.113.255", Some("a documentation address")),
+            ("224.0.0.1", Some("not a unicast address")),
+            ("240.0.0.1", Some("a reserved address")),
+            ("255.255.255.255", Some("not a unicast address")),
+            ("8.8.8.8", None),
+            ("::", Some("not a unicast address")),
+            ("::1", Some("a loopback address")),
+            ("::7f00:1", Some("a reserved address")),
+            ("::ffff:10.0.0.1", Some("a private address")),
+            ("::ffff:0:0", Some("not a unicast address")),
+            ("::ffff:8.8.8.8", None),
+            ("64:ff9b::a00:1", Some("a private address")),
+            ("64:ff9b::7f00:1", Some("a loopback address")),
+            ("64:ff9b::808:808", None),
+            ("64:ff9b:1::1", Some("a private address")),
+            ("100::1", Some("a reserved address")),
+            ("2001::1", Some("a reserved address")),
+            ("2001:1ff:ffff::1", Some("a reserved address")),
+            ("2001:200::1", None),
+            ("2001:db8::1", Some("a documentation address")),
+            ("2002:a00:1::1", Some("a reserved address")),
+            ("3fff::1", Some("a documentation address")),
+            ("5f00::1", Some("a reserved address")),
+            ("fc00::1", Some("a private address")),
+            ("fdff:ffff::1", Some("a private address")),
+            ("fe80::1", Some("a link-local address")),
+            ("febf::1", Some("a link-local address")),
+            ("fec0::1", Some("a private address")),
+            ("ff02::1", Some("not a unicast address")),
+            ("2606:4700::1111", None),
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(internal(parsed), kind, "{ip}");
+        }
         let allow = Allowlist::parse("127.0.0.1, 10.0.0.0/8").unwrap();
         assert_eq!(check("http://127.0.0.1:9/x", &allow), Ok(()));
         assert_eq!(check("http://10.200.0.1/x", &allow), Ok(()));
