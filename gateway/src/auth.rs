@@ -118,6 +118,14 @@ impl KeyCache {
     }
 }
 
+/// The credentials of an `Authorization: Bearer <key>` header. The scheme is
+/// case-insensitive (RFC 9110 §11.1).
+fn bearer(header: &str) -> Option<&str> {
+    let (scheme, key) = header.trim_start().split_once(' ')?;
+    let key = key.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
+}
+
 /// Authenticates every request that reaches it; puts the [`Caller`] into
 /// the request's extensions.
 pub async fn authenticate(
@@ -130,11 +138,7 @@ pub async fn authenticate(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .ok_or(ApiError::MissingKey)?;
-    let key = header
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .ok_or(ApiError::MissingKey)?;
+    let key = bearer(header).ok_or(ApiError::MissingKey)?;
     let caller = if state
         .config
         .admin_key
@@ -221,6 +225,16 @@ mod tests {
 
     fn tenant(s: &str) -> TenantId {
         TenantId::new(s).unwrap()
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for h in ["Bearer k1", "bearer k1", "BEARER  k1 ", " Bearer k1"] {
+            assert_eq!(bearer(h), Some("k1"), "{h:?}");
+        }
+        for h in ["Basic k1", "Bearer ", "Bearerk1", "k1", ""] {
+            assert_eq!(bearer(h), None, "{h:?}");
+        }
     }
 
     #[test]
