@@ -2,7 +2,7 @@
 
 use eddy_runtime::{Input, Limits, LogLevel, LogSource};
 
-use crate::support::{RUNTIME, input, invoke, load, output_json};
+use crate::support::{input, invoke, load, output_json, run};
 
 #[tokio::test]
 async fn wordcount_counts() {
@@ -24,14 +24,7 @@ async fn echo_returns_the_payload_and_its_content_type() {
     let p = load("echo");
     let mut i = input("echo", "hello");
     i.content_type = "text/plain".into();
-    let report = RUNTIME
-        .invoke(
-            &p,
-            i,
-            &Limits::default(),
-            RUNTIME.admit("t", &Limits::default()).await,
-        )
-        .await;
+    let report = run(&p, i, &Limits::default()).await;
     let out = report.result.unwrap();
     assert_eq!(out.payload, b"hello");
     assert_eq!(out.content_type, "text/plain");
@@ -41,28 +34,14 @@ async fn echo_returns_the_payload_and_its_content_type() {
 async fn fanout_emits_until_its_depth() {
     let p = load("fanout");
     let payload = r#"{"branch":4,"depth":2}"#;
-    let report = RUNTIME
-        .invoke(
-            &p,
-            input("fanout", payload),
-            &Limits::default(),
-            RUNTIME.admit("t", &Limits::default()).await,
-        )
-        .await;
+    let report = run(&p, input("fanout", payload), &Limits::default()).await;
     assert_eq!(report.emits.len(), 4);
     assert!(report.emits.iter().all(|e| e.function == "fanout"));
     let leaf = Input {
         depth: 2,
         ..input("fanout", payload)
     };
-    let report = RUNTIME
-        .invoke(
-            &p,
-            leaf,
-            &Limits::default(),
-            RUNTIME.admit("t", &Limits::default()).await,
-        )
-        .await;
+    let report = run(&p, leaf, &Limits::default()).await;
     assert!(report.emits.is_empty());
     assert_eq!(output_json(&report)["emitted"], 0);
 }
@@ -73,14 +52,7 @@ async fn classify_labels_csv_rows_with_config_thresholds() {
     let mut i = input("classify", "1,50,DE,books\n2,5000,US,cars\n3,10,KP,food\n");
     i.content_type = "text/csv".into();
     i.config = vec![("high_amount".into(), "1000".into())];
-    let report = RUNTIME
-        .invoke(
-            &p,
-            i,
-            &Limits::default(),
-            RUNTIME.admit("t", &Limits::default()).await,
-        )
-        .await;
+    let report = run(&p, i, &Limits::default()).await;
     let out = output_json(&report);
     assert_eq!(out["rows"], 3);
     assert_eq!(
@@ -96,14 +68,7 @@ async fn flaky_succeeds_on_its_third_attempt() {
         attempt: 3,
         ..input("fx-flaky", "{}")
     };
-    let report = RUNTIME
-        .invoke(
-            &p,
-            third,
-            &Limits::default(),
-            RUNTIME.admit("t", &Limits::default()).await,
-        )
-        .await;
+    let report = run(&p, third, &Limits::default()).await;
     assert_eq!(output_json(&report)["attempt"], 3);
 }
 
@@ -115,14 +80,7 @@ async fn webhook_shaper_normalises_and_logs() {
         r#"{"ref":"refs/heads/main","repository":{"full_name":"acme/app"},"pusher":{"name":"ann"},"commits":[{"id":"1"},{"id":"2"}]}"#,
     );
     i.config = vec![("notify".into(), "echo".into())];
-    let report = RUNTIME
-        .invoke(
-            &p,
-            i,
-            &Limits::default(),
-            RUNTIME.admit("t", &Limits::default()).await,
-        )
-        .await;
+    let report = run(&p, i, &Limits::default()).await;
     let out = output_json(&report);
     assert_eq!(out["source"], "github");
     assert_eq!(out["repo"], "acme/app");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use eddy_runtime::{InvokeError, LimitKind, Limits, Runtime, RuntimeConfig};
 
-use crate::support::{RUNTIME, input, load};
+use crate::support::{RUNTIME, input, load, run};
 
 /// A hand-written component of `functions/fixtures/hostile`, compiled.
 pub fn hostile(name: &str) -> Vec<u8> {
@@ -58,8 +58,7 @@ fn more_core_instances_than_the_ceiling_are_refused() {
 async fn memories_share_one_budget() {
     // Four memories of 24 MiB each: every one alone is under 64 MiB.
     let p = RUNTIME.load(&hostile("split-memory")).unwrap();
-    let a = RUNTIME.admit("mallory", &mib(64)).await;
-    let report = RUNTIME.invoke(&p, input("split", "{}"), &mib(64), a).await;
+    let report = run(&p, input("split", "{}"), &mib(64)).await;
     assert_eq!(
         report.result.unwrap_err(),
         InvokeError::OutOfMemory {
@@ -67,22 +66,17 @@ async fn memories_share_one_budget() {
         }
     );
     // With room for all four it runs.
-    let a = RUNTIME.admit("mallory", &mib(100)).await;
-    let report = RUNTIME.invoke(&p, input("split", "{}"), &mib(100), a).await;
+    let report = run(&p, input("split", "{}"), &mib(100)).await;
     assert!(report.result.is_ok(), "{:?}", report.result);
 }
 
 #[tokio::test]
 async fn a_python_shaped_component_fits_the_defaults() {
     let p = RUNTIME.load(&hostile("python-shaped")).unwrap();
-    let a = RUNTIME.admit("t", &Limits::default()).await;
-    let report = RUNTIME
-        .invoke(&p, input("py", "{}"), &Limits::default(), a)
-        .await;
+    let report = run(&p, input("py", "{}"), &Limits::default()).await;
     assert!(report.result.is_ok(), "{:?}", report.result);
     // 12.4 MiB of memory and a 5,672-entry table count against 12 MiB.
-    let a = RUNTIME.admit("t", &mib(12)).await;
-    let report = RUNTIME.invoke(&p, input("py", "{}"), &mib(12), a).await;
+    let report = run(&p, input("py", "{}"), &mib(12)).await;
     assert_eq!(
         report.result.unwrap_err(),
         InvokeError::OutOfMemory {
@@ -109,8 +103,7 @@ async fn a_pool_hog_times_out_and_gives_its_slot_back() {
 
 async fn flood(payload: &str, limits: &Limits) -> eddy_runtime::Report {
     let p = load("fx-flood");
-    let a = RUNTIME.admit("mallory", limits).await;
-    RUNTIME.invoke(&p, input("flood", payload), limits, a).await
+    run(&p, input("flood", payload), limits).await
 }
 
 #[tokio::test]

@@ -47,16 +47,14 @@ pub fn input(function: &str, payload: &str) -> Input {
     }
 }
 
+/// Runs `input` on `p` as the worker does: admitted to the pool first.
+pub async fn run(p: &Processor, input: Input, limits: &Limits) -> Report {
+    let admission = RUNTIME.admit("t", limits).await;
+    RUNTIME.invoke(p, input, limits, admission).await
+}
+
 pub async fn invoke(name: &str, payload: &str, limits: &Limits) -> Report {
-    let p = load(name);
-    RUNTIME
-        .invoke(
-            &p,
-            input(name, payload),
-            limits,
-            RUNTIME.admit("t", limits).await,
-        )
-        .await
+    run(&load(name), input(name, payload), limits).await
 }
 
 pub fn short(timeout_ms: u64) -> Limits {
