@@ -40,6 +40,8 @@ pub enum ApiError {
     Overloaded,
     #[error("the queue is unavailable; retry later")]
     Unavailable,
+    #[error("the queue is out of memory; retry later")]
+    StorageFull,
     #[error("internal error")]
     Internal(String),
 }
@@ -68,7 +70,9 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Quota(..) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Overloaded | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded | ApiError::Unavailable | ApiError::StorageFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -99,6 +103,7 @@ impl ApiError {
             ApiError::Quota(..) => "quota_exceeded",
             ApiError::Overloaded => "overloaded",
             ApiError::Unavailable => "unavailable",
+            ApiError::StorageFull => "storage_full",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -127,6 +132,10 @@ impl From<eddy_queue::Error> for ApiError {
                 },
                 if which == "rate" { 1 } else { 5 },
             ),
+            e if e.is_out_of_memory() => {
+                tracing::warn!(error = %e, "redis is out of memory");
+                ApiError::StorageFull
+            }
             e if e.is_transient() => {
                 tracing::warn!(error = %e, "queue unavailable");
                 ApiError::Unavailable
@@ -156,6 +165,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(1));
+        }
+        if matches!(self, ApiError::StorageFull) {
+            // Records expire and operators add memory on a scale of seconds.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(5));
         }
         response
     }

@@ -79,6 +79,17 @@ impl Error {
             _ => false,
         }
     }
+
+    /// Whether Redis refused a write because it is at its `maxmemory`:
+    /// waiting (for records to expire, or an operator) may help.
+    pub fn is_out_of_memory(&self) -> bool {
+        match self {
+            Error::Redis(e) => {
+                e.code() == Some("OOM") || e.to_string().contains("OOM command not allowed")
+            }
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -319,5 +330,29 @@ impl Queue {
     pub async fn ping(&self) -> Result<()> {
         let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
         Ok(())
+    }
+
+    /// Whether Redis is at its `maxmemory` (and so refuses writes under the
+    /// `noeviction` policy Eddy needs). False when it cannot tell (no
+    /// limit, or a reply it does not know, as a cluster's may be).
+    pub async fn out_of_memory(&self) -> Result<bool> {
+        let info: redis::Value = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut self.conn())
+            .await?;
+        let text = match info {
+            redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            redis::Value::VerbatimString { text, .. } => text,
+            _ => return Ok(false),
+        };
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        Ok(match (field("used_memory:"), field("maxmemory:")) {
+            (Some(used), Some(max)) if max > 0 => used >= max,
+            _ => false,
+        })
     }
 }

@@ -139,6 +139,8 @@ async fn bad_inputs_get_exact_errors() {
         Case { name: "unknown route", status: StatusCode::NOT_FOUND, code: "route_not_found", message: "no such route; see /openapi.json".into(), ..invoke("/nowhere", &key, b"", vec![]) },
         Case { name: "unknown invocation", method: Method::GET, status: StatusCode::NOT_FOUND, code: "invocation_not_found", message: "invocation `0190c7e2-0000-7000-8000-00000000abcd` not found".into(),
             ..invoke("/invocations/0190c7e2-0000-7000-8000-00000000abcd", &key, b"", vec![]) },
+        Case { name: "malformed dead-letter entry", status: StatusCode::BAD_REQUEST, code: "bad_request", message: "`123456789012345678901234567890-0` is not a dead-letter entry id (`<ms>-<seq>`, two 64-bit numbers)".into(),
+            ..invoke("/dead-letters/123456789012345678901234567890-0/redrive", &key, b"", vec![]) },
         Case { name: "rollback to a missing version", status: StatusCode::NOT_FOUND, code: "version_not_found", message: "version `wordcount@7` not found".into(),
             ..invoke("/functions/wordcount/rollback", &key, br#"{"version":7}"#, vec![]) },
     ];

@@ -594,3 +594,58 @@ async fn sleepers_cannot_hold_every_execution_thread() {
     .await;
     w.check("sleepers", 96 << 20, 2 << 20).await;
 }
+
+/// `CONFIG SET` on the platform's Redis.
+async fn redis_config(port: u16, key: &str, value: &str) {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_out_of_memory_is_503_with_retry_after_and_not_ready() {
+    let p = Platform::start(&[]);
+    let (key, _) = p.tenant("acme", json!({})).await;
+    p.deploy(&key, "echo", "echo", "").await;
+    let invoke = || {
+        p.req(Method::POST, "/invoke/echo", &key)
+            .header("prefer", "respond-async")
+            .body("{}")
+            .send()
+    };
+    assert_eq!(invoke().await.unwrap().status(), StatusCode::ACCEPTED);
+    // Redis at its maxmemory (noeviction): every write is refused.
+    redis_config(p.redis_port, "maxmemory", "1").await;
+    let r = invoke().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["code"].as_str(), v["message"].as_str()),
+        (
+            Some("storage_full"),
+            Some("the queue is out of memory; retry later")
+        )
+    );
+    let (status, v) = p.get(&key, "/readyz").await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("storage_full"))
+    );
+    // Room again: accepted, and ready.
+    redis_config(p.redis_port, "maxmemory", "0").await;
+    assert_eq!(invoke().await.unwrap().status(), StatusCode::ACCEPTED);
+    let r = p
+        .http
+        .get(format!("{}/readyz", p.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}

@@ -13,13 +13,17 @@ pub async fn healthz() -> &'static str {
 }
 
 /// Readiness: Redis answers.
-#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "Redis unreachable")))]
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "Redis unreachable (`unavailable`) or at its maxmemory (`storage_full`)", body = crate::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     state
         .queue
         .ping()
         .await
         .map_err(|_| ApiError::Unavailable)?;
+    // A Redis at its maxmemory refuses every enqueue: say so here too.
+    if state.queue.out_of_memory().await.unwrap_or(false) {
+        return Err(ApiError::StorageFull);
+    }
     Ok("ready")
 }
 

@@ -101,17 +101,17 @@ pub async fn redrive(
     TenantCtx(tenant): TenantCtx,
     Path(entry): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    // A stream entry id is `<ms>-<seq>`, two 64-bit numbers.
     let valid = entry.split_once('-').is_some_and(|(a, b)| {
-        !a.is_empty()
-            && a.bytes().all(|c| c.is_ascii_digit())
-            && !b.is_empty()
-            && b.bytes().all(|c| c.is_ascii_digit())
+        [a, b]
+            .iter()
+            .all(|n| n.bytes().all(|c| c.is_ascii_digit()) && n.parse::<u64>().is_ok())
     });
     if !valid {
-        return Err(ApiError::NotFound {
-            what: "dead letter",
-            name: entry.chars().take(64).collect(),
-        });
+        return Err(ApiError::BadRequest(format!(
+            "`{}` is not a dead-letter entry id (`<ms>-<seq>`, two 64-bit numbers)",
+            entry.chars().take(64).collect::<String>()
+        )));
     }
     match state.queue.redrive(&tenant, &entry).await {
         Ok(Some(id)) => Ok(Json(
