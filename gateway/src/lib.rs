@@ -9,6 +9,7 @@
 
 mod auth;
 mod error;
+mod extract;
 mod openapi;
 mod routes;
 mod specs;

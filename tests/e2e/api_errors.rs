@@ -141,6 +141,10 @@ async fn bad_inputs_get_exact_errors() {
             ..invoke("/invocations/0190c7e2-0000-7000-8000-00000000abcd", &key, b"", vec![]) },
         Case { name: "malformed dead-letter entry", status: StatusCode::BAD_REQUEST, code: "bad_request", message: "`123456789012345678901234567890-0` is not a dead-letter entry id (`<ms>-<seq>`, two 64-bit numbers)".into(),
             ..invoke("/dead-letters/123456789012345678901234567890-0/redrive", &key, b"", vec![]) },
+        Case { name: "bad query value", method: Method::PUT, path: "/functions/x?timeout_ms=abc".into(), body: eddy_tests::wasm("echo"), status: StatusCode::BAD_REQUEST, code: "bad_request",
+            message: "invalid query string: Failed to deserialize query string: timeout_ms: invalid digit found in string".into(), ..invoke("", &key, b"", vec![]) },
+        Case { name: "path not UTF-8", method: Method::GET, status: StatusCode::BAD_REQUEST, code: "bad_request", message: "invalid path: Invalid URL: Invalid UTF-8 in `id`".into(),
+            ..invoke("/invocations/%FF", &key, b"", vec![]) },
         Case { name: "rollback to a missing version", status: StatusCode::NOT_FOUND, code: "version_not_found", message: "version `wordcount@7` not found".into(),
             ..invoke("/functions/wordcount/rollback", &key, br#"{"version":7}"#, vec![]) },
     ];

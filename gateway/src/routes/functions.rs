@@ -2,8 +2,10 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+
+use crate::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
 use eddy_protocol::{FunctionConfig, FunctionSpec, keys};
 use serde::{Deserialize, Serialize};

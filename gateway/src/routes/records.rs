@@ -1,7 +1,9 @@
 //! Invocation and run records, dead letters and redrive.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::extract::{Path, Query};
 use eddy_protocol::{InvocationRecord, RunRecord};
 use serde::{Deserialize, Serialize};
 

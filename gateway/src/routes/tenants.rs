@@ -3,8 +3,10 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+
+use crate::extract::Path;
 use axum::http::StatusCode;
 use eddy_protocol::TenantId;
 use eddy_queue::{ApiKey, Quota, TenantInfo};
