@@ -569,23 +569,36 @@ fn admin_key(args: &UpArgs) -> Result<String> {
     if let Ok(k) = std::fs::read_to_string(&path) {
         return Ok(k.trim().to_string());
     }
-    let key: String = (0..24).map(|_| format!("{:02x}", rand_byte())).collect();
-    let key = format!("eddy_admin_{key}");
+    let key = format!("eddy_admin_{}", random_hex(24)?);
     std::fs::create_dir_all(&args.data_dir)?;
-    std::fs::write(&path, &key).with_context(|| format!("writing {}", path.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    write_secret(&path, &key)?;
     eprintln!("eddy up: admin key written to {}", path.display());
     Ok(key)
 }
 
-fn rand_byte() -> u8 {
-    // Good enough entropy for a local admin key without another dependency:
-    // the OS random source.
-    let mut b = [0u8; 1];
-    let _ = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
-    b[0]
+/// `n` bytes from the OS random source, as hex; a failed read is an error,
+/// never a weak key.
+fn random_hex(n: usize) -> Result<String> {
+    let mut bytes = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .context("reading the OS random source (/dev/urandom)")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes a secret to a new file created with mode 0600: it is never
+/// readable by others, not even for a moment.
+fn write_secret(path: &std::path::Path, secret: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(secret.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn up(args: UpArgs) -> Result<ExitCode> {

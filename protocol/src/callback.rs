@@ -19,7 +19,12 @@ pub enum CallbackError {
     NoHost,
     #[error("callback address {0} is {1} and not allowlisted")]
     Forbidden(IpAddr, &'static str),
+    #[error("callback URL is {0} bytes, more than the limit of {MAX_URL_BYTES}")]
+    TooLong(usize),
 }
+
+/// Longest callback URL accepted: it is stored with every invocation.
+pub const MAX_URL_BYTES: usize = 2048;
 
 /// Addresses or networks (`127.0.0.1`, `10.0.0.0/8`, `::1`) allowed as
 /// callback targets even though they are internal.
@@ -165,6 +170,9 @@ pub fn check_ip(ip: IpAddr, allow: &Allowlist) -> Result<(), CallbackError> {
 /// Parses a callback URL and checks its host when it is a literal address.
 /// Returns the URL and its host (a name still to resolve, or an address).
 pub fn check_url(s: &str, allow: &Allowlist) -> Result<url::Url, CallbackError> {
+    if s.len() > MAX_URL_BYTES {
+        return Err(CallbackError::TooLong(s.len()));
+    }
     let url = url::Url::parse(s).map_err(|e| CallbackError::Invalid(e.to_string()))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(CallbackError::Scheme(url.scheme().to_string()));
@@ -281,6 +289,14 @@ mod tests {
             let parsed: IpAddr = ip.parse().unwrap();
             assert_eq!(internal(parsed), kind, "{ip}");
         }
+        let long = format!("https://example.com/{}", "a".repeat(300 << 10));
+        assert_eq!(
+            check(&long, &none),
+            Err(format!(
+                "callback URL is {} bytes, more than the limit of 2048",
+                long.len()
+            ))
+        );
         let allow = Allowlist::parse("127.0.0.1, 10.0.0.0/8").unwrap();
         assert_eq!(check("http://127.0.0.1:9/x", &allow), Ok(()));
         assert_eq!(check("http://10.200.0.1/x", &allow), Ok(()));
