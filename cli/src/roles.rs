@@ -672,3 +672,24 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
     drop(redis);
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_created_private_and_random() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin-key");
+        let key = random_hex(24).unwrap();
+        assert_eq!(key.len(), 48);
+        assert_ne!(key, random_hex(24).unwrap());
+        write_secret(&path, &key).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), key);
+        // Never over an existing file (whose mode it would not set).
+        assert!(write_secret(&path, "other").is_err());
+    }
+}
