@@ -438,20 +438,10 @@ async fn an_emit_storm_at_the_maxima_holds_redis_briefly() {
             Some("`max_emits` is 200000, above this platform's maximum of 1000")
         )
     );
+    redis_config(p.redis_port, "slowlog-log-slower-than", "1000").await;
+    redis_config(p.redis_port, "slowlog-max-len", "10000").await;
     let client = redis::Client::open(format!("redis://127.0.0.1:{}", p.redis_port)).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    for (k, v) in [
-        ("slowlog-log-slower-than", "1000"),
-        ("slowlog-max-len", "10000"),
-    ] {
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg(k)
-            .arg(v)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-    }
     let _: () = redis::cmd("SLOWLOG")
         .arg("RESET")
         .query_async(&mut c)
