@@ -145,12 +145,13 @@ impl Queue {
         let status = field("status")
             .map(|s| String::from_utf8_lossy(&s).into_owned())
             .unwrap_or_else(|| "failed".into());
-        let moved: i64 = REDRIVE
+        let moved: redis::Value = REDRIVE
             .key(&dlq)
             .key(keys::invocation(tenant, &envelope.id))
             .key(keys::run(tenant, &envelope.run_id))
             .key(keys::stream(tenant, &envelope.function))
             .key(keys::tenant(tenant))
+            .key(keys::rate_window(tenant, eddy_protocol::now_ms() / 1000))
             .arg(entry_id)
             .arg(serde_json::to_string(&envelope).map_err(|e| Error::Corrupt(e.to_string()))?)
             .arg(field("p").unwrap_or_default())
@@ -158,6 +159,21 @@ impl Queue {
             .arg(self.ttl_secs())
             .invoke_async(&mut conn)
             .await?;
-        Ok((moved == 1).then_some(envelope.id))
+        match moved {
+            redis::Value::Int(1) => Ok(Some(envelope.id)),
+            redis::Value::Int(_) => Ok(None),
+            redis::Value::Array(quota) => {
+                let text = |i: usize| {
+                    quota
+                        .get(i)
+                        .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+                };
+                Err(Error::Quota {
+                    which: text(1).unwrap_or_default(),
+                    limit: text(2).and_then(|l| l.parse().ok()).unwrap_or(0),
+                })
+            }
+            other => Err(Error::Corrupt(format!("redrive replied {other:?}"))),
+        }
     }
 }

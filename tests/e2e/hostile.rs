@@ -639,3 +639,77 @@ async fn a_redis_out_of_memory_is_503_with_retry_after_and_not_ready() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_obeys_the_tenants_quota() {
+    let p = Platform::start(&[]);
+    let (key, _) = p.tenant("acme", json!({ "max_pending": 1 })).await;
+    p.deploy(&key, "fail", "fx-fail", "?max_retries=0").await;
+    p.deploy(&key, "sleep", "fx-sleep", "?timeout_ms=4000&max_retries=0")
+        .await;
+    // Three dead letters, one at a time (one may be pending).
+    for _ in 0..3 {
+        let r = p
+            .req(Method::POST, "/invoke/fail", &key)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let (_, dead) = p.get(&key, "/dead-letters").await;
+    let entries: Vec<String> = dead
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["entry_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(entries.len(), 3, "{dead}");
+    // The one pending place taken by a sleeper: a redrive is refused as a
+    // new invocation would be, and its dead letter stays.
+    let r = p
+        .req(Method::POST, "/invoke/sleep", &key)
+        .header("prefer", "respond-async")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = p
+        .req(
+            Method::POST,
+            &format!("/dead-letters/{}/redrive", entries[0]),
+            &key,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["code"].as_str(), v["message"].as_str()),
+        (
+            Some("quota_exceeded"),
+            Some("quota exceeded: the tenant has 1 invocations pending, its maximum")
+        )
+    );
+    let (_, dead) = p.get(&key, "/dead-letters").await;
+    assert_eq!(
+        dead.as_array().unwrap().len(),
+        3,
+        "a refused redrive keeps its dead letter"
+    );
+    // Once the sleeper is done, the redrive goes through.
+    let entry = entries[0].clone();
+    let path = format!("/dead-letters/{entry}/redrive");
+    eddy_tests::wait_until(
+        Duration::from_secs(20),
+        "the redrive to be accepted",
+        || async {
+            let r = p.req(Method::POST, &path, &key).send().await.unwrap();
+            (r.status() == StatusCode::OK).then_some(())
+        },
+    )
+    .await;
+}

@@ -1,9 +1,27 @@
 -- Puts one dead letter back into its stream as a fresh first attempt and
 -- reopens its run. The XDEL gates it, so a dead letter is redriven once.
+-- The tenant's quotas hold as for a new invocation (see enqueue.lua).
 -- KEYS: 1 dead-letter stream, 2 invocation record, 3 run record, 4 stream,
---       5 tenant hash
+--       5 tenant hash, 6 rate-window counter
 -- ARGV: 1 dead-letter entry id, 2 envelope json (attempt reset), 3 payload,
 --       4 status it had ('failed' | 'dead'), 5 ttl s
+-- Returns 1 (redriven), 0 (no such dead letter) or
+-- {'quota', 'pending' | 'rate', limit}.
+local quota = redis.call('HMGET', KEYS[5], 'max_pending', 'rate_per_sec', 'pending')
+local max_pending = tonumber(quota[1]) or 0
+local rate = tonumber(quota[2]) or 0
+if max_pending > 0 and (tonumber(quota[3]) or 0) >= max_pending then
+  return {'quota', 'pending', tostring(max_pending)}
+end
+if rate > 0 then
+  local used = redis.call('INCR', KEYS[6])
+  if used == 1 then
+    redis.call('PEXPIRE', KEYS[6], 2000)
+  end
+  if used > rate then
+    return {'quota', 'rate', tostring(rate)}
+  end
+end
 if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then
   return 0
 end
