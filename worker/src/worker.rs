@@ -308,6 +308,9 @@ pub struct Worker {
     /// Fair execution slots (the CPU), shared by every tenant.
     executor: Executor,
     inflight: InFlight,
+    /// Streams this worker finished deliveries of since its last trim: the
+    /// only ones that can have acknowledged entries to trim.
+    to_trim: Mutex<HashSet<String>>,
     capacity: Mutex<Capacity>,
     /// Invocations running now, and a wake-up for the drain waiting on 0.
     running: AtomicUsize,
@@ -482,6 +485,7 @@ impl Worker {
             )
             .map_err(WorkerError::Executor)?,
             inflight: Arc::default(),
+            to_trim: Mutex::default(),
             capacity: Mutex::default(),
             running: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -1077,6 +1081,10 @@ impl Worker {
         if let Some(set) = lock(&self.inflight).get_mut(&d.stream) {
             set.remove(&d.entry_id);
         }
+        let mut due = lock(&self.to_trim);
+        if !due.contains(&d.stream) {
+            due.insert(d.stream.clone());
+        }
     }
 
     /// Hands a delivery that will not be started back to the group.
@@ -1385,7 +1393,9 @@ impl Worker {
                 }
             }
             if n.is_multiple_of(trim_every) {
-                let streams = lock(&self.capacity).streams();
+                // Only streams with deliveries finished here since the last
+                // trim: an idle stream costs no round trip.
+                let streams = std::mem::take(&mut *lock(&self.to_trim));
                 for s in streams {
                     if let Err(error) = self.queue.trim(&s).await {
                         debug!(%error, stream = s, "trimming");
