@@ -122,27 +122,31 @@ macro_rules! for_each_setting {
 }
 
 impl Ceilings {
-    /// Every key `--ceiling` takes, in the order `--help` lists them.
-    pub const KEYS: [&'static str; 18] = [
-        "timeout_ms",
-        "memory_mb",
-        "max_retries",
-        "backoff_base_ms",
-        "backoff_max_ms",
-        "max_concurrency",
-        "idle_timeout_ms",
-        "max_output_bytes",
-        "max_emits",
-        "max_emit_bytes",
-        "max_log_bytes",
-        "max_depth",
-        "max_invocations",
-        "core_instances",
-        "memories",
-        "tables",
-        "table_elements",
-        "completion_bytes",
-    ];
+    /// Every ceiling by its key, in the order `--help` lists them: the one
+    /// list that parsing and printing go by.
+    fn slots(&mut self) -> [(&'static str, Slot<'_>); 18] {
+        use Slot::{Narrow, Wide};
+        [
+            ("timeout_ms", Wide(&mut self.timeout_ms)),
+            ("memory_mb", Wide(&mut self.memory_mb)),
+            ("max_retries", Narrow(&mut self.max_retries)),
+            ("backoff_base_ms", Wide(&mut self.backoff_base_ms)),
+            ("backoff_max_ms", Wide(&mut self.backoff_max_ms)),
+            ("max_concurrency", Narrow(&mut self.max_concurrency)),
+            ("idle_timeout_ms", Wide(&mut self.idle_timeout_ms)),
+            ("max_output_bytes", Wide(&mut self.max_output_bytes)),
+            ("max_emits", Narrow(&mut self.max_emits)),
+            ("max_emit_bytes", Wide(&mut self.max_emit_bytes)),
+            ("max_log_bytes", Wide(&mut self.max_log_bytes)),
+            ("max_depth", Narrow(&mut self.max_depth)),
+            ("max_invocations", Wide(&mut self.max_invocations)),
+            ("core_instances", Narrow(&mut self.core_instances)),
+            ("memories", Narrow(&mut self.memories)),
+            ("tables", Narrow(&mut self.tables)),
+            ("table_elements", Narrow(&mut self.table_elements)),
+            ("completion_bytes", Wide(&mut self.completion_bytes)),
+        ]
+    }
 
     /// The defaults with `key=value` pairs (comma-separated) applied.
     pub fn parse(spec: &str) -> Result<Self, CeilingError> {
@@ -166,40 +170,29 @@ impl Ceilings {
     }
 
     fn set(&mut self, key: &str, value: u64) -> Result<(), CeilingError> {
-        let small = |v: u64| {
-            u32::try_from(v)
-                .map_err(|_| CeilingError::Parse(format!("`{key}`: {v} is out of range")))
-        };
         if value == 0 {
             return Err(CeilingError::Parse(format!("`{key}` must be at least 1")));
         }
-        match key {
-            "timeout_ms" => self.timeout_ms = value,
-            "memory_mb" => self.memory_mb = value,
-            "max_retries" => self.max_retries = small(value)?,
-            "backoff_base_ms" => self.backoff_base_ms = value,
-            "backoff_max_ms" => self.backoff_max_ms = value,
-            "max_concurrency" => self.max_concurrency = small(value)?,
-            "idle_timeout_ms" => self.idle_timeout_ms = value,
-            "max_output_bytes" => self.max_output_bytes = value,
-            "max_emits" => self.max_emits = small(value)?,
-            "max_emit_bytes" => self.max_emit_bytes = value,
-            "max_log_bytes" => self.max_log_bytes = value,
-            "max_depth" => self.max_depth = small(value)?,
-            "max_invocations" => self.max_invocations = value,
-            "core_instances" => self.core_instances = small(value)?,
-            "memories" => self.memories = small(value)?,
-            "tables" => self.tables = small(value)?,
-            "table_elements" => self.table_elements = small(value)?,
-            "completion_bytes" => self.completion_bytes = value,
-            _ => {
-                return Err(CeilingError::Parse(format!(
-                    "unknown ceiling `{key}` (one of: {})",
-                    Self::KEYS.join(", ")
-                )));
+        let mut keys = Vec::new();
+        for (name, slot) in self.slots() {
+            if name != key {
+                keys.push(name);
+                continue;
             }
+            match slot {
+                Slot::Wide(v) => *v = value,
+                Slot::Narrow(v) => {
+                    *v = u32::try_from(value).map_err(|_| {
+                        CeilingError::Parse(format!("`{key}`: {value} is out of range"))
+                    })?;
+                }
+            }
+            return Ok(());
         }
-        Ok(())
+        Err(CeilingError::Parse(format!(
+            "unknown ceiling `{key}` (one of: {})",
+            keys.join(", ")
+        )))
     }
 
     /// The first setting of `config` above its ceiling, if any.
@@ -244,35 +237,22 @@ impl Ceilings {
 impl fmt::Display for Ceilings {
     /// The `key=value,...` form `parse` reads.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = self;
-        let values: [u64; 18] = [
-            c.timeout_ms,
-            c.memory_mb,
-            c.max_retries.into(),
-            c.backoff_base_ms,
-            c.backoff_max_ms,
-            c.max_concurrency.into(),
-            c.idle_timeout_ms,
-            c.max_output_bytes,
-            c.max_emits.into(),
-            c.max_emit_bytes,
-            c.max_log_bytes,
-            c.max_depth.into(),
-            c.max_invocations,
-            c.core_instances.into(),
-            c.memories.into(),
-            c.tables.into(),
-            c.table_elements.into(),
-            c.completion_bytes,
-        ];
-        for (i, (k, v)) in Self::KEYS.iter().zip(values).enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            write!(f, "{k}={v}")?;
+        let mut c = *self;
+        for (i, (key, slot)) in c.slots().into_iter().enumerate() {
+            let value = match slot {
+                Slot::Wide(v) => *v,
+                Slot::Narrow(v) => u64::from(*v),
+            };
+            write!(f, "{}{key}={value}", if i > 0 { "," } else { "" })?;
         }
         Ok(())
     }
+}
+
+/// Where a ceiling lives in [`Ceilings`], by width.
+enum Slot<'a> {
+    Wide(&'a mut u64),
+    Narrow(&'a mut u32),
 }
 
 #[cfg(test)]

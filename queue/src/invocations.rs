@@ -726,11 +726,16 @@ fn enqueue_reply(envelope: &Envelope, reply: &[String]) -> Result<Enqueued> {
             duplicate: true,
         }),
         Some("no-function") => Err(Error::NoFunction(envelope.function.to_string())),
-        Some("quota") => Err(Error::Quota {
-            which: reply.get(1).cloned().unwrap_or_default(),
-            limit: reply.get(2).and_then(|l| l.parse().ok()).unwrap_or(0),
-        }),
+        Some("quota") => Err(quota_refusal(reply)),
         other => Err(Error::Corrupt(format!("enqueue script replied {other:?}"))),
+    }
+}
+
+/// A script's `{'quota', 'pending' | 'rate', limit}` reply as an error.
+pub(crate) fn quota_refusal(reply: &[String]) -> Error {
+    Error::Quota {
+        which: reply.get(1).cloned().unwrap_or_default(),
+        limit: reply.get(2).and_then(|l| l.parse().ok()).unwrap_or(0),
     }
 }
 

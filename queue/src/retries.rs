@@ -162,16 +162,10 @@ impl Queue {
         match moved {
             redis::Value::Int(1) => Ok(Some(envelope.id)),
             redis::Value::Int(_) => Ok(None),
-            redis::Value::Array(quota) => {
-                let text = |i: usize| {
-                    quota
-                        .get(i)
-                        .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
-                };
-                Err(Error::Quota {
-                    which: text(1).unwrap_or_default(),
-                    limit: text(2).and_then(|l| l.parse().ok()).unwrap_or(0),
-                })
+            reply @ redis::Value::Array(_) => {
+                let reply: Vec<String> = redis::from_redis_value(reply)
+                    .map_err(|e| Error::Corrupt(format!("redrive replied {e}")))?;
+                Err(crate::invocations::quota_refusal(&reply))
             }
             other => Err(Error::Corrupt(format!("redrive replied {other:?}"))),
         }
