@@ -200,6 +200,28 @@ async fn launch(p: &Platform, mallory: &str, name: &str, body: &str, n: usize) -
     ids
 }
 
+/// Checks an error answer: its status, a header (`retry-after`, the error
+/// class), its code and message. Returns its body.
+async fn refused(
+    r: reqwest::Response,
+    status: StatusCode,
+    header: Option<(&str, &str)>,
+    code: &str,
+    message: &str,
+) -> Value {
+    assert_eq!(r.status(), status);
+    if let Some((name, value)) = header {
+        assert_eq!(r.headers()[name], value, "{name}");
+    }
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["code"].as_str(), v["message"].as_str()),
+        (Some(code), Some(message)),
+        "{v}"
+    );
+    v
+}
+
 /// Waits for each invocation to end and checks its status and error.
 async fn ended(
     p: &Platform,
@@ -252,14 +274,15 @@ async fn memories_of_one_component_share_one_budget() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["code"], "invalid_module");
-    assert_eq!(
-        v["message"],
+    refused(
+        r,
+        StatusCode::BAD_REQUEST,
+        None,
+        "invalid_module",
         "invalid module: the component is bigger than this platform admits: The component \
-         transitively contains 21 Wasm linear memories, which exceeds the configured maximum of 4"
-    );
+         transitively contains 21 Wasm linear memories, which exceeds the configured maximum of 4",
+    )
+    .await;
 
     let w = watch(&p, &alice).await;
     // Four memories, each written up to 24 MiB: 48 MiB resident, the third
@@ -322,15 +345,15 @@ async fn log_floods_end_at_the_log_limit() {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-            assert_eq!(r.headers()["x-eddy-error-class"], "limit-exceeded");
-            let v: Value = r.json().await.unwrap();
-            assert_eq!(v["code"], "limit_exceeded");
-            assert_eq!(
-                v["message"],
+            let v = refused(
+                r,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(("x-eddy-error-class", "limit-exceeded")),
+                "limit_exceeded",
                 "limit exceeded: log-bytes: the processor's logs (log calls, stdout and stderr) \
-                 exceed the limit of 65536 bytes, each line counting 32 bytes more than its text"
-            );
+                 exceed the limit of 65536 bytes, each line counting 32 bytes more than its text",
+            )
+            .await;
             let id = v["invocation_id"].as_str().unwrap();
             let (_, rec) = p.get(&mallory, &format!("/invocations/{id}")).await;
             // A refused write of stdout keeps nothing of it.
@@ -363,23 +386,16 @@ async fn a_completion_over_its_cap_fails_once_without_follow_ups() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(
-            (
-                v["code"].as_str(),
-                v["message"].as_str(),
-                v["attempts"].as_u64()
-            ),
-            (
-                Some("limit_exceeded"),
-                Some(
-                    "limit exceeded: completion-bytes: the output, logs and follow-ups total \
-                     1327600 bytes, more than the limit of 1048576 bytes"
-                ),
-                Some(1)
-            )
-        );
+        let v = refused(
+            r,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            "limit_exceeded",
+            "limit exceeded: completion-bytes: the output, logs and follow-ups total 1327600 \
+             bytes, more than the limit of 1048576 bytes",
+        )
+        .await;
+        assert_eq!(v["attempts"], 1, "{v}");
         let run = v["invocation_id"].as_str().unwrap();
         let (_, rec) = p.get(&mallory, &format!("/invocations/{run}")).await;
         assert!(rec.get("follow_ups").is_none(), "{rec}");
@@ -429,15 +445,14 @@ async fn an_emit_storm_at_the_maxima_holds_redis_briefly() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(
-        (v["code"].as_str(), v["message"].as_str()),
-        (
-            Some("limit_above_maximum"),
-            Some("`max_emits` is 200000, above this platform's maximum of 1000")
-        )
-    );
+    refused(
+        r,
+        StatusCode::BAD_REQUEST,
+        None,
+        "limit_above_maximum",
+        "`max_emits` is 200000, above this platform's maximum of 1000",
+    )
+    .await;
     redis_config(p.redis_port, "slowlog-log-slower-than", "1000").await;
     redis_config(p.redis_port, "slowlog-max-len", "10000").await;
     let client = redis::Client::open(format!("redis://127.0.0.1:{}", p.redis_port)).unwrap();
@@ -613,16 +628,14 @@ async fn a_redis_out_of_memory_is_503_with_retry_after_and_not_ready() {
     // Redis at its maxmemory (noeviction): every write is refused.
     redis_config(p.redis_port, "maxmemory", "1").await;
     let r = invoke().await.unwrap();
-    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(r.headers()["retry-after"], "5");
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(
-        (v["code"].as_str(), v["message"].as_str()),
-        (
-            Some("storage_full"),
-            Some("the queue is out of memory; retry later")
-        )
-    );
+    refused(
+        r,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some(("retry-after", "5")),
+        "storage_full",
+        "the queue is out of memory; retry later",
+    )
+    .await;
     let (status, v) = p.get(&key, "/readyz").await;
     assert_eq!(
         (status, v["code"].as_str()),
@@ -667,14 +680,7 @@ async fn redrive_obeys_the_tenants_quota() {
     assert_eq!(entries.len(), 3, "{dead}");
     // The one pending place taken by a sleeper: a redrive is refused as a
     // new invocation would be, and its dead letter stays.
-    let r = p
-        .req(Method::POST, "/invoke/sleep", &key)
-        .header("prefer", "respond-async")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    launch(&p, &key, "sleep", "{}", 1).await;
     let r = p
         .req(
             Method::POST,
@@ -684,16 +690,14 @@ async fn redrive_obeys_the_tenants_quota() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(r.headers()["retry-after"], "5");
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(
-        (v["code"].as_str(), v["message"].as_str()),
-        (
-            Some("quota_exceeded"),
-            Some("quota exceeded: the tenant has 1 invocations pending, its maximum")
-        )
-    );
+    refused(
+        r,
+        StatusCode::TOO_MANY_REQUESTS,
+        Some(("retry-after", "5")),
+        "quota_exceeded",
+        "quota exceeded: the tenant has 1 invocations pending, its maximum",
+    )
+    .await;
     let (_, dead) = p.get(&key, "/dead-letters").await;
     assert_eq!(
         dead.as_array().unwrap().len(),
