@@ -5,8 +5,12 @@
 //! the leader's decisions over HTTP (`/replicas` for KEDA, `/status`).
 //!
 //! **Invariant:** it never links wasmtime, and it never polls idle streams:
-//! it looks only at streams in the activity window (`eddy:active`), which
-//! gateways and workers mark when work arrives.
+//! each tick it reads only the activity marks (`eddy:active`, which gateways
+//! and workers set when work arrives) of the last few seconds, and probes
+//! only streams that are live: active within their idle timeout (plus a
+//! grace in which "scaled to zero" is still reported), with a backlog at the
+//! last probe, or holding warm capacity. A stream idle past that costs the
+//! tick nothing until it is marked again.
 #![forbid(unsafe_code)]
 
 pub mod decide;
@@ -99,6 +103,13 @@ struct Memory {
     caps: HashMap<String, (u32, Instant)>,
     assignments: HashMap<String, Assignment>,
     concurrency: HashMap<String, u32>,
+    /// Last activity of each stream read so far (only the marks since
+    /// `marks_read_ms`, minus a lookback, are read each tick).
+    activity: HashMap<String, u64>,
+    /// Up to when the activity marks were read; 0 = never (read the window).
+    marks_read_ms: u64,
+    /// Backlog (lag + pending) at each stream's last probe.
+    backlog: HashMap<String, u64>,
 }
 
 /// Smoothing of rates: weight of the newest sample.
@@ -107,6 +118,61 @@ const EWMA: f64 = 0.3;
 const CACHE_TTL: Duration = Duration::from_secs(5);
 /// Activity older than this is forgotten.
 const ACTIVE_WINDOW_MS: u64 = 24 * 3600 * 1000;
+/// Marks are re-read this far back each tick: a mark stamped by a writer
+/// whose clock is behind, or written a moment late, is still seen.
+const MARK_LOOKBACK_MS: u64 = 5_000;
+/// A stream scaled to zero stays in the decisions this long after its idle
+/// timeout (so that `status` says why it is cold), then is not probed.
+const COLD_GRACE_MS: u64 = 10_000;
+
+/// The streams worth probing this tick: reads the activity marks written
+/// since the last tick (the whole window at the start of a term) and keeps
+/// the streams that are live: marked within their idle timeout plus
+/// [`COLD_GRACE_MS`], with a backlog at their last probe, or warm. An idle
+/// tenant's streams drop out and cost nothing until they are marked again.
+async fn live_streams(
+    queue: &Queue,
+    mem: &mut Memory,
+    now_ms: u64,
+) -> Result<Vec<(String, u64)>, eddy_queue::Error> {
+    let since = if mem.marks_read_ms == 0 {
+        now_ms.saturating_sub(ACTIVE_WINDOW_MS)
+    } else {
+        mem.marks_read_ms.saturating_sub(MARK_LOOKBACK_MS)
+    };
+    for (stream, at) in queue.active_streams(since).await? {
+        let last = mem.activity.entry(stream).or_insert(at);
+        *last = (*last).max(at);
+    }
+    mem.marks_read_ms = now_ms;
+    let (specs, backlog, warm) = (&mem.specs, &mem.backlog, &mem.concurrency);
+    mem.activity.retain(|stream, last| {
+        let idle_for = specs
+            .get(stream)
+            .map_or(ACTIVE_WINDOW_MS, |s| s.idle_timeout_ms)
+            .saturating_add(COLD_GRACE_MS);
+        now_ms.saturating_sub(*last) < idle_for
+            || backlog.get(stream).is_some_and(|b| *b > 0)
+            || warm.get(stream).is_some_and(|c| *c > 0)
+    });
+    let live: std::collections::HashSet<&String> = mem.activity.keys().collect();
+    mem.samples.retain(|s, _| live.contains(s));
+    mem.specs.retain(|s, _| live.contains(s));
+    mem.backlog.retain(|s, _| live.contains(s));
+    let tenants: std::collections::HashSet<TenantId> = live
+        .iter()
+        .filter_map(|s| keys::parse_stream(s).map(|(t, _)| t))
+        .collect();
+    mem.caps
+        .retain(|t, _| TenantId::new(t).is_ok_and(|t| tenants.contains(&t)));
+    let mut out: Vec<(String, u64)> = mem
+        .activity
+        .iter()
+        .map(|(s, at)| (s.clone(), *at))
+        .collect();
+    out.sort();
+    Ok(out)
+}
 
 /// Errors of the controller.
 #[derive(Debug, thiserror::Error)]
@@ -125,9 +191,7 @@ async fn tick(
 ) -> Result<ControllerState, eddy_queue::Error> {
     let now_ms = eddy_protocol::now_ms();
     let now = Instant::now();
-    let active = queue
-        .active_streams(now_ms.saturating_sub(ACTIVE_WINDOW_MS))
-        .await?;
+    let active = live_streams(queue, mem, now_ms).await?;
 
     let mut inputs = Vec::new();
     let mut rows = Vec::new();
@@ -151,8 +215,11 @@ async fn tick(
                     mem.specs.insert(stream.clone(), s.clone());
                     s
                 }
-                // Deleted: nothing to keep warm.
-                None => continue,
+                // Deleted: nothing to keep warm, nothing to probe again.
+                None => {
+                    mem.activity.remove(stream);
+                    continue;
+                }
             },
         };
         if mem
@@ -200,6 +267,7 @@ async fn tick(
                 },
             ),
         };
+        mem.backlog.insert(stream.clone(), st.lag + st.pending);
         mem.samples.insert(
             stream.clone(),
             Sample {

@@ -139,6 +139,15 @@ pub fn stats(tenant: &TenantId, function: &FunctionName) -> String {
 /// at. Idle streams fall out of its window and cost nothing.
 pub const ACTIVE: &str = "eddy:active";
 
+/// Sorted set of tenants with invocation retries waiting (score: when to
+/// look next, ms). Workers look only at members that are due, so a tenant
+/// without retries costs nothing.
+pub const DUE_RETRIES: &str = "eddy:due:retries";
+
+/// Sorted set of tenants with callbacks to deliver, reclaim or retry
+/// (score: when to look next, ms).
+pub const DUE_CALLBACKS: &str = "eddy:due:callbacks";
+
 /// Pub/sub channel: a stream got work while it may have no warm capacity.
 pub const WAKE: &str = "eddy:wake";
 

@@ -102,29 +102,29 @@ impl Queue {
         }
     }
 
-    /// Reads new callbacks of `tenants`, blocking up to `block_ms`.
+    /// Reads up to `count` new callbacks of `tenant`, without blocking.
     pub async fn read_callbacks(
         &self,
-        conn: &mut crate::BlockingConn,
+        tenant: &TenantId,
         consumer: &str,
-        tenants: &[TenantId],
         count: usize,
-        block_ms: u64,
     ) -> Result<Vec<Callback>> {
-        if tenants.is_empty() {
-            return Ok(Vec::new());
-        }
-        let streams: Vec<String> = tenants.iter().map(keys::callbacks).collect();
-        let reply: redis::RedisResult<Option<StreamReadReply>> = self
-            .read_group(conn, CALLBACK_GROUP, consumer, &streams, count, block_ms)
-            .await
-            .and_then(|v| Ok(redis::from_redis_value(v)?));
+        let stream = keys::callbacks(tenant);
+        let reply: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(CALLBACK_GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count.max(1))
+            .arg("STREAMS")
+            .arg(&stream)
+            .arg(">")
+            .query_async(&mut self.conn())
+            .await;
         let reply = match reply {
             Ok(r) => r,
             Err(e) if e.code() == Some("NOGROUP") => {
-                for t in tenants {
-                    self.ensure_callback_group(t).await?;
-                }
+                self.ensure_callback_group(tenant).await?;
                 None
             }
             Err(e) => return Err(e.into()),
@@ -207,6 +207,10 @@ impl Queue {
             .arg(eddy_protocol::now_ms())
             .invoke_async(&mut self.conn())
             .await?;
+        if let Some(at) = due_ms {
+            self.mark_due(crate::DueIndex::Callbacks, tenant, at)
+                .await?;
+        }
         Ok(())
     }
 

@@ -175,6 +175,8 @@ pub(crate) struct EnqueueJob {
 /// (see `lua/complete.lua`), built by the caller.
 pub(crate) struct CompleteJob {
     tenant: TenantId,
+    /// When a retry would be due (0: not a retry).
+    retry_at: u64,
     keys: Args,
     args: Args,
 }
@@ -424,6 +426,7 @@ impl Queue {
                     Ok(v) => answers(v, group.len(), "complete"),
                     Err(e) => group.iter().map(|_| Err(Error::Redis(e.clone()))).collect(),
                 };
+                self.mark_completed(t, &group, &replies).await;
                 group
                     .into_iter()
                     .map(|(i, _)| i)
@@ -438,6 +441,38 @@ impl Queue {
             }
         }
         out
+    }
+
+    /// Marks the due indexes for what a completion call wrote: the
+    /// earliest retry it scheduled, and whether it queued callbacks. A mark
+    /// lost here (Redis went away) is found again by the audit.
+    async fn mark_completed(
+        &self,
+        tenant: &TenantId,
+        group: &[(usize, CompleteJob)],
+        replies: &[Result<Vec<String>>],
+    ) {
+        let mut retry_at: Option<u64> = None;
+        let mut callbacks = false;
+        for ((_, job), reply) in group.iter().zip(replies) {
+            let Ok(reply) = reply else { continue };
+            if reply.first().is_some_and(|s| s == "retry") {
+                retry_at = Some(retry_at.map_or(job.retry_at, |r| r.min(job.retry_at)));
+            }
+            callbacks |= reply.get(2).is_some_and(|c| c == "1");
+        }
+        if let Some(at) = retry_at
+            && let Err(error) = self.mark_due(crate::DueIndex::Retries, tenant, at).await
+        {
+            tracing::debug!(%error, "marking a retry (the audit will find it)");
+        }
+        if callbacks
+            && let Err(error) = self
+                .mark_due(crate::DueIndex::Callbacks, tenant, eddy_protocol::now_ms())
+                .await
+        {
+            tracing::debug!(%error, "marking a callback (the audit will find it)");
+        }
     }
 
     /// The record of invocation `id`.
@@ -710,6 +745,7 @@ fn complete_job(
     }
     Ok(CompleteJob {
         tenant: t.clone(),
+        retry_at,
         keys,
         args,
     })

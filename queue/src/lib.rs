@@ -18,6 +18,7 @@ mod callbacks;
 mod conn;
 mod consume;
 mod control;
+mod due;
 mod invocations;
 mod registry;
 mod replies;
@@ -34,6 +35,7 @@ pub use callbacks::{CALLBACK_GROUP, Callback, DeadCallback};
 pub use conn::BlockingConn;
 pub use consume::{Delivery, Malformed};
 pub use control::StreamStats;
+pub use due::{Claim, DUE_LEASE_MS, DueIndex, MARK_HORIZON_MS};
 pub use invocations::{Completed, Completion, Disposition, Enqueued, FollowUp};
 pub use registry::{Backlog, FunctionVersions};
 pub use replies::Reply;
@@ -126,6 +128,8 @@ pub struct Queue {
     /// Group commit of enqueues and completions (see `batch.rs`), started
     /// on first use on the caller's runtime and shared by clones.
     batchers: std::sync::Arc<Batchers>,
+    /// Callback marks made by this process (wakes its deliverer).
+    news: due::SharedNews,
 }
 
 struct Batchers {
@@ -188,6 +192,7 @@ impl Queue {
             config,
             runs_of_one: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             batchers: std::sync::Arc::default(),
+            news: Default::default(),
         })
     }
 

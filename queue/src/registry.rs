@@ -78,6 +78,11 @@ impl Queue {
             .sadd(keys::functions(tenant), name.as_str())
             .exec_async(&mut conn)
             .await?;
+        // A deploy is activity: a worker without a controller reads only
+        // streams marked active.
+        let _: i64 = conn
+            .zadd(keys::ACTIVE, keys::stream(tenant, name), spec.created_at_ms)
+            .await?;
         self.announce_change(tenant, name).await;
         Ok(spec)
     }
@@ -325,6 +330,9 @@ impl Queue {
             .ignore()
             .query_async(&mut self.conn())
             .await?;
+        // Out of the activity marks too: nothing reads or probes it again
+        // (another slot on a cluster, so a command of its own).
+        let _: i64 = self.conn().zrem(keys::ACTIVE, &stream).await?;
         self.announce_change(tenant, name).await;
         Ok(Ok(removed == 1))
     }

@@ -29,21 +29,19 @@ pub struct DeadLetter {
 
 impl Queue {
     /// Moves retries of `tenant` that are due by `now_ms` back into their
-    /// streams, at most `limit`. Returns the streams that got one (to wake).
+    /// streams, at most `limit`. Returns the streams that got one (to wake)
+    /// and when the next retry is due (`None`: none waits).
     pub async fn promote_due(
         &self,
         tenant: &TenantId,
         now_ms: u64,
         limit: usize,
-    ) -> Result<Vec<String>> {
+    ) -> Result<(Vec<String>, Option<u64>)> {
         let mut conn = self.conn();
         let delayed = keys::delayed(tenant);
         let due: Vec<String> = conn
             .zrangebyscore_limit(&delayed, 0, now_ms, 0, limit as isize)
             .await?;
-        if due.is_empty() {
-            return Ok(Vec::new());
-        }
         // Retries are the exception, not the hot path: one script call each
         // (EVALSHA with EVAL fallback, so a restarted Redis is fine).
         let mut moved = Vec::new();
@@ -68,7 +66,13 @@ impl Queue {
         }
         moved.sort();
         moved.dedup();
-        Ok(moved)
+        let next = if due.len() >= limit {
+            Some(now_ms)
+        } else {
+            let first: Vec<(String, f64)> = conn.zrange_withscores(&delayed, 0, 0).await?;
+            first.first().map(|(_, at)| at.max(0.0) as u64)
+        };
+        Ok((moved, next))
     }
 
     /// Invocations waiting for a retry.

@@ -21,3 +21,11 @@ pub(crate) static CALLBACK_RETRY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/cb_retry.lua")));
 pub(crate) static CALLBACK_PROMOTE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/cb_promote.lua")));
+pub(crate) static DUE_CLAIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/due_claim.lua")));
+pub(crate) static DUE_SETTLE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/due_settle.lua")));
+pub(crate) static DUE_AUDIT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/due_audit.lua")));
+pub(crate) static CALLBACK_NEXT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/cb_next.lua")));

@@ -105,4 +105,32 @@ async fn receiver_down_then_back_gets_everything_and_a_dead_one_is_dead_lettered
             "{d}"
         );
     }
+    // Delivered and dead-lettered callbacks leave nothing in the stream,
+    // and nothing of the tenant is left in the callbacks' due index.
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}", p.redis_port)).unwrap();
+    let c = client.get_multiplexed_async_connection().await.unwrap();
+    let stream = eddy_protocol::keys::callbacks(&eddy_protocol::TenantId::new("acme").unwrap());
+    wait_until(
+        Duration::from_secs(10),
+        "the callbacks stream trimmed",
+        || {
+            let mut c = c.clone();
+            let stream = stream.clone();
+            async move {
+                let len: u64 = redis::cmd("XLEN")
+                    .arg(&stream)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                let marked: Option<f64> = redis::cmd("ZSCORE")
+                    .arg(eddy_protocol::keys::DUE_CALLBACKS)
+                    .arg("acme")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                (len == 0 && marked.is_none()).then_some(())
+            }
+        },
+    )
+    .await;
 }

@@ -208,3 +208,44 @@ async fn a_run_that_loops_stops_at_its_guards() {
     let error = run.error.unwrap();
     assert!(error.starts_with("run size limit: 4 more follow-ups would exceed the maximum of 100 invocations in the run ("), "{error}");
 }
+
+/// A worker that dies between a completion that scheduled a retry and its
+/// mark in the retries' due index leaves the retry unmarked; the audit
+/// finds it (late, never lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_whose_due_mark_was_lost_is_found_by_the_audit() {
+    let redis = RedisServer::start();
+    let q = queue(&redis).await;
+    let t = tenant("acme");
+    let slow = FunctionConfig {
+        max_retries: 3,
+        backoff_base_ms: 1_500,
+        backoff_max_ms: 1_500,
+        ..FunctionConfig::default()
+    };
+    deploy(&q, &t, "flaky", "fx-flaky", slow).await;
+    let cache = tempfile::tempdir().unwrap();
+    let _w = EddyProcess::worker(&redis.url(), cache.path(), "w1", &[]);
+    let id = invoke(&q, &t, "flaky", "{}").await;
+    wait_until(
+        Duration::from_secs(10),
+        "the first attempt to fail",
+        || async {
+            let rec = q.invocation(&t, &id).await.unwrap()?;
+            (rec.status == InvocationStatus::Retrying).then_some(())
+        },
+    )
+    .await;
+    redis.cli(&["DEL", eddy_protocol::keys::DUE_RETRIES]);
+    assert_eq!(
+        redis
+            .cli(&["ZCARD", &eddy_protocol::keys::delayed(&t)])
+            .trim(),
+        "1",
+        "the retry waits, unmarked"
+    );
+    let run = finished_run(&q, &t, &id, Duration::from_secs(20)).await;
+    assert_eq!(run.status, RunStatus::Succeeded);
+    let rec = q.invocation(&t, &id).await.unwrap().unwrap();
+    assert_eq!((rec.status, rec.attempt), (InvocationStatus::Succeeded, 3));
+}

@@ -11,6 +11,7 @@ mod failures;
 mod flow;
 mod gateway;
 mod hostile;
+mod idle;
 mod metrics;
 mod otel;
 mod scaling;

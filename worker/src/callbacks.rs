@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use eddy_protocol::callback::{Allowlist, check_ip, check_url};
 use eddy_protocol::{TenantId, keys, trace};
-use eddy_queue::{Callback, Queue};
+use eddy_queue::{Callback, DueIndex, Queue};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::{Semaphore, watch};
@@ -128,60 +128,100 @@ impl Dispatcher {
     }
 
     /// Runs until `stop` turns true; then finishes the deliveries under way.
+    /// It looks only at tenants the callbacks' due index says have work
+    /// (see `eddy_queue::DueIndex`): at once when a completion in this
+    /// process queued one, else every 100 ms. A tenant without callbacks
+    /// costs nothing.
     pub(crate) async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
-        let mut conn = None;
-        let mut tick = 0u64;
+        const CLAIM: usize = 32;
         while !*stop.borrow() {
-            let tenants = match self.queue.tenants().await {
-                Ok(t) => t,
+            let now = eddy_protocol::now_ms();
+            let claimed = match self.queue.claim_due(DueIndex::Callbacks, now, CLAIM).await {
+                Ok(c) => c,
                 Err(error) => {
-                    debug!(%error, "listing tenants for callbacks");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        _ = stop.changed() => {}
-                    }
-                    continue;
+                    debug!(%error, "claiming tenants with callbacks");
+                    Vec::new()
                 }
             };
-            tick += 1;
-            self.maintain(&tenants, tick).await;
-            if tenants.is_empty() {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
-            }
-            if conn.is_none() {
-                conn = self.queue.blocking_connection().await.ok();
-            }
-            let Some(c) = conn.as_mut() else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
-            let free = slots.available_permits().max(1);
-            match self
-                .queue
-                .read_callbacks(c, &self.consumer, &tenants, free, 250)
-                .await
-            {
-                Ok(batch) => {
-                    for cb in batch {
-                        self.spawn(cb, &slots).await;
+            for claim in &claimed {
+                match self.visit(&claim.tenant, &slots).await {
+                    Ok(next) => {
+                        if let Err(error) = self
+                            .queue
+                            .settle_due(DueIndex::Callbacks, claim, next)
+                            .await
+                        {
+                            debug!(%error, "settling a callback visit (its lease will end)");
+                        }
                     }
+                    // The claim's lease ends and the tenant is looked at again.
+                    Err(error) => debug!(%error, tenant = %claim.tenant, "visiting callbacks"),
                 }
-                Err(error) => {
-                    debug!(%error, "reading callbacks");
-                    conn = None;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+            }
+            if claimed.len() == CLAIM {
+                continue;
+            }
+            tokio::select! {
+                _ = self.queue.callback_news() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = stop.changed() => {}
             }
         }
         // Drain: wait for the deliveries under way.
         let _ = slots
             .acquire_many(self.config.concurrency.max(1) as u32)
             .await;
+    }
+
+    /// One tenant's callback work: due retries back into its stream, the
+    /// deliveries of a deliverer that died taken over, new callbacks sent.
+    /// Returns when to look again.
+    async fn visit(
+        self: &Arc<Self>,
+        tenant: &TenantId,
+        slots: &Arc<Semaphore>,
+    ) -> Result<Option<u64>, eddy_queue::Error> {
+        let now = eddy_protocol::now_ms();
+        let idle = self.reclaim_idle().as_millis() as u64;
+        self.queue.promote_callbacks(tenant, now).await?;
+        for cb in self
+            .queue
+            .reclaim_callbacks(tenant, &self.consumer, idle)
+            .await?
+        {
+            self.spawn(cb, slots).await;
+        }
+        // A few reads at most; what is left makes the next look immediate.
+        for _ in 0..4 {
+            let free = slots.available_permits().max(1);
+            let batch = self
+                .queue
+                .read_callbacks(tenant, &self.consumer, free)
+                .await?;
+            let n = batch.len();
+            for cb in batch {
+                self.spawn(cb, slots).await;
+            }
+            if n < free {
+                break;
+            }
+        }
+        self.queue.callbacks_next(tenant, now, idle).await
+    }
+
+    /// After an acknowledgement: a look within a second trims the stream
+    /// (one look for all the deliveries of that second).
+    async fn look_again(&self, tenant: &TenantId) {
+        let soon = eddy_protocol::now_ms() + eddy_queue::MARK_HORIZON_MS;
+        if let Err(error) = self.queue.mark_due(DueIndex::Callbacks, tenant, soon).await {
+            debug!(%error, "marking callbacks for trimming");
+        }
+    }
+
+    /// A delivery unacknowledged this long was lost with its deliverer.
+    fn reclaim_idle(&self) -> Duration {
+        self.config.timeout * 3
     }
 
     async fn spawn(self: &Arc<Self>, cb: Callback, slots: &Arc<Semaphore>) {
@@ -193,26 +233,6 @@ impl Dispatcher {
             this.deliver(cb).await;
             drop(permit);
         });
-    }
-
-    /// Moves due retries back (each pass) and reclaims the callbacks of
-    /// crashed deliverers (every few seconds).
-    async fn maintain(self: &Arc<Self>, tenants: &[TenantId], tick: u64) {
-        let now = eddy_protocol::now_ms();
-        for t in tenants {
-            if let Err(error) = self.queue.promote_callbacks(t, now).await {
-                debug!(%error, "moving due callback retries");
-            }
-            if tick.is_multiple_of(20) {
-                let idle = (self.config.timeout * 3).as_millis() as u64;
-                if let Ok(claimed) = self.queue.reclaim_callbacks(t, &self.consumer, idle).await {
-                    for cb in claimed {
-                        let this = self.clone();
-                        tokio::spawn(async move { this.deliver(cb).await });
-                    }
-                }
-            }
-        }
     }
 
     async fn body(&self, cb: &Callback, tenant: &TenantId) -> Result<Vec<u8>, String> {
@@ -328,6 +348,7 @@ impl Dispatcher {
                 if let Err(error) = self.queue.callback_delivered(&cb).await {
                     warn!(%error, "acknowledging a delivered callback; it may be sent again");
                 }
+                self.look_again(&tenant).await;
             }
             Err(error) => {
                 let now = eddy_protocol::now_ms();
@@ -349,6 +370,7 @@ impl Dispatcher {
                 if let Err(e) = self.queue.callback_failed(&cb, due, &error).await {
                     warn!(error = %e, "recording a failed callback; it will be reclaimed");
                 }
+                self.look_again(&tenant).await;
             }
         }
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use eddy_protocol::control::WorkerInfo;
 use eddy_protocol::{Ceilings, FunctionName, TenantId, keys, trace};
 use eddy_queue::Reply;
-use eddy_queue::{Completion, Delivery, Queue, QueueConfig};
+use eddy_queue::{Completion, Delivery, DueIndex, Queue, QueueConfig};
 use eddy_runtime::{Runtime, RuntimeConfig};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{Instrument, debug, info, warn};
@@ -354,6 +354,12 @@ pub struct Worker {
 
 /// How long after its last sync invocation a worker keeps its bulk
 /// completions narrowed to one flush in flight (see [`Worker::saw_sync`]).
+/// Without a controller, the streams marked active this recently are read.
+const UNCONTROLLED_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Tenants the due-index audit looks at per second (see `eddy_queue::due`):
+/// a constant cost per worker, a full pass in tenants ÷ this seconds.
+const AUDIT_TENANTS: usize = 16;
+
 const NARROW_FOR: Duration = Duration::from_secs(1);
 
 /// How long after its last sync invocation a stream keeps the lane's held
@@ -1309,22 +1315,19 @@ impl Worker {
     }
 
     /// Refreshes the read set's inputs: the assignment when a controller
-    /// leads, else every function of every tenant.
+    /// leads, else every stream marked active in the last day (a worker
+    /// without a controller is for small setups: it reads all of them).
     async fn discover(&self) {
         self.refresh_assignment().await;
         if lock(&self.capacity).controlled() {
             return;
         }
-        let found = async {
-            let mut streams = Vec::new();
-            for tenant in self.queue.tenants().await? {
-                for f in self.queue.function_names(&tenant).await? {
-                    streams.push(keys::stream(&tenant, &f));
-                }
-            }
-            Ok::<_, eddy_queue::Error>(streams)
-        }
-        .await;
+        let since = eddy_protocol::now_ms().saturating_sub(UNCONTROLLED_WINDOW.as_millis() as u64);
+        let found = self
+            .queue
+            .active_streams(since)
+            .await
+            .map(|v| v.into_iter().map(|(s, _)| s).collect::<Vec<_>>());
         match found {
             Ok(mut streams) => {
                 streams.sort();
@@ -1355,6 +1358,7 @@ impl Worker {
             every(Duration::from_millis(500)),
         );
         let mut n: u64 = 0;
+        let mut audit_cursor = 0;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(tick) => {}
@@ -1379,6 +1383,11 @@ impl Worker {
             if n.is_multiple_of(discover_every) {
                 self.discover().await;
                 self.heartbeat().await;
+                // A fixed budget of tenants a second, whatever their number.
+                match self.queue.audit_due(audit_cursor, AUDIT_TENANTS).await {
+                    Ok(next) => audit_cursor = next,
+                    Err(error) => debug!(%error, "auditing the due indexes"),
+                }
                 // Streams no longer read for a while: release their loaded
                 // functions (scale to zero frees the memory).
                 let gone = lock(&self.capacity).expire(Duration::from_secs(2));
@@ -1418,11 +1427,17 @@ impl Worker {
         }
     }
 
+    /// Moves due retries back into their streams, looking only at tenants
+    /// the retries' due index says have one due (see `eddy_queue::DueIndex`).
     async fn promote_retries(&self) -> Result<(), eddy_queue::Error> {
         let now = eddy_protocol::now_ms();
-        for tenant in self.queue.tenants().await? {
-            let moved = self.queue.promote_due(&tenant, now, 256).await?;
+        for claim in self.queue.claim_due(DueIndex::Retries, now, 64).await? {
+            // An error leaves the claim to its lease: the tenant comes back.
+            let (moved, next) = self.queue.promote_due(&claim.tenant, now, 256).await?;
             self.touch(moved).await;
+            self.queue
+                .settle_due(DueIndex::Retries, &claim, next)
+                .await?;
         }
         Ok(())
     }

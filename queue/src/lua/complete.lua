@@ -36,8 +36,10 @@
 --       yet (a root enqueued without one: no need to look), +22 then the
 --       run's callback url ('' = none), then per follow-up i: +23+4i
 --       envelope json, +24+4i payload, +25+4i id, +26+4i function
--- Returns one {status, run status} per completion; status is 'stale' when
--- the delivery had been completed already.
+-- Returns one {status, run status, '1' if it queued a callback else ''} per
+-- completion; status is 'stale' when the delivery had been completed
+-- already. The caller marks the due indexes (retries, callbacks): they are
+-- global keys, another slot on a cluster.
 -- (The TTL stays the string it came as: a Lua number would be formatted
 -- back on every call.)
 local group, now, ttl, tenant = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -176,6 +178,7 @@ local function complete(k, a)
   end
 
   local run_status = 'running'
+  local queued_cb = ''
   if final then
     redis.call('HINCRBY', record, 'completions', 1)
     pending_delta = pending_delta - 1
@@ -199,6 +202,7 @@ local function complete(k, a)
     end
     local tp = ARGV[a + 19]
     if ARGV[a + 12] ~= '' then
+      queued_cb = '1'
       redis.call('XADD', KEYS[4], '*', 'kind', 'invocation', 'id', id, 'url', ARGV[a + 12],
         'at', now, 'tp', tp)
     end
@@ -218,6 +222,7 @@ local function complete(k, a)
         cb = redis.call('HGET', record, 'run_cb')
       end
       if cb then
+        queued_cb = '1'
         redis.call('XADD', KEYS[4], '*', 'kind', 'run', 'id', run_id, 'url', cb, 'at', now,
           'tp', tp)
       end
@@ -243,6 +248,7 @@ local function complete(k, a)
           'status', run_status, 'completed', now)
         redis.call('EXPIRE', run_key, ttl)
         if r[3] then
+          queued_cb = '1'
           redis.call('XADD', KEYS[4], '*', 'kind', 'run', 'id', run_id, 'url', r[3], 'at', now,
             'tp', tp)
         end
@@ -251,7 +257,7 @@ local function complete(k, a)
   end
   local status = outcome
   if outcome == 'ok' then status = 'succeeded' elseif outcome == 'fail' then status = 'failed' end
-  return {status, run_status}
+  return {status, run_status, queued_cb}
 end
 
 local out = {}

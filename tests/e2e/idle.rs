@@ -1,0 +1,286 @@
+//! Idle tenants cost nothing: Redis commands per second of an idle `eddy up`
+//! (gateway, worker and controller) do not grow with the number of tenants.
+//! A count, not a timing: `total_commands_processed` from `INFO stats` over
+//! an idle window.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::gateway::Platform;
+
+/// How long each tenant's function stays warm after its call: short, so the
+/// test does not wait long for everything to go idle.
+const IDLE_TIMEOUT_MS: u64 = 1_000;
+
+/// What one idle window measured.
+#[derive(Debug)]
+struct Idle {
+    tenants: usize,
+    commands_per_s: f64,
+    eddy_cpu: f64,
+    redis_cpu: f64,
+    /// A sync call to one of the idle tenants.
+    call_ms: f64,
+}
+
+async fn redis_info(port: u16, section: &str) -> String {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
+fn field(info: &str, name: &str) -> f64 {
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in INFO"))
+}
+
+/// The commands counted between two `INFO commandstats`, most first.
+fn by_kind(before: &str, after: &str) -> String {
+    let calls = |info: &str| -> std::collections::HashMap<String, f64> {
+        info.lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+                Some((name.to_string(), rest.split(',').next()?.parse().ok()?))
+            })
+            .collect()
+    };
+    let (b, a) = (calls(before), calls(after));
+    let mut d: Vec<(String, f64)> = a
+        .into_iter()
+        .map(|(k, v)| {
+            let was = b.get(&k).copied().unwrap_or(0.0);
+            (k, v - was)
+        })
+        .filter(|(_, n)| *n > 0.0)
+        .collect();
+    d.sort_by(|x, y| y.1.total_cmp(&x.1));
+    d.iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// CPU seconds used by `pid` (user + system).
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th of the whole line.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Creates tenants `t{from}..t{to}`, each with an `echo` function called
+/// once (sync), 16 at a time.
+async fn add_tenants(p: &Platform, from: usize, to: usize) -> Vec<String> {
+    let module = bytes::Bytes::from(eddy_tests::wasm("echo"));
+    futures::stream::iter(from..to)
+        .map(|i| {
+            let module = module.clone();
+            async move {
+                let (key, _) = p.tenant(&format!("t{i}"), json!({})).await;
+                let r = p
+                    .req(
+                        Method::PUT,
+                        &format!("/functions/echo?idle_timeout_ms={IDLE_TIMEOUT_MS}"),
+                        &key,
+                    )
+                    .body(module)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+                let r = p
+                    .req(Method::POST, "/invoke/echo", &key)
+                    .body(r#"{"hello":1}"#)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+                key
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+/// Lets everything go idle (the idle timeout, then the controller's grace
+/// for reporting "scaled to zero"), then measures `window`.
+async fn measure_idle(p: &Platform, tenants: usize, key: &str, window: Duration) -> Idle {
+    tokio::time::sleep(Duration::from_millis(IDLE_TIMEOUT_MS) + Duration::from_secs(13)).await;
+    let pid = p._process.pid();
+    let started = Instant::now();
+    let (stats0, cpu0, by0) = (
+        redis_info(p.redis_port, "stats").await,
+        redis_info(p.redis_port, "cpu").await,
+        redis_info(p.redis_port, "commandstats").await,
+    );
+    let eddy0 = cpu_s(pid);
+    tokio::time::sleep(window).await;
+    let (stats1, cpu1, by1) = (
+        redis_info(p.redis_port, "stats").await,
+        redis_info(p.redis_port, "cpu").await,
+        redis_info(p.redis_port, "commandstats").await,
+    );
+    let eddy1 = cpu_s(pid);
+    let secs = started.elapsed().as_secs_f64();
+    let redis_cpu = |i: &str| field(i, "used_cpu_sys") + field(i, "used_cpu_user");
+    // The six INFO calls are this test's own.
+    let commands = field(&stats1, "total_commands_processed")
+        - field(&stats0, "total_commands_processed")
+        - 6.0;
+    eprintln!(
+        "{tenants} tenants, idle, commands by kind: {}",
+        by_kind(&by0, &by1)
+    );
+    let call = Instant::now();
+    let r = p
+        .req(Method::POST, "/invoke/echo", key)
+        .body(r#"{"again":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    Idle {
+        tenants,
+        commands_per_s: commands / secs,
+        eddy_cpu: (eddy1 - eddy0) / secs,
+        redis_cpu: (redis_cpu(&cpu1) - redis_cpu(&cpu0)) / secs,
+        call_ms: call.elapsed().as_secs_f64() * 1e3,
+    }
+}
+
+/// Tenants in the large step (`EDDY_IDLE_TENANTS` to measure others, as the
+/// benchmark does).
+fn many() -> usize {
+    std::env::var("EDDY_IDLE_TENANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tenants_cost_no_redis_commands() {
+    let p = Platform::start(&[]);
+    let window = Duration::from_secs(3);
+    let keys = add_tenants(&p, 0, 10).await;
+    let few = measure_idle(&p, 10, &keys[0], window).await;
+    eprintln!("{few:?}");
+    let keys = add_tenants(&p, 10, many()).await;
+    let lots = measure_idle(&p, many(), &keys[0], window).await;
+    eprintln!("{lots:?}");
+    println!(
+        "| idle tenants | Redis commands/s | eddy CPU | Redis CPU | one sync call to an idle tenant |"
+    );
+    for m in [&few, &lots] {
+        println!(
+            "| {} | {:.0} | {:.1}% | {:.1}% | {:.1} ms |",
+            m.tenants,
+            m.commands_per_s,
+            m.eddy_cpu * 100.0,
+            m.redis_cpu * 100.0,
+            m.call_ms
+        );
+    }
+    // Constant per worker and controller: heartbeats, leases, the due
+    // indexes' polls and their audit's fixed budget. 200 times as many
+    // tenants may add a few commands (the audit's cursor finds more tenants
+    // per step), nothing per tenant.
+    assert!(
+        lots.commands_per_s <= few.commands_per_s * 1.25 + 20.0,
+        "{} tenants: {:.0} commands/s; 10 tenants: {:.0}",
+        lots.tenants,
+        lots.commands_per_s,
+        few.commands_per_s
+    );
+}
+
+/// The due index's protocol (see `eddy_queue::due`): a claimed tenant is
+/// leased, a mark made during a visit survives the visit's settling, a
+/// settle with nothing left removes the tenant, and a visitor that dies
+/// leaves the tenant to come back when its lease ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_index_marks_survive_visits_and_dead_visitors() {
+    use eddy_queue::{DUE_LEASE_MS, DueIndex, MARK_HORIZON_MS};
+    let redis = eddy_tests::RedisServer::start();
+    let q = eddy_tests::queue(&redis).await;
+    let (a, b) = (eddy_tests::tenant("a"), eddy_tests::tenant("b"));
+    let score = |t: &str| {
+        redis
+            .cli(&["ZSCORE", eddy_protocol::keys::DUE_CALLBACKS, t])
+            .trim()
+            .parse::<u64>()
+            .ok()
+    };
+    let now = eddy_protocol::now_ms();
+    q.mark_due(DueIndex::Callbacks, &a, now).await.unwrap();
+    // Far ahead is capped at the horizon: below any lease.
+    q.mark_due(DueIndex::Callbacks, &b, now + 3_600_000)
+        .await
+        .unwrap();
+    assert!(score("b").unwrap() <= eddy_protocol::now_ms() + MARK_HORIZON_MS);
+
+    let claims = q
+        .claim_due(DueIndex::Callbacks, eddy_protocol::now_ms(), 10)
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 1, "only a is due");
+    let claim = &claims[0];
+    assert_eq!(claim.tenant, a);
+    assert_eq!(score("a"), Some(claim.lease_end_ms), "leased");
+    assert!(claim.lease_end_ms >= now + DUE_LEASE_MS);
+    assert!(
+        q.claim_due(DueIndex::Callbacks, eddy_protocol::now_ms(), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a leased tenant is not claimed twice"
+    );
+
+    // A writer marks a while it is visited: the visit, finding nothing,
+    // does not drop the mark.
+    q.mark_due(DueIndex::Callbacks, &a, eddy_protocol::now_ms())
+        .await
+        .unwrap();
+    q.settle_due(DueIndex::Callbacks, claim, None)
+        .await
+        .unwrap();
+    assert!(score("a").is_some_and(|s| s <= eddy_protocol::now_ms()));
+
+    // Visited again with nothing marked meanwhile: gone.
+    let claim = q
+        .claim_due(DueIndex::Callbacks, eddy_protocol::now_ms(), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    q.settle_due(DueIndex::Callbacks, &claim, None)
+        .await
+        .unwrap();
+    assert_eq!(score("a"), None);
+
+    // Settled with work left: looked at again then.
+    q.mark_due(DueIndex::Callbacks, &a, eddy_protocol::now_ms())
+        .await
+        .unwrap();
+    let claim = q
+        .claim_due(DueIndex::Callbacks, eddy_protocol::now_ms(), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    let later = eddy_protocol::now_ms() + 5_000;
+    q.settle_due(DueIndex::Callbacks, &claim, Some(later))
+        .await
+        .unwrap();
+    assert_eq!(score("a"), Some(later));
+}
