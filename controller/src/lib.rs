@@ -110,6 +110,12 @@ struct Memory {
     marks_read_ms: u64,
     /// Backlog (lag + pending) at each stream's last probe.
     backlog: HashMap<String, u64>,
+    /// Streams that went dormant within the marks' lookback, at which mark
+    /// (re-reading that mark does not make them live again).
+    dormant: HashMap<String, u64>,
+    /// Where the sweep of the window goes on (`ZSCAN` cursor), and when it
+    /// steps next.
+    sweep: (u64, Option<Instant>),
 }
 
 /// Smoothing of rates: weight of the newest sample.
@@ -120,10 +126,34 @@ const CACHE_TTL: Duration = Duration::from_secs(5);
 const ACTIVE_WINDOW_MS: u64 = 24 * 3600 * 1000;
 /// Marks are re-read this far back each tick: a mark stamped by a writer
 /// whose clock is behind, or written a moment late, is still seen.
-const MARK_LOOKBACK_MS: u64 = 5_000;
+const MARK_LOOKBACK_MS: u64 = 10_000;
+/// Streams of the window that are not live, looked at per second for a
+/// backlog nobody marked (a mark lost to a crash or an outage): a constant
+/// cost, a full pass in streams ÷ this seconds.
+const SWEEP_STREAMS: usize = 10;
 /// A stream scaled to zero stays in the decisions this long after its idle
 /// timeout (so that `status` says why it is cold), then is not probed.
 const COLD_GRACE_MS: u64 = 10_000;
+
+/// One step of the sweep: streams of the window that are not live but have
+/// a backlog become live. Returns how many marks it looked at.
+async fn sweep(queue: &Queue, mem: &mut Memory, now_ms: u64) -> Result<usize, eddy_queue::Error> {
+    let (cursor, marks) = queue.scan_active(mem.sweep.0, SWEEP_STREAMS).await?;
+    mem.sweep.0 = cursor;
+    let seen = marks.len();
+    for (stream, at) in marks {
+        if mem.activity.contains_key(&stream) || at < now_ms.saturating_sub(ACTIVE_WINDOW_MS) {
+            continue;
+        }
+        let b = queue.backlog(&stream).await?;
+        if b.lag + b.pending > 0 {
+            info!(%stream, lag = b.lag, pending = b.pending, "a backlog without a recent mark");
+            mem.backlog.insert(stream.clone(), b.lag + b.pending);
+            mem.activity.insert(stream, at);
+        }
+    }
+    Ok(seen)
+}
 
 /// The streams worth probing this tick: reads the activity marks written
 /// since the last tick (the whole window at the start of a term) and keeps
@@ -141,19 +171,41 @@ async fn live_streams(
         mem.marks_read_ms.saturating_sub(MARK_LOOKBACK_MS)
     };
     for (stream, at) in queue.active_streams(since).await? {
+        // A mark already judged (the stream went dormant at it) is read
+        // again within the lookback: only a newer one makes it live.
+        if mem.dormant.get(&stream).is_some_and(|d| *d >= at) {
+            continue;
+        }
         let last = mem.activity.entry(stream).or_insert(at);
         *last = (*last).max(at);
     }
+    mem.dormant
+        .retain(|_, at| *at >= since.min(now_ms.saturating_sub(MARK_LOOKBACK_MS)));
     mem.marks_read_ms = now_ms;
+    if mem.sweep.1.is_none_or(|at| Instant::now() >= at) {
+        // A small set comes back whole whatever COUNT asks: the next step
+        // waits a second per SWEEP_STREAMS seen.
+        let seen = sweep(queue, mem, now_ms).await.unwrap_or_else(|error| {
+            debug!(%error, "sweeping the activity window");
+            0
+        });
+        let wait = Duration::from_secs(seen.div_ceil(SWEEP_STREAMS).max(1) as u64);
+        mem.sweep.1 = Some(Instant::now() + wait);
+    }
     let (specs, backlog, warm) = (&mem.specs, &mem.backlog, &mem.concurrency);
+    let dormant = &mut mem.dormant;
     mem.activity.retain(|stream, last| {
         let idle_for = specs
             .get(stream)
             .map_or(ACTIVE_WINDOW_MS, |s| s.idle_timeout_ms)
             .saturating_add(COLD_GRACE_MS);
-        now_ms.saturating_sub(*last) < idle_for
+        let live = now_ms.saturating_sub(*last) < idle_for
             || backlog.get(stream).is_some_and(|b| *b > 0)
-            || warm.get(stream).is_some_and(|c| *c > 0)
+            || warm.get(stream).is_some_and(|c| *c > 0);
+        if !live {
+            dormant.insert(stream.clone(), *last);
+        }
+        live
     });
     let live: std::collections::HashSet<&String> = mem.activity.keys().collect();
     mem.samples.retain(|s, _| live.contains(s));

@@ -61,7 +61,13 @@ impl Queue {
         let mut wake = redis::pipe();
         let cluster = self.is_cluster();
         for s in streams {
-            mark.zadd(keys::ACTIVE, s, now).ignore();
+            // GT: a writer whose clock is behind never moves a mark back.
+            mark.cmd("ZADD")
+                .arg(keys::ACTIVE)
+                .arg("GT")
+                .arg(now)
+                .arg(s)
+                .ignore();
             if cluster { &mut wake } else { &mut mark }
                 .publish(keys::WAKE, s)
                 .ignore();
@@ -73,6 +79,22 @@ impl Queue {
         Ok(())
     }
 
+    /// Marks streams active at the given times (ms) without waking anyone
+    /// (a deploy; a worker keeping the streams it drains in the activity
+    /// window). A mark never moves back.
+    pub async fn mark_active(&self, marks: &[(String, u64)]) -> Result<()> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(keys::ACTIVE).arg("GT");
+        for (s, at) in marks {
+            cmd.arg(*at).arg(s);
+        }
+        let _: i64 = cmd.query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
     /// Streams active since `since_ms`, with their last activity.
     pub async fn active_streams(&self, since_ms: u64) -> Result<Vec<(String, u64)>> {
         let v: Vec<(String, f64)> = self
@@ -80,6 +102,29 @@ impl Queue {
             .zrangebyscore_withscores(keys::ACTIVE, since_ms as f64, "+inf")
             .await?;
         Ok(v.into_iter().map(|(s, t)| (s, t as u64)).collect())
+    }
+
+    /// One step of a walk over every activity mark: up to about `count`
+    /// (stream, last activity) from `cursor` (0 starts a pass), and the
+    /// cursor of the next step (0: the pass ended).
+    pub async fn scan_active(
+        &self,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<(String, u64)>)> {
+        let (next, flat): (u64, Vec<(String, f64)>) = redis::cmd("ZSCAN")
+            .arg(keys::ACTIVE)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(count.max(1))
+            .query_async(&mut self.conn())
+            .await?;
+        Ok((
+            next,
+            flat.into_iter()
+                .map(|(s, t)| (s, t.max(0.0) as u64))
+                .collect(),
+        ))
     }
 
     /// Forgets activity older than `before_ms`.

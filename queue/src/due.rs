@@ -13,8 +13,10 @@
 //!   score moves to the lease's end, so a dead visitor's tenant comes back),
 //!   does the tenant's work, then settles ([`Queue::settle_due`]): the next
 //!   time to look, or removal, but only if nobody marked the tenant since
-//!   the claim; a mark is below any lease, so the lower one wins and work
-//!   written after the visitor looked is never dropped;
+//!   the claim; a mark is below any lease with more than the horizon left,
+//!   so the lower one wins, and a settle that comes later than that keeps
+//!   the tenant for another look: work written after the visitor looked is
+//!   never dropped;
 //! - a crash between a write and its mark leaves work unmarked: an audit
 //!   walks the tenants at a fixed budget per second ([`Queue::audit_due`])
 //!   and marks what it finds, so such work is late, never lost. Its cost is
@@ -135,6 +137,8 @@ impl Queue {
             .arg(claim.tenant.as_str())
             .arg(claim.lease_end_ms)
             .arg(next_ms.map(|n| n.to_string()).unwrap_or_default())
+            .arg(eddy_protocol::now_ms())
+            .arg(MARK_HORIZON_MS)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(())
@@ -142,8 +146,10 @@ impl Queue {
 
     /// One step of the audit: looks at up to about `count` tenants from
     /// `cursor` (0 starts a pass) and marks whatever work it finds in the
-    /// due indexes. Returns the cursor of the next step (0: the pass ended).
-    pub async fn audit_due(&self, cursor: u64, count: usize) -> Result<u64> {
+    /// due indexes. Returns the cursor of the next step (0: the pass ended)
+    /// and how many tenants it looked at (a small set comes back whole,
+    /// whatever `count` asks: the caller paces its steps by this).
+    pub async fn audit_due(&self, cursor: u64, count: usize) -> Result<(u64, usize)> {
         let (next, names): (u64, Vec<String>) = redis::cmd("SSCAN")
             .arg(keys::TENANTS)
             .arg(cursor)
@@ -152,6 +158,7 @@ impl Queue {
             .query_async(&mut self.conn())
             .await?;
         let now = eddy_protocol::now_ms();
+        let seen = names.len();
         for tenant in names.into_iter().filter_map(|n| TenantId::new(n).ok()) {
             let (retry, callbacks): (String, String) = DUE_AUDIT
                 .key(keys::delayed(&tenant))
@@ -167,7 +174,7 @@ impl Queue {
                 self.mark_due(DueIndex::Callbacks, &tenant, at).await?;
             }
         }
-        Ok(next)
+        Ok((next, seen))
     }
 
     /// After a visit to `tenant`'s callbacks: trims what every deliverer is

@@ -457,7 +457,11 @@ impl Queue {
         for ((_, job), reply) in group.iter().zip(replies) {
             let Ok(reply) = reply else { continue };
             if reply.first().is_some_and(|s| s == "retry") {
-                retry_at = Some(retry_at.map_or(job.retry_at, |r| r.min(job.retry_at)));
+                let at = reply
+                    .get(3)
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(job.retry_at);
+                retry_at = Some(retry_at.map_or(at, |r: u64| r.min(at)));
             }
             callbacks |= reply.get(2).is_some_and(|c| c == "1");
         }

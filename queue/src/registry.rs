@@ -80,8 +80,7 @@ impl Queue {
             .await?;
         // A deploy is activity: a worker without a controller reads only
         // streams marked active.
-        let _: i64 = conn
-            .zadd(keys::ACTIVE, keys::stream(tenant, name), spec.created_at_ms)
+        self.mark_active(&[(keys::stream(tenant, name), spec.created_at_ms)])
             .await?;
         self.announce_change(tenant, name).await;
         Ok(spec)

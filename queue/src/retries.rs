@@ -164,7 +164,13 @@ impl Queue {
             .invoke_async(&mut conn)
             .await?;
         match moved {
-            redis::Value::Int(1) => Ok(Some(envelope.id)),
+            redis::Value::Int(1) => {
+                // Work for a stream that may have gone cold: marked and woken
+                // like an invocation's.
+                self.touch(&[keys::stream(tenant, &envelope.function)])
+                    .await?;
+                Ok(Some(envelope.id))
+            }
             redis::Value::Int(_) => Ok(None),
             reply @ redis::Value::Array(_) => {
                 let reply: Vec<String> = redis::from_redis_value(reply)

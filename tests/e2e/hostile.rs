@@ -717,3 +717,79 @@ async fn redrive_obeys_the_tenants_quota() {
     )
     .await;
 }
+
+/// Follow-ups count toward the tenant's max_pending: a fan-out run cannot
+/// push pending past it. Emits that can never fit fail at once; a run whose
+/// follow-ups find no room within a few waits fails visibly, with the
+/// quota's class and message on the invocations that could not emit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_ups_stay_under_the_tenants_pending_quota() {
+    let p = Platform::start(&[]);
+    let (alice, _) = p.tenant("alice", json!({})).await;
+    p.deploy(&alice, "echo", "echo", "").await;
+    let (mallory, _) = p.tenant("mallory", json!({ "max_pending": 5 })).await;
+    p.deploy(&mallory, "fanout", "fanout", "").await;
+    let w = watch(&p, &alice).await;
+
+    // Ten follow-ups can never fit under 5: failed at once, not retried.
+    let ids = launch(&p, &mallory, "fanout", r#"{"branch":10,"depth":1}"#, 1).await;
+    ended(
+        &p,
+        &mallory,
+        &ids,
+        "failed",
+        "quota",
+        "pending quota: 10 follow-ups are more than the tenant's max_pending of 5",
+    )
+    .await;
+
+    // A tree of 1 + 3 + 9 + 27: pending is sampled all along and never
+    // exceeds 5; the run ends, failed, its refused invocations saying why.
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}", p.redis_port)).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let tenant_key = eddy_protocol::keys::tenant(&eddy_protocol::TenantId::new("mallory").unwrap());
+    let ids = launch(&p, &mallory, "fanout", r#"{"branch":3,"depth":3}"#, 1).await;
+    let started = Instant::now();
+    let mut peak = 0i64;
+    let run = loop {
+        let pending: Option<i64> = redis::cmd("HGET")
+            .arg(&tenant_key)
+            .arg("pending")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        peak = peak.max(pending.unwrap_or(0));
+        let (s, run) = p.get(&mallory, &format!("/runs/{}", ids[0])).await;
+        if s == StatusCode::OK && run["status"] != "running" {
+            break run;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!("follow-up flood: pending peaked at {peak}; run {run}");
+    assert!(peak <= 5, "pending reached {peak}");
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["outstanding"], 0, "{run}");
+    let total = run["total"].as_u64().unwrap();
+    assert!(total < 40, "{run}");
+    // The refused ones: dead-lettered with the quota's class and message.
+    let (s, dead) = p.get(&mallory, "/dead-letters").await;
+    assert_eq!(s, StatusCode::OK);
+    let quota: Vec<&Value> = dead
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["class"] == "quota")
+        .collect();
+    assert!(quota.len() >= 2, "{dead}");
+    for d in &quota {
+        let error = d["error"].as_str().unwrap();
+        assert!(
+            error == "pending quota: 10 follow-ups are more than the tenant's max_pending of 5"
+                || error
+                    == "pending quota: 3 follow-ups found no room under the tenant's max_pending of 5 in 3 waits",
+            "{d}"
+        );
+    }
+    w.check("follow-up flood", 64 << 20, 16 << 20).await;
+}

@@ -165,3 +165,29 @@ async fn a_killed_workers_share_moves_and_its_work_is_reclaimed() {
         );
     }
 }
+
+/// A backlog whose activity mark is old (lost to a crash or an outage
+/// between the enqueue and its mark) is not live for the controller, which
+/// reads only new marks; its sweep of the window, a few streams a second,
+/// finds the backlog and the work runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_without_a_recent_mark_is_found_by_the_sweep() {
+    let redis = RedisServer::start();
+    let q = queue(&redis).await;
+    let t = tenant("acme");
+    let config = FunctionConfig {
+        idle_timeout_ms: 1_000,
+        ..FunctionConfig::default()
+    };
+    deploy(&q, &t, "wordcount", "wordcount", config).await;
+    let stream = keys::stream(&t, &function("wordcount"));
+    let id = invoke(&q, &t, "wordcount", r#"{"text":"nobody marked me"}"#).await;
+    // The mark says an hour ago.
+    let old = (eddy_protocol::now_ms() - 3_600_000).to_string();
+    redis.cli(&["ZADD", keys::ACTIVE, &old, &stream]);
+    let cache = tempfile::tempdir().unwrap();
+    let _c = EddyProcess::controller(&redis.url(), &[]);
+    let _w = EddyProcess::worker(&redis.url(), cache.path(), "w1", &[]);
+    let rec = finished(&q, &t, &id).await;
+    assert_eq!(rec.status, InvocationStatus::Succeeded);
+}

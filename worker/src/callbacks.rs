@@ -134,7 +134,9 @@ impl Dispatcher {
     /// costs nothing.
     pub(crate) async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
-        const CLAIM: usize = 32;
+        // Few at a time: each visit may wait for delivery slots, and all of
+        // them should settle well within their lease.
+        const CLAIM: usize = 8;
         while !*stop.borrow() {
             let now = eddy_protocol::now_ms();
             let claimed = match self.queue.claim_due(DueIndex::Callbacks, now, CLAIM).await {
@@ -184,13 +186,21 @@ impl Dispatcher {
     ) -> Result<Option<u64>, eddy_queue::Error> {
         let now = eddy_protocol::now_ms();
         let idle = self.reclaim_idle().as_millis() as u64;
-        self.queue.promote_callbacks(tenant, now).await?;
-        for cb in self
+        // Each step on its own: one failing does not keep the others back.
+        if let Err(error) = self.queue.promote_callbacks(tenant, now).await {
+            debug!(%error, %tenant, "moving due callback retries");
+        }
+        match self
             .queue
             .reclaim_callbacks(tenant, &self.consumer, idle)
-            .await?
+            .await
         {
-            self.spawn(cb, slots).await;
+            Ok(claimed) => {
+                for cb in claimed {
+                    self.spawn(cb, slots).await;
+                }
+            }
+            Err(error) => debug!(%error, %tenant, "reclaiming callbacks"),
         }
         // A few reads at most; what is left makes the next look immediate.
         for _ in 0..4 {

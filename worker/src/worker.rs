@@ -352,14 +352,14 @@ pub struct Worker {
     sync_seen: Mutex<Option<tokio::time::Instant>>,
 }
 
-/// How long after its last sync invocation a worker keeps its bulk
-/// completions narrowed to one flush in flight (see [`Worker::saw_sync`]).
 /// Without a controller, the streams marked active this recently are read.
 const UNCONTROLLED_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// Tenants the due-index audit looks at per second (see `eddy_queue::due`):
 /// a constant cost per worker, a full pass in tenants ÷ this seconds.
 const AUDIT_TENANTS: usize = 16;
 
+/// How long after its last sync invocation a worker keeps its bulk
+/// completions narrowed to one flush in flight (see [`Worker::saw_sync`]).
 const NARROW_FOR: Duration = Duration::from_secs(1);
 
 /// How long after its last sync invocation a stream keeps the lane's held
@@ -1357,8 +1357,12 @@ impl Worker {
             every(Duration::from_secs(1)),
             every(Duration::from_millis(500)),
         );
+        let mark_every = every(Duration::from_secs(10));
+        // Streams drained here since the last mark, and when (the mark says
+        // when the work was done, not when it was sent).
+        let mut drained: HashMap<String, u64> = HashMap::new();
         let mut n: u64 = 0;
-        let mut audit_cursor = 0;
+        let (mut audit_cursor, mut audit_at) = (0, n);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(tick) => {}
@@ -1383,11 +1387,6 @@ impl Worker {
             if n.is_multiple_of(discover_every) {
                 self.discover().await;
                 self.heartbeat().await;
-                // A fixed budget of tenants a second, whatever their number.
-                match self.queue.audit_due(audit_cursor, AUDIT_TENANTS).await {
-                    Ok(next) => audit_cursor = next,
-                    Err(error) => debug!(%error, "auditing the due indexes"),
-                }
                 // Streams no longer read for a while: release their loaded
                 // functions (scale to zero frees the memory).
                 let gone = lock(&self.capacity).expire(Duration::from_secs(2));
@@ -1401,14 +1400,42 @@ impl Worker {
                     }
                 }
             }
+            if n >= audit_at {
+                // A fixed budget of tenants a second, whatever their number:
+                // a step that saw more (a small set comes back whole) waits
+                // longer for the next.
+                match self.queue.audit_due(audit_cursor, AUDIT_TENANTS).await {
+                    Ok((next, seen)) => {
+                        audit_cursor = next;
+                        audit_at =
+                            n + discover_every * (seen.div_ceil(AUDIT_TENANTS).max(1) as u64);
+                    }
+                    Err(error) => {
+                        debug!(%error, "auditing the due indexes");
+                        audit_at = n + discover_every;
+                    }
+                }
+            }
             if n.is_multiple_of(trim_every) {
                 // Only streams with deliveries finished here since the last
                 // trim: an idle stream costs no round trip.
                 let streams = std::mem::take(&mut *lock(&self.to_trim));
-                for s in streams {
-                    if let Err(error) = self.queue.trim(&s).await {
+                for s in &streams {
+                    if let Err(error) = self.queue.trim(s).await {
                         debug!(%error, stream = s, "trimming");
                     }
+                }
+                let at = eddy_protocol::now_ms();
+                drained.extend(streams.into_iter().map(|s| (s, at)));
+            }
+            if n.is_multiple_of(mark_every) {
+                // Streams being drained stay marked active, so that a long
+                // backlog stays in the controller's view (and in a worker's
+                // without one) however long ago it was enqueued.
+                let streams: Vec<(String, u64)> =
+                    std::mem::take(&mut drained).into_iter().collect();
+                if let Err(error) = self.queue.mark_active(&streams).await {
+                    debug!(%error, "marking drained streams active");
                 }
             }
         }
@@ -1433,11 +1460,16 @@ impl Worker {
         let now = eddy_protocol::now_ms();
         for claim in self.queue.claim_due(DueIndex::Retries, now, 64).await? {
             // An error leaves the claim to its lease: the tenant comes back.
-            let (moved, next) = self.queue.promote_due(&claim.tenant, now, 256).await?;
-            self.touch(moved).await;
-            self.queue
-                .settle_due(DueIndex::Retries, &claim, next)
-                .await?;
+            match self.queue.promote_due(&claim.tenant, now, 256).await {
+                Ok((moved, next)) => {
+                    self.touch(moved).await;
+                    if let Err(error) = self.queue.settle_due(DueIndex::Retries, &claim, next).await
+                    {
+                        debug!(%error, tenant = %claim.tenant, "settling a retry visit");
+                    }
+                }
+                Err(error) => debug!(%error, tenant = %claim.tenant, "moving due retries"),
+            }
         }
         Ok(())
     }

@@ -36,9 +36,10 @@
 --       yet (a root enqueued without one: no need to look), +22 then the
 --       run's callback url ('' = none), then per follow-up i: +23+4i
 --       envelope json, +24+4i payload, +25+4i id, +26+4i function
--- Returns one {status, run status, '1' if it queued a callback else ''} per
--- completion; status is 'stale' when the delivery had been completed
--- already. The caller marks the due indexes (retries, callbacks): they are
+-- Returns one {status, run status, '1' if it queued a callback else '',
+-- when its retry is due ('' for none)} per completion; status is 'stale'
+-- when the delivery had been completed already, 'retry' also for an
+-- invocation whose follow-ups wait for room under the tenant's max_pending. The caller marks the due indexes (retries, callbacks): they are
 -- global keys, another slot on a cluster.
 -- (The TTL stays the string it came as: a Lua number would be formatted
 -- back on every call.)
@@ -46,8 +47,15 @@ local group, now, ttl, tenant = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local pending_delta = 0
 local stats, stats_order = {}, {}
 
+-- How many times an invocation whose follow-ups find the tenant at its
+-- max_pending waits for room before it fails (1, 2 and 4 s): long enough
+-- for a burst to pass, short enough that runs which cannot fit (every
+-- pending invocation waiting for room) fail within seconds, visibly.
+local MAX_WAITS = 3
+
 local function complete(k, a)
   local id = ARGV[a + 13]
+  local wait_due
   if redis.call('XACK', KEYS[k], group, ARGV[a]) == 0 then
     return {'stale'}
   end
@@ -97,7 +105,40 @@ local function complete(k, a)
       message = 'run size limit: ' .. nf .. ' more follow-ups would exceed the maximum of ' ..
         max_inv .. ' invocations in the run (' .. total .. ' so far)'
     end
-    if outcome ~= 'ok' then
+    if outcome == 'ok' then
+      -- Follow-ups count toward the tenant's cap on outstanding work, as
+      -- direct invocations do. Over it, the invocation waits (back to the
+      -- delayed set, its attempt unchanged, to run again with its emits
+      -- when there is room), with backoff, at most MAX_WAITS times; then,
+      -- or at once when its emits alone exceed the cap, it fails visibly.
+      local q = redis.call('HMGET', KEYS[1], 'max_pending', 'pending')
+      local max_pending = tonumber(q[1]) or 0
+      local pending_now = (tonumber(q[2]) or 0) + pending_delta
+      if max_pending > 0 and pending_now - 1 + nf > max_pending then
+        local waits = tonumber(redis.call('HGET', record, 'qwaits') or '0') or 0
+        if nf > max_pending then
+          outcome = 'fail'
+          class = 'quota'
+          message = 'pending quota: ' .. nf .. ' follow-ups are more than the tenant\'s ' ..
+            'max_pending of ' .. max_pending
+        elseif waits >= MAX_WAITS then
+          outcome = 'fail'
+          class = 'quota'
+          message = 'pending quota: ' .. nf .. ' follow-ups found no room under the tenant\'s ' ..
+            'max_pending of ' .. max_pending .. ' in ' .. waits .. ' waits'
+        else
+          outcome = 'wait'
+          wait_due = tonumber(now) + 1000 * 2 ^ waits
+          local decoded = cjson.decode(outcome_json)
+          decoded['error'] = {class = 'quota', retryable = true,
+            message = 'pending quota: waiting for room for ' .. nf .. ' follow-ups (' ..
+              pending_now .. ' of the tenant\'s max_pending of ' .. max_pending .. ' pending)'}
+          decoded['follow_ups'] = nil
+          outcome_json = cjson.encode(decoded)
+        end
+      end
+    end
+    if outcome == 'fail' then
       local decoded = cjson.decode(outcome_json)
       decoded['error'] = {class = class, message = message, retryable = false}
       decoded['follow_ups'] = nil
@@ -162,6 +203,12 @@ local function complete(k, a)
     redis.call('HSET', record, 'status', 'retrying', 'attempt', ARGV[a + 15],
       'outcome', outcome_json, 're', ARGV[a + 7], 'rp', ARGV[a + 8])
     redis.call('ZADD', KEYS[2], ARGV[a + 5], ARGV[a + 6])
+  elseif outcome == 'wait' then
+    final = false
+    redis.call('HSET', record, 'status', 'retrying', 'attempt', ARGV[a + 15],
+      'outcome', outcome_json, 're', ARGV[a + 7], 'rp', ARGV[a + 8])
+    redis.call('HINCRBY', record, 'qwaits', 1)
+    redis.call('ZADD', KEYS[2], wait_due, ARGV[a + 6])
   else
     redis.call('HSET', record, 'status', (outcome == 'dead') and 'dead' or 'failed',
       'completed', now, 'outcome', outcome_json, 'attempt', ARGV[a + 15])
@@ -255,9 +302,18 @@ local function complete(k, a)
       end
     end
   end
-  local status = outcome
-  if outcome == 'ok' then status = 'succeeded' elseif outcome == 'fail' then status = 'failed' end
-  return {status, run_status, queued_cb}
+  local status, due = outcome, ''
+  if outcome == 'ok' then
+    status = 'succeeded'
+  elseif outcome == 'fail' then
+    status = 'failed'
+  elseif outcome == 'retry' then
+    due = ARGV[a + 5]
+  elseif outcome == 'wait' then
+    status = 'retry'
+    due = string.format('%d', wait_due)
+  end
+  return {status, run_status, queued_cb, due}
 end
 
 local out = {}
