@@ -161,8 +161,53 @@ pub async fn authenticate(
             },
         }
     };
+    // A tenant holds at most half of the gateway's requests, so that its
+    // slow or many requests leave room for everyone else's.
+    let _share = match &caller {
+        Caller::Tenant(t) => Some(
+            state
+                .in_flight
+                .enter(t, (state.config.max_in_flight / 2).max(1))
+                .ok_or(ApiError::TenantBusy(
+                    (state.config.max_in_flight / 2).max(1),
+                ))?,
+        ),
+        Caller::Admin => None,
+    };
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
+}
+
+/// Requests in flight per tenant.
+#[derive(Debug, Default, Clone)]
+pub struct InFlight(Arc<Mutex<HashMap<TenantId, usize>>>);
+
+/// One request of a tenant in flight; leaves on drop.
+pub struct Entered(InFlight, TenantId);
+
+impl InFlight {
+    /// Counts a request of `tenant` in, unless it already has `limit`.
+    pub fn enter(&self, tenant: &TenantId, limit: usize) -> Option<Entered> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(tenant.clone()).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(Entered(self.clone(), tenant.clone()))
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let mut map = (self.0).0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.1);
+            }
+        }
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {

@@ -38,6 +38,11 @@ pub enum ApiError {
     Quota(String, u64),
     #[error("the gateway is overloaded; retry later")]
     Overloaded,
+    /// The tenant holds its whole share of this gateway's requests.
+    #[error("the tenant has {0} requests in flight on this gateway, its share; retry later")]
+    TenantBusy(usize),
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("the queue is unavailable; retry later")]
     Unavailable,
     #[error("the queue is out of memory; retry later")]
@@ -68,6 +73,8 @@ impl ApiError {
             | ApiError::InvalidJson(_)
             | ApiError::BadCallback(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TenantBusy(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Quota(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded | ApiError::Unavailable | ApiError::StorageFull => {
@@ -102,6 +109,8 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::Quota(..) => "quota_exceeded",
             ApiError::Overloaded => "overloaded",
+            ApiError::TenantBusy(_) => "too_many_in_flight",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Unavailable => "unavailable",
             ApiError::StorageFull => "storage_full",
             ApiError::Internal(_) => "internal",
@@ -161,7 +170,10 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
         }
-        if matches!(self, ApiError::Unavailable | ApiError::Overloaded) {
+        if matches!(
+            self,
+            ApiError::Unavailable | ApiError::Overloaded | ApiError::TenantBusy(_)
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(1));

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+pub mod conn;
 mod error;
 mod extract;
 mod openapi;
@@ -112,6 +113,9 @@ pub struct Shared {
     pub keys: Arc<auth::KeyCache>,
     /// Current function specs seen lately (see `specs.rs`).
     pub specs: Arc<specs::SpecCache>,
+    /// Requests in flight per tenant (see `auth.rs`: a tenant may hold at
+    /// most half of `max_in_flight`).
+    pub(crate) in_flight: auth::InFlight,
     /// When this gateway last marked each function's stream active.
     touched:
         std::sync::Mutex<std::collections::HashMap<(TenantId, FunctionName), std::time::Instant>>,
@@ -202,6 +206,7 @@ impl AppState {
             metrics,
             keys,
             specs,
+            in_flight: Default::default(),
             touched: Default::default(),
             accepted: Default::default(),
             enqueue_roundtrip: metrics::histogram!("eddy_redis_roundtrip_seconds", "op" => "enqueue"),
@@ -352,9 +357,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(state.config.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "gateway listening");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    conn::serve(listener, app(state), shutdown).await?;
     Ok(addr)
 }
 
@@ -367,10 +370,6 @@ pub async fn bind(
     let listener = tokio::net::TcpListener::bind(state.config.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "gateway listening");
-    let handle = tokio::spawn(async move {
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let handle = tokio::spawn(conn::serve(listener, app(state), shutdown));
     Ok((addr, handle))
 }

@@ -793,3 +793,98 @@ async fn follow_ups_stay_under_the_tenants_pending_quota() {
     }
     w.check("follow-up flood", 64 << 20, 16 << 20).await;
 }
+
+/// Reads what the server sends on `s` until it closes the connection or
+/// `within` passes; returns the bytes and whether it closed.
+async fn read_until_closed(s: &mut tokio::net::TcpStream, within: Duration) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into(), true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&got).into(), false),
+        }
+    }
+}
+
+/// Slow clients cannot hold the gateway: connections that never finish
+/// their request head are closed after 10 s, request bodies that do not
+/// arrive within 30 s get 408 `request_timeout`, and one tenant holds at
+/// most half the gateway's requests in flight (429 `too_many_in_flight`
+/// beyond), while another tenant's calls keep succeeding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_dropped_and_hold_at_most_their_share() {
+    use tokio::io::AsyncWriteExt;
+    let p = Platform::start(&[("EDDY_MAX_IN_FLIGHT", "40")]);
+    let (alice, mallory) = tenants(&p, "echo2", eddy_tests::wasm("echo"), "").await;
+    let w = watch(&p, &alice).await;
+    let addr = p.base.trim_start_matches("http://").to_string();
+    let started = Instant::now();
+
+    // 200 connections that never finish their head.
+    let mut heads = Vec::new();
+    for _ in 0..200 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"POST /invoke/echo HTTP/1.1\r\nHost: eddy\r\n")
+            .await
+            .unwrap();
+        heads.push(s);
+    }
+    // 30 requests whose bodies never arrive: 20 are mallory's share.
+    let mut bodies = Vec::new();
+    for _ in 0..30 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /invoke/echo HTTP/1.1\r\nHost: eddy\r\nAuthorization: Bearer {mallory}\r\n\
+             Content-Length: 1000\r\n\r\n{{\"slow\":"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        bodies.push(s);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut busy = 0;
+    let mut held = Vec::new();
+    for mut s in bodies {
+        let (text, closed) = read_until_closed(&mut s, Duration::from_millis(300)).await;
+        if text.is_empty() && !closed {
+            held.push(s);
+            continue;
+        }
+        assert!(text.starts_with("HTTP/1.1 429"), "{text}");
+        assert!(text.contains("\"code\":\"too_many_in_flight\""), "{text}");
+        assert!(text.to_lowercase().contains("retry-after: 1"), "{text}");
+        busy += 1;
+    }
+    assert_eq!(
+        (held.len(), busy),
+        (20, 10),
+        "half of 40 held, the rest refused"
+    );
+
+    // The heads: closed after 10 s, none before.
+    for s in &mut heads {
+        let (text, closed) = read_until_closed(s, Duration::from_secs(15)).await;
+        assert!(closed, "a slow head was kept open");
+        assert!(
+            started.elapsed() >= Duration::from_secs(9),
+            "closed early: {text}"
+        );
+    }
+    // The bodies: 408 with our error after 30 s.
+    for s in &mut held {
+        let (text, closed) = read_until_closed(s, Duration::from_secs(40)).await;
+        assert!(closed, "a slow body was kept open");
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(
+            text.contains(
+                r#"{"code":"request_timeout","message":"the request body did not arrive within 30 s"}"#
+            ),
+            "{text}"
+        );
+    }
+    eprintln!("slow clients dropped after {:?}", started.elapsed());
+    w.check("slow clients", 64 << 20, 16 << 20).await;
+}

@@ -162,7 +162,7 @@ fn json_str(s: &str) -> String {
 pub(crate) fn failure_status(class: &str) -> StatusCode {
     match class {
         "processor-error" | "trap" | "timeout" | "out-of-memory" | "stack-overflow"
-        | "limit-exceeded" | "invalid-module" | "unknown-function" | "run-limit" => {
+        | "limit-exceeded" | "invalid-module" | "unknown-function" | "run-limit" | "quota" => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -233,9 +233,11 @@ fn finished(rec: InvocationRecord) -> Response {
     responses((status = 200, description = "the processor's output"),
               (status = 202, description = "accepted; poll Location", body = Object),
               (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
-              (status = 413, body = crate::ErrorBody), (status = 422, description = "the function failed: `code` and the `x-eddy-error-class` header name the class (`processor_error`, `trap`, `timeout`, `out_of_memory`, `stack_overflow`, `limit_exceeded`, `invalid_module`, `unknown_function`, `run_limit`)", body = Object),
+              (status = 413, body = crate::ErrorBody), (status = 422, description = "the function failed: `code` and the `x-eddy-error-class` header name the class (`processor_error`, `trap`, `timeout`, `out_of_memory`, `stack_overflow`, `limit_exceeded`, `invalid_module`, `unknown_function`, `run_limit`, `quota`: follow-ups over the tenant's max_pending)", body = Object),
               (status = 500, description = "Eddy failed (`host_error`, `crashed`, `internal`), never the function", body = Object),
-              (status = 429, body = crate::ErrorBody), (status = 503, body = crate::ErrorBody)))]
+              (status = 408, description = "the body did not arrive within 30 s (`request_timeout`)", body = crate::ErrorBody),
+              (status = 429, description = "a quota (`quota_exceeded`) or the tenant's share of this gateway's requests in flight (`too_many_in_flight`); `Retry-After`", body = crate::ErrorBody),
+              (status = 503, body = crate::ErrorBody)))]
 pub async fn invoke(
     State(state): State<AppState>,
     TenantCtx(tenant): TenantCtx,

@@ -19,6 +19,9 @@ use crate::error::ApiError;
 pub(crate) fn body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
     body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(limit),
+        _ if crate::conn::timed_out(&e) => {
+            ApiError::RequestTimeout(crate::conn::BodyTimedOut.to_string())
+        }
         _ => ApiError::BadRequest(e.body_text()),
     })
 }
