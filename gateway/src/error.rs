@@ -34,6 +34,9 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     Conflict(String),
+    /// An `Idempotency-Key` reused with another payload.
+    #[error("the Idempotency-Key was used with another payload for this function (invocation {0})")]
+    IdempotencyMismatch(String),
     #[error("quota exceeded: {0}")]
     Quota(String, u64),
     #[error("the gateway is overloaded; retry later")]
@@ -74,6 +77,7 @@ impl ApiError {
             | ApiError::BadCallback(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TenantBusy(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::IdempotencyMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Quota(..) => StatusCode::TOO_MANY_REQUESTS,
@@ -107,6 +111,7 @@ impl ApiError {
             ApiError::BadCallback(_) => "bad_callback_url",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Conflict(_) => "conflict",
+            ApiError::IdempotencyMismatch(_) => "idempotency_key_reused",
             ApiError::Quota(..) => "quota_exceeded",
             ApiError::Overloaded => "overloaded",
             ApiError::TenantBusy(_) => "too_many_in_flight",
@@ -127,6 +132,7 @@ impl From<eddy_protocol::CeilingError> for ApiError {
 impl From<eddy_queue::Error> for ApiError {
     fn from(e: eddy_queue::Error) -> Self {
         match e {
+            eddy_queue::Error::IdempotencyMismatch(id) => ApiError::IdempotencyMismatch(id),
             eddy_queue::Error::NoFunction(name) => ApiError::NotFound {
                 what: "function",
                 name,

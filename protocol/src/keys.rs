@@ -174,9 +174,11 @@ pub const CONTROLLER_LEADER: &str = "eddy:controller:leader";
 /// The controller's last decisions (JSON), for status, replicas and UIs.
 pub const CONTROLLER_STATE: &str = "eddy:controller:state";
 
-/// Idempotency key → invocation id.
-pub fn idempotency(tenant: &TenantId, key: &str) -> String {
-    format!("eddy:{}:idem:{key}", tag(tenant))
+/// Idempotency key of one function → `<invocation id> <payload
+/// fingerprint>`. Scoped to the function: the same key on another function
+/// is another request.
+pub fn idempotency(tenant: &TenantId, function: &FunctionName, key: &str) -> String {
+    format!("eddy:{}:idem:{function}:{key}", tag(tenant))
 }
 
 #[cfg(test)]
@@ -196,7 +198,7 @@ mod tests {
             delayed(&t),
             dead_letters(&t),
             callbacks(&t),
-            idempotency(&t, "k"),
+            idempotency(&t, &f, "k"),
             tenant(&t),
             rate_window(&t, 1),
             callback_retries(&t),

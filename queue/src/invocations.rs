@@ -625,6 +625,13 @@ fn single_run(
     })))
 }
 
+/// What an idempotency key's reuse must match: the payload's SHA-256
+/// (hex, first 32 characters).
+fn fingerprint(payload: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(payload)[..16])
+}
+
 /// The enqueue script's keys and arguments for one root invocation.
 fn enqueue_job(
     envelope: &Envelope,
@@ -638,14 +645,20 @@ fn enqueue_job(
     keys.push(keys::stream(t, &envelope.function))
         .push(keys::invocation(t, &envelope.id))
         .push(keys::run(t, &envelope.run_id))
-        .push(keys::idempotency(t, idem))
+        .push(keys::idempotency(t, &envelope.function, idem))
         .push(keys::function(t, &envelope.function));
     let mut args = Args::with_capacity(10, 512 + payload.len());
     args.push_with(json_into(envelope))?
         .push(payload)
         .push(&envelope.id)
         .push(envelope.function.as_str())
-        .push(idem)
+        // With a key: the payload's fingerprint, which a reuse of the key
+        // must match (the script only tests this for being non-empty).
+        .push(if idem.is_empty() {
+            String::new()
+        } else {
+            fingerprint(payload)
+        })
         .push_num(u64::from(limits.max_depth))
         .push_num(limits.max_invocations);
     match envelope.version {
@@ -765,6 +778,9 @@ fn enqueue_reply(envelope: &Envelope, reply: &[String]) -> Result<Enqueued> {
             id: reply.get(1).cloned().unwrap_or_default(),
             duplicate: true,
         }),
+        Some("idempotency-mismatch") => Err(Error::IdempotencyMismatch(
+            reply.get(1).cloned().unwrap_or_default(),
+        )),
         Some("no-function") => Err(Error::NoFunction(envelope.function.to_string())),
         Some("quota") => Err(quota_refusal(reply)),
         other => Err(Error::Corrupt(format!("enqueue script replied {other:?}"))),

@@ -51,6 +51,10 @@ pub enum Error {
     /// Something in Redis is not what Eddy wrote there.
     #[error("corrupt data in redis: {0}")]
     Corrupt(String),
+    /// An idempotency key reused with another payload (the first
+    /// invocation's id).
+    #[error("the idempotency key was used with another payload (invocation {0})")]
+    IdempotencyMismatch(String),
     /// The function does not exist.
     #[error("function `{0}` not found")]
     NoFunction(String),

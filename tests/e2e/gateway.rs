@@ -342,6 +342,36 @@ async fn deploy_invoke_sync_async_with_callback_and_a_run() {
     let again = send("k-1").await.unwrap();
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+    // The key is the function's: on another function it is a new request.
+    let other = p
+        .req(Method::POST, "/invoke/fanout", &key)
+        .header("idempotency-key", "k-1")
+        .header("prefer", "respond-async")
+        .body(r#"{"branch":0,"depth":0}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::ACCEPTED);
+    assert!(other.headers().get("idempotent-replayed").is_none());
+    assert_ne!(other.json::<Value>().await.unwrap()["id"], first["id"]);
+    // The same key with another payload is the client's mistake.
+    let reused = p
+        .req(Method::POST, "/invoke/wordcount", &key)
+        .header("idempotency-key", "k-1")
+        .body(r#"{"text":"twice"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = reused.json().await.unwrap();
+    assert_eq!(body["code"], "idempotency_key_reused");
+    assert_eq!(
+        body["message"],
+        format!(
+            "the Idempotency-Key was used with another payload for this function (invocation {})",
+            first["id"].as_str().unwrap()
+        )
+    );
 
     // Batch: NDJSON in, one result line per input line.
     let r = p

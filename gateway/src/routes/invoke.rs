@@ -226,14 +226,14 @@ fn finished(rec: InvocationRecord) -> Response {
 /// accepted it.
 #[utoipa::path(post, path = "/invoke/{name}", params(("name" = String, Path),
         ("Prefer" = Option<String>, Header, description = "`respond-async` and/or `wait=<seconds>`"),
-        ("Idempotency-Key" = Option<String>, Header, description = "dedupes retries of the same request"),
+        ("Idempotency-Key" = Option<String>, Header, description = "dedupes retries of the same request to this function: the first invocation's answer again, with `Idempotent-Replayed: true`; another payload with the same key is 422 `idempotency_key_reused`"),
         ("X-Callback-Url" = Option<String>, Header, description = "POSTed the signed result when the invocation ends"),
         ("X-Run-Callback-Url" = Option<String>, Header, description = "POSTed the signed run record when the run ends")),
     request_body(content = Vec<u8>, description = "the payload, any content type"),
     responses((status = 200, description = "the processor's output"),
               (status = 202, description = "accepted; poll Location", body = Object),
               (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
-              (status = 413, body = crate::ErrorBody), (status = 422, description = "the function failed: `code` and the `x-eddy-error-class` header name the class (`processor_error`, `trap`, `timeout`, `out_of_memory`, `stack_overflow`, `limit_exceeded`, `invalid_module`, `unknown_function`, `run_limit`, `quota`: follow-ups over the tenant's max_pending)", body = Object),
+              (status = 413, body = crate::ErrorBody), (status = 422, description = "`idempotency_key_reused`, or the function failed: `code` and the `x-eddy-error-class` header name the class (`processor_error`, `trap`, `timeout`, `out_of_memory`, `stack_overflow`, `limit_exceeded`, `invalid_module`, `unknown_function`, `run_limit`, `quota`: follow-ups over the tenant's max_pending)", body = Object),
               (status = 500, description = "Eddy failed (`host_error`, `crashed`, `internal`), never the function", body = Object),
               (status = 408, description = "the body did not arrive within 30 s (`request_timeout`)", body = crate::ErrorBody),
               (status = 429, description = "a quota (`quota_exceeded`) or the tenant's share of this gateway's requests in flight (`too_many_in_flight`); `Retry-After`", body = crate::ErrorBody),
@@ -338,13 +338,17 @@ async fn invoke_traced(
     state.accepted(&tenant, &env.function, sync).increment(1);
     state.touch(&tenant, &env.function).await;
     if done.duplicate {
-        // The same request again: answer with the first invocation.
+        // The same request again: answer with the first invocation, and say
+        // that it is a replay.
         let rec = state.queue.invocation(&tenant, &done.id).await?;
-        return Ok(match rec {
+        let mut r = match rec {
             Some(rec) if sync && rec.status.is_final() => finished(rec),
             Some(rec) => accepted(&rec.id, &rec.run_id, true),
             None => accepted(&done.id, &done.id, true),
-        });
+        };
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        return Ok(r);
     }
     let Some(registration) = registration else {
         return Ok(accepted(&env.id, &env.run_id, false));

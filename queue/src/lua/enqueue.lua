@@ -12,11 +12,12 @@
 --       for these invocations, so the workers reading their streams are told
 --       at once with `!<stream>` instead of finding them on their next read),
 --       then per invocation i: 5+10i envelope json, 6+10i payload, 7+10i id,
---       8+10i function, 9+10i idempotency key ('' = none), 10+10i max depth,
+--       8+10i function, 9+10i the payload's fingerprint when an idempotency key is given ('' = none), 10+10i max depth,
 --       11+10i max invocations, 12+10i version, 13+10i run callback url
 --       ('' = none), 14+10i '1' = no run record until the root fans out
 --       (else a live worker predates that: the run's record is written now)
 -- Returns one reply per invocation: {'ok', entry} | {'duplicate', id} |
+-- {'idempotency-mismatch', id} |
 -- {'no-function'} | {'quota', 'pending' | 'rate', limit}.
 -- (The TTL goes to Redis as the string it came as: a Lua number would be
 -- formatted back on every call.)
@@ -45,9 +46,15 @@ local function accept(k, a)
   end
   local id, idem = ARGV[a + 2], ARGV[a + 4]
   if idem ~= '' then
+    -- `<id> <payload fingerprint>`: the same key with another payload is a
+    -- client's mistake, not a retry.
     local existing = redis.call('GET', KEYS[k + 3])
     if existing then
-      return {'duplicate', existing}
+      local first, fp = string.match(existing, '^(%S+) (%S+)$')
+      if first and fp ~= idem then
+        return {'idempotency-mismatch', first}
+      end
+      return {'duplicate', first or existing}
     end
   end
   if max_pending > 0 and pending + added >= max_pending then
@@ -64,7 +71,7 @@ local function accept(k, a)
     end
   end
   if idem ~= '' then
-    redis.call('SET', KEYS[k + 3], id, 'EX', ARGV[2])
+    redis.call('SET', KEYS[k + 3], id .. ' ' .. idem, 'EX', ARGV[2])
   end
   local entry = redis.call('XADD', KEYS[k], '*', 'e', ARGV[a], 'p', ARGV[a + 1])
   added = added + 1
