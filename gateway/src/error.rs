@@ -34,6 +34,10 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     Conflict(String),
+    /// A per-tenant count limit (functions, API keys): waiting does not
+    /// help, removing something does.
+    #[error("{0}")]
+    LimitReached(String),
     /// An `Idempotency-Key` reused with another payload.
     #[error("the Idempotency-Key was used with another payload for this function (invocation {0})")]
     IdempotencyMismatch(String),
@@ -76,7 +80,7 @@ impl ApiError {
             | ApiError::InvalidJson(_)
             | ApiError::BadCallback(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TenantBusy(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TenantBusy(_) | ApiError::LimitReached(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::IdempotencyMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -112,6 +116,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Conflict(_) => "conflict",
             ApiError::IdempotencyMismatch(_) => "idempotency_key_reused",
+            ApiError::LimitReached(_) => "limit_reached",
             ApiError::Quota(..) => "quota_exceeded",
             ApiError::Overloaded => "overloaded",
             ApiError::TenantBusy(_) => "too_many_in_flight",

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -887,4 +888,93 @@ async fn slow_clients_are_dropped_and_hold_at_most_their_share() {
     }
     eprintln!("slow clients dropped after {:?}", started.elapsed());
     w.check("slow clients", 64 << 20, 16 << 20).await;
+}
+
+/// A tenant's counts are bounded: 100 active API keys, 1,000 functions;
+/// beyond, 429 `limit_reached` says what to remove. A revoked key makes
+/// room for a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_keys_and_functions_are_bounded() {
+    let p = Platform::start(&[]);
+    let (key, _) = p.tenant("acme", json!({})).await;
+    // The tenant's first key is one of its 100.
+    let mut last = String::new();
+    for _ in 1..100 {
+        let r = p
+            .req(Method::POST, "/tenants/acme/keys", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        last = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    }
+    let r = p
+        .req(Method::POST, "/tenants/acme/keys", &key)
+        .send()
+        .await
+        .unwrap();
+    refused(
+        r,
+        StatusCode::TOO_MANY_REQUESTS,
+        None,
+        "limit_reached",
+        "the tenant has 100 active API keys, the most it may have; revoke one first",
+    )
+    .await;
+    let r = p
+        .req(Method::DELETE, &format!("/tenants/acme/keys/{last}"), &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = p
+        .req(Method::POST, "/tenants/acme/keys", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let module = bytes::Bytes::from(eddy_tests::wasm("echo"));
+    futures::stream::iter(0..1_000)
+        .map(|i| {
+            let (module, key) = (module.clone(), key.clone());
+            let p = &p;
+            async move {
+                let r = p
+                    .req(Method::PUT, &format!("/functions/f{i}"), &key)
+                    .body(module)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::CREATED);
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    let r = p
+        .req(Method::PUT, "/functions/one-more", &key)
+        .body(module.clone())
+        .send()
+        .await
+        .unwrap();
+    refused(
+        r,
+        StatusCode::TOO_MANY_REQUESTS,
+        None,
+        "limit_reached",
+        "the tenant has 1000 functions, the most it may have; delete one first",
+    )
+    .await;
+    // A new version of one it has is no new function.
+    let r = p
+        .req(Method::PUT, "/functions/f7", &key)
+        .body(module)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
 }

@@ -86,13 +86,18 @@ fn apply_query(config: &mut FunctionConfig, q: DeployQuery) {
     }
 }
 
+/// Functions a tenant may have (each holds a stream, versions and a
+/// module in Redis).
+const MAX_FUNCTIONS: usize = 1_000;
+
 /// Deploys a new immutable version: the body is the `.wasm` component. It is
 /// validated and precompiled before it is accepted.
 #[utoipa::path(put, path = "/functions/{name}", params(("name" = String, Path), DeployQuery),
     request_body(content = Vec<u8>, content_type = "application/wasm"),
     responses((status = 201, description = "the new version", body = Object),
               (status = 400, description = "invalid module or config (`invalid_module`, `bad_request`), or a limit above the operator's maximum (`limit_above_maximum`)", body = crate::ErrorBody),
-              (status = 413, description = "module too large", body = crate::ErrorBody)))]
+              (status = 413, description = "module too large", body = crate::ErrorBody),
+              (status = 429, description = "`limit_reached`: the tenant has 1,000 functions", body = crate::ErrorBody)))]
 pub async fn deploy(
     State(state): State<AppState>,
     TenantCtx(tenant): TenantCtx,
@@ -108,7 +113,15 @@ pub async fn deploy(
     let ceilings = &state.config.ceilings;
     let base = ceilings.clamp(match state.queue.function(&tenant, &name, None).await? {
         Some(current) => current.config,
-        None => FunctionConfig::default(),
+        None => {
+            let n = state.queue.function_names(&tenant).await?.len();
+            if n >= MAX_FUNCTIONS {
+                return Err(ApiError::LimitReached(format!(
+                    "the tenant has {n} functions, the most it may have; delete one first"
+                )));
+            }
+            FunctionConfig::default()
+        }
     });
     let mut config = match headers.get("x-eddy-config") {
         Some(h) => merge(&base, json(h.as_bytes())?)?,

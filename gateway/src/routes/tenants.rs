@@ -127,9 +127,13 @@ pub struct CreatedKey {
     key: String,
 }
 
+/// Active API keys a tenant may have.
+const MAX_KEYS: usize = 100;
+
 /// Creates an API key.
 #[utoipa::path(post, path = "/tenants/{tenant}/keys", params(("tenant" = String, Path)),
-    responses((status = 201, body = CreatedKey), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 201, body = CreatedKey), (status = 404, body = crate::ErrorBody),
+              (status = 429, description = "`limit_reached`: 100 active keys", body = crate::ErrorBody)))]
 pub async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -142,6 +146,18 @@ pub async fn create_key(
             what: "tenant",
             name: tenant,
         });
+    }
+    let active = state
+        .queue
+        .keys_of(&id)
+        .await?
+        .iter()
+        .filter(|k| !k.revoked)
+        .count();
+    if active >= MAX_KEYS {
+        return Err(ApiError::LimitReached(format!(
+            "the tenant has {active} active API keys, the most it may have; revoke one first"
+        )));
     }
     let (key, plaintext) = state.queue.create_key(&id).await?;
     Ok((

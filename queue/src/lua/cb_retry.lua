@@ -9,7 +9,8 @@ end
 if ARGV[3] == 'retry' then
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 else
-  redis.call('XADD', KEYS[3], '*', 'kind', ARGV[6], 'id', ARGV[7], 'url', ARGV[8],
+  -- The newest 10,000 dead callbacks are kept (about), as dead letters.
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'kind', ARGV[6], 'id', ARGV[7], 'url', ARGV[8],
     'at', ARGV[9], 'attempts', ARGV[10], 'error', ARGV[11], 'dead_at', ARGV[12])
 end
 return 1

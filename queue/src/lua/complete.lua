@@ -53,6 +53,10 @@ local stats, stats_order = {}, {}
 -- pending invocation waiting for room) fail within seconds, visibly.
 local MAX_WAITS = 3
 
+-- Dead letters kept per tenant: the newest, older ones trimmed (a bound on
+-- what a tenant's failures can hold in Redis; redrive or read them sooner).
+local DEAD_LETTERS = 10000
+
 local function complete(k, a)
   local id = ARGV[a + 13]
   local wait_due
@@ -212,7 +216,8 @@ local function complete(k, a)
   else
     redis.call('HSET', record, 'status', (outcome == 'dead') and 'dead' or 'failed',
       'completed', now, 'outcome', outcome_json, 'attempt', ARGV[a + 15])
-    redis.call('XADD', KEYS[3], '*', 'id', id, 'e', ARGV[a + 7], 'p', ARGV[a + 8],
+    -- The newest DEAD_LETTERS are kept (about: `~` trims whole nodes).
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', DEAD_LETTERS, '*', 'id', id, 'e', ARGV[a + 7], 'p', ARGV[a + 8],
       'class', class, 'error', message, 'status', (outcome == 'dead') and 'dead' or 'failed',
       'at', now)
     run_field = (outcome == 'dead') and 'dead' or 'failed'
