@@ -477,6 +477,11 @@ pub fn gateway(gateway: GatewayArgs, worker: WorkerArgs) -> Result<ExitCode> {
         let state = AppState::connect(config, validator(&worker)?, metrics())
             .await
             .context("connecting to redis")?;
+        if let (Some(addr), Some(render)) = (worker.metrics_listen, metrics()) {
+            eddy_gateway::serve_metrics(addr, render)
+                .await
+                .with_context(|| format!("binding the metrics listener {addr}"))?;
+        }
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;
         };

@@ -178,6 +178,22 @@ pub async fn authenticate(
     Ok(next.run(req).await)
 }
 
+/// Lets only the admin key through (operator endpoints on the public
+/// port).
+pub fn admin_only(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let key = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(bearer)
+        .ok_or(ApiError::MissingKey)?;
+    match state.config.admin_key.as_deref() {
+        Some(admin) if same_secret(admin, key) => Ok(()),
+        _ => Err(ApiError::Forbidden(
+            "only the admin key may read this gateway's metrics".into(),
+        )),
+    }
+}
+
 /// Requests in flight per tenant.
 #[derive(Debug, Default, Clone)]
 pub struct InFlight(Arc<Mutex<HashMap<TenantId, usize>>>);

@@ -361,6 +361,30 @@ pub async fn serve(
     Ok(addr)
 }
 
+/// `/metrics` and `/healthz` on an internal address, without a key (the
+/// public port's `/metrics` wants the admin key), served in the background.
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    render: eddy_protocol::MetricsRender,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let render = render.clone();
+                async move { render() }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::warn!(%error, "the metrics listener stopped");
+        }
+    });
+    Ok(())
+}
+
 /// Binds first, then serves in the background: the caller learns the real
 /// address (port 0 → a free port) before any request.
 pub async fn bind(

@@ -9,10 +9,10 @@ use crate::gateway::Platform;
 use eddy_protocol::FunctionConfig;
 use eddy_tests::*;
 
-/// `GET /metrics` of an `eddy up`, as text.
+/// `GET /metrics` of an `eddy up`, as text (the admin key's: the public
+/// port's metrics are the operator's).
 async fn scrape(p: &Platform) -> String {
-    p.http
-        .get(format!("{}/metrics", p.base))
+    p.req(Method::GET, "/metrics", crate::gateway::ADMIN)
         .send()
         .await
         .unwrap()
@@ -48,6 +48,24 @@ async fn every_role_serves_prometheus_metrics() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // Not public: they name every tenant and function.
+    let r = p
+        .http
+        .get(format!("{}/metrics", p.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["code"],
+        "missing_key"
+    );
+    let r = p.req(Method::GET, "/metrics", &key).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap(),
+        json!({"code": "forbidden", "message": "only the admin key may read this gateway's metrics"})
+    );
     let text = wait_until(
         Duration::from_secs(10),
         "the controller's gauges",

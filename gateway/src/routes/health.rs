@@ -37,11 +37,18 @@ pub async fn not_found() -> (StatusCode, axum::Json<crate::ErrorBody>) {
     )
 }
 
-/// Prometheus metrics of this process.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
-pub async fn metrics(State(state): State<AppState>) -> (StatusCode, String) {
-    match &state.metrics {
+/// Prometheus metrics of this process, for the operator: they name every
+/// tenant and function, so the admin key is required here
+/// (`EDDY_METRICS_LISTEN` serves them without a key on an internal port).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format"),
+    (status = 401, body = crate::ErrorBody), (status = 403, description = "not the admin key", body = crate::ErrorBody)))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<(StatusCode, String), crate::error::ApiError> {
+    crate::auth::admin_only(&state, &headers)?;
+    Ok(match &state.metrics {
         Some(render) => (StatusCode::OK, render()),
         None => (StatusCode::NOT_FOUND, "metrics are not enabled".into()),
-    }
+    })
 }
