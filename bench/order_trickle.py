@@ -85,6 +85,10 @@ b = mp.Process(target=burst)
 b.start()
 time.sleep(0.5)
 r = socket.create_connection(("127.0.0.1", REDIS_PORT))
+# `eddy up`'s Redis has a password (w5-up.sh exports it).
+password = os.environ.get("REDISCLI_AUTH", "")
+if password:
+    r.sendall(f"AUTH {password}\r\n".encode())
 r.sendall(b"MONITOR\r\n")
 raw, until = [], time.time() + MONITOR_S
 r.settimeout(0.2)

@@ -1,7 +1,8 @@
 # Sourced by the issue-5 scripts (w5-*.sh): starts a private `eddy up` (its
 # own redis-server, AOF on as `eddy up` has it) and waits until it is ready.
 # Arguments are extra VAR=value settings for it. Sets DIR (its data), PORT
-# (the gateway's), UP (its pid) and REDIS_PORT, and an EXIT trap that stops
+# (the gateway's), UP (its pid), REDIS_PORT and REDISCLI_AUTH (its Redis's
+# password, which redis-cli and order_trickle.py read), and an EXIT trap that stops
 # it and removes DIR (w5_on_exit adds to that trap).
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # EDDY_BIN picks the binary (default: this checkout's release build).
@@ -20,4 +21,6 @@ w5_up() {
   for _ in $(seq 200); do grep -q "eddy up: ready" "$DIR/up.log" 2>/dev/null && break; sleep 0.05; done
   sleep 0.5
   REDIS_PORT=$(grep -o 'port=[0-9]*' "$DIR/redis/redis.log" | head -1 | cut -d= -f2)
+  REDISCLI_AUTH=$(cat "$DIR/redis-password")
+  export REDISCLI_AUTH
 }

@@ -492,10 +492,39 @@ pub fn gateway(gateway: GatewayArgs, worker: WorkerArgs) -> Result<ExitCode> {
     })
 }
 
-/// A `redis-server` child that is stopped (and flushes its AOF) on drop.
+/// `eddy up`'s private `redis-server`: bound to loopback, with a password
+/// generated once and kept in `<data dir>/redis-password` (mode 0600; the
+/// server reads it from a config file of the same mode, never from its
+/// command line, which every local user can read), restarted from its AOF
+/// if it exits, and stopped (its AOF flushed) on drop. It also dies with
+/// `eddy up` killed without a chance to stop it (see [`spawn_redis`]).
 struct RedisChild {
-    child: Child,
+    child: Arc<std::sync::Mutex<Child>>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
     url: String,
+    /// `url` without the password, for messages.
+    shown: String,
+}
+
+/// Starts `redis-server` with the config file `conf` in `dir`, under a
+/// shell that stops it when its stdin (a pipe from this process) closes:
+/// when `eddy up` exits, however it exits (SIGKILL included), the kernel
+/// closes the pipe. The shell exits when the server does.
+fn spawn_redis(dir: &std::path::Path, conf: &std::path::Path) -> Result<Child> {
+    Command::new("sh")
+        .args([
+            "-c",
+            // An asynchronous list's stdin is /dev/null: the pipe is read
+            // through fd 3.
+            r#"exec 3<&0; redis-server "$1" 3<&- & r=$!; (read _ <&3; kill -TERM "$r") & wait "$r""#,
+            "eddy-redis",
+        ])
+        .arg(conf)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting redis-server (is it installed? `make setup` installs it)")
 }
 
 impl RedisChild {
@@ -509,36 +538,46 @@ impl RedisChild {
                 .map(|a| a.port())
                 .context("finding a free port for redis")?,
         };
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .arg("--dir")
-            .arg(&dir)
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-            ])
+        let pw_path = data_dir.join("redis-password");
+        let password = match std::fs::read_to_string(&pw_path) {
+            Ok(p) => p.trim().to_string(),
+            Err(_) => {
+                let p = random_hex(24)?;
+                write_secret(&pw_path, &p)?;
+                p
+            }
+        };
+        let conf = dir.join("redis.conf");
+        let _ = std::fs::remove_file(&conf);
+        let settings = [
+            format!("bind 127.0.0.1\nport {port}\n"),
+            format!("requirepass {password}\n"),
+            "dir .\nappendonly yes\nappendfsync everysec\nsave \"\"\nlogfile redis.log\n".into(),
             // Records keep their outcome and output in the hash: with values
             // up to 1 KiB it stays a listpack (Redis's default is 64 bytes,
             // past which it becomes a hashtable): 43% less memory per
             // finished invocation and cheaper writes (bench/RESULTS.md). The
             // `ziplist` name is the one Redis 6.2 knows too.
-            .args(["--hash-max-ziplist-value", "1024"])
+            "hash-max-ziplist-value 1024\n".into(),
             // Every invocation appends about 1.5 KB to the AOF; Redis's
             // default rewrites it from 64 MB on, which a burst reaches in
             // seconds, and each rewrite forks the server (a pause, then
             // copy-on-write faults and a child competing for the CPU) again
             // and again under load. Rewrite from 1 GiB, when it doubled.
-            .args(["--auto-aof-rewrite-min-size", "1gb"])
-            .args(["--logfile", "redis.log"])
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting redis-server (is it installed? `make setup` installs it)")?;
-        let url = format!("redis://127.0.0.1:{port}");
-        let redis = RedisChild { child, url };
+            "auto-aof-rewrite-min-size 1gb\n".into(),
+        ];
+        write_secret(&conf, &settings.concat())?;
+        let child = Arc::new(std::sync::Mutex::new(spawn_redis(&dir, &conf)?));
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let redis = RedisChild {
+            child: child.clone(),
+            stopping: stopping.clone(),
+            url: format!("redis://:{password}@127.0.0.1:{port}"),
+            shown: format!(
+                "redis://127.0.0.1:{port} (password in {})",
+                pw_path.display()
+            ),
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -549,18 +588,45 @@ impl RedisChild {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The supervisor: a server that exits is started again, from its
+        // AOF (the queue's connections reconnect by themselves).
+        std::thread::Builder::new()
+            .name("eddy-redis".into())
+            .spawn(move || {
+                let mut wait = Duration::from_millis(100);
+                while !stopping.load(std::sync::atomic::Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let mut c = child.lock().unwrap_or_else(|e| e.into_inner());
+                    let Ok(Some(status)) = c.try_wait() else {
+                        wait = Duration::from_millis(100);
+                        continue;
+                    };
+                    if stopping.load(std::sync::atomic::Ordering::Acquire) {
+                        return;
+                    }
+                    eprintln!("eddy up: redis-server exited ({status}); starting it again");
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                    match spawn_redis(&dir, &conf) {
+                        Ok(new) => *c = new,
+                        Err(error) => eprintln!("eddy up: {error:#}"),
+                    }
+                }
+            })
+            .context("starting the redis supervisor")?;
         Ok(redis)
     }
 }
 
 impl Drop for RedisChild {
     fn drop(&mut self) {
-        // SIGTERM: redis finishes its AOF write and exits.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        let mut c = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        // Closing the pipe SIGTERMs the server: it finishes its AOF write
+        // and exits, and so does its shell.
+        drop(c.stdin.take());
+        let _ = c.wait();
     }
 }
 
@@ -616,7 +682,10 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         (None, Some(u)) => u.clone(),
         (None, None) => bail!("no redis"),
     };
-    eprintln!("eddy up: redis at {url}");
+    match &redis {
+        Some(r) => eprintln!("eddy up: redis at {}", r.shown),
+        None => eprintln!("eddy up: redis at {url}"),
+    }
     let admin_key = admin_key(&args)?;
     let gateway_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads()?.max(1))

@@ -107,7 +107,7 @@ async fn receiver_down_then_back_gets_everything_and_a_dead_one_is_dead_lettered
     }
     // Delivered and dead-lettered callbacks leave nothing in the stream,
     // and nothing of the tenant is left in the callbacks' due index.
-    let client = redis::Client::open(format!("redis://127.0.0.1:{}", p.redis_port)).unwrap();
+    let client = redis::Client::open(p.redis_url.as_str()).unwrap();
     let c = client.get_multiplexed_async_connection().await.unwrap();
     let stream = eddy_protocol::keys::callbacks(&eddy_protocol::TenantId::new("acme").unwrap());
     wait_until(

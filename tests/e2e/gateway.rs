@@ -21,8 +21,8 @@ pub struct Platform {
     pub http: reqwest::Client,
     /// Kept for its lifetime: dropping it stops `eddy up`.
     pub _process: EddyProcess,
-    /// The private `redis-server` of `eddy up`.
-    pub redis_port: u16,
+    /// The private `redis-server` of `eddy up`, with its password.
+    pub redis_url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -32,11 +32,12 @@ impl Platform {
         let port = free_port();
         let redis_port = free_port();
         let process = EddyProcess::up(dir.path(), port, redis_port, env);
+        let password = std::fs::read_to_string(dir.path().join("redis-password")).unwrap();
         Platform {
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
             _process: process,
-            redis_port,
+            redis_url: format!("redis://:{}@127.0.0.1:{redis_port}", password.trim()),
             _dir: dir,
         }
     }
@@ -405,7 +406,7 @@ async fn deploy_invoke_sync_async_with_callback_and_a_run() {
     // answered, in order. Redis's slow log, set to keep every command, shows
     // each enqueue call's size: its KEYS are 2 + 5 per invocation, and its
     // second key is the tenant's rate window.
-    let redis = redis::Client::open(format!("redis://127.0.0.1:{}", p.redis_port)).unwrap();
+    let redis = redis::Client::open(p.redis_url.as_str()).unwrap();
     let mut rc = redis.get_multiplexed_async_connection().await.unwrap();
     for (k, v) in [
         ("slowlog-log-slower-than", "0"),
@@ -673,4 +674,77 @@ async fn the_cli_drives_the_platform() {
             .len(),
         2
     );
+}
+
+/// The `process_id` of the Redis at `url`.
+async fn redis_pid(url: &str) -> Option<i32> {
+    let client = redis::Client::open(url).ok()?;
+    let mut c = client.get_multiplexed_async_connection().await.ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut c)
+        .await
+        .ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `eddy up`'s private Redis has a password (in a 0600 file beside the
+/// admin key), comes back from its AOF when it dies, and dies with `eddy
+/// up` even when that is SIGKILLed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eddy_ups_redis_has_a_password_is_restarted_and_dies_with_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = Platform::start(&[]);
+    let mode = std::fs::metadata(p._dir.path().join("redis-password"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let port = p.redis_url.rsplit(':').next().unwrap().to_string();
+    let anonymous = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut c = anonymous.get_multiplexed_async_connection().await.unwrap();
+    let refused: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut c).await;
+    assert_eq!(refused.unwrap_err().code(), Some("NOAUTH"));
+    // Nor is the password on a command line anyone can read.
+    let pid = redis_pid(&p.redis_url).await.unwrap();
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    let password = p.redis_url.split(['@', ':']).nth(2).unwrap().to_string();
+    assert!(!cmdline.contains(&password), "{cmdline}");
+
+    let (key, _) = p.tenant("acme", json!({})).await;
+    p.deploy(&key, "echo", "echo", "").await;
+    // The AOF is written every second.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let again = wait_until(Duration::from_secs(20), "redis back", || async {
+        redis_pid(&p.redis_url).await.filter(|p| *p != pid)
+    })
+    .await;
+    wait_until(
+        Duration::from_secs(20),
+        "a call through the new redis",
+        || async {
+            let r = p
+                .req(Method::POST, "/invoke/echo", &key)
+                .body(r#"{"after":"restart"}"#)
+                .send()
+                .await
+                .ok()?;
+            (r.status() == StatusCode::OK).then_some(())
+        },
+    )
+    .await;
+
+    p._process.kill();
+    wait_for(Duration::from_secs(10), "redis to die with eddy up", || {
+        !std::path::Path::new(&format!("/proc/{again}")).exists()
+            || std::fs::read_to_string(format!("/proc/{again}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
 }

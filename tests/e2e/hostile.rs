@@ -26,7 +26,7 @@ struct Watch {
     task: tokio::task::JoinHandle<(Vec<Duration>, Vec<String>, u64)>,
     rss_before: u64,
     redis_before: u64,
-    redis_port: u16,
+    redis_url: String,
 }
 
 /// Resident memory of `pid`, in bytes.
@@ -40,8 +40,8 @@ fn rss(pid: u32) -> u64 {
         * 1024
 }
 
-async fn redis_used(port: u16) -> u64 {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+async fn redis_used(url: &str) -> u64 {
+    let client = redis::Client::open(url).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let info: String = redis::cmd("INFO")
         .arg("memory")
@@ -73,7 +73,7 @@ async fn watch_calls(p: &Platform, alice: &str, function: &str, payload: Option<
         stop.clone(),
     );
     let rss_before = rss(pid);
-    let redis_before = redis_used(p.redis_port).await;
+    let redis_before = redis_used(&p.redis_url).await;
     let task = tokio::spawn(async move {
         let (mut lat, mut failures, mut peak) = (Vec::new(), Vec::new(), 0u64);
         let mut i = 0u64;
@@ -109,7 +109,7 @@ async fn watch_calls(p: &Platform, alice: &str, function: &str, payload: Option<
         task,
         rss_before,
         redis_before,
-        redis_port: p.redis_port,
+        redis_url: p.redis_url.clone(),
     }
 }
 
@@ -129,7 +129,7 @@ impl Watch {
         let p50 = lat[lat.len() / 2];
         let p99 = lat[(lat.len() * 99).div_ceil(100) - 1];
         let rss_growth = peak.saturating_sub(self.rss_before);
-        let redis_growth = redis_used(self.redis_port)
+        let redis_growth = redis_used(&self.redis_url)
             .await
             .saturating_sub(self.redis_before);
         eprintln!(
@@ -406,8 +406,8 @@ async fn a_completion_over_its_cap_fails_once_without_follow_ups() {
 }
 
 /// Redis's slow log entries of script calls, in µs.
-async fn script_times(port: u16) -> Vec<u64> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+async fn script_times(url: &str) -> Vec<u64> {
+    let client = redis::Client::open(url).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let log: Vec<redis::Value> = redis::cmd("SLOWLOG")
         .arg("GET")
@@ -454,9 +454,9 @@ async fn an_emit_storm_at_the_maxima_holds_redis_briefly() {
         "`max_emits` is 200000, above this platform's maximum of 1000",
     )
     .await;
-    redis_config(p.redis_port, "slowlog-log-slower-than", "1000").await;
-    redis_config(p.redis_port, "slowlog-max-len", "10000").await;
-    let client = redis::Client::open(format!("redis://127.0.0.1:{}", p.redis_port)).unwrap();
+    redis_config(&p.redis_url, "slowlog-log-slower-than", "1000").await;
+    redis_config(&p.redis_url, "slowlog-max-len", "10000").await;
+    let client = redis::Client::open(p.redis_url.as_str()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let _: () = redis::cmd("SLOWLOG")
         .arg("RESET")
@@ -487,7 +487,7 @@ async fn an_emit_storm_at_the_maxima_holds_redis_briefly() {
             "{done}"
         );
     }
-    let times = script_times(p.redis_port).await;
+    let times = script_times(&p.redis_url).await;
     let worst = times.iter().copied().max().unwrap_or(0);
     eprintln!("emit storm: script calls over 1 ms: {times:?} µs");
     // One completion with 1,000 follow-ups, every other tenant waiting
@@ -602,8 +602,8 @@ async fn sleepers_cannot_hold_every_execution_thread() {
 }
 
 /// `CONFIG SET` on the platform's Redis.
-async fn redis_config(port: u16, key: &str, value: &str) {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+async fn redis_config(url: &str, key: &str, value: &str) {
+    let client = redis::Client::open(url).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
@@ -627,7 +627,7 @@ async fn a_redis_out_of_memory_is_503_with_retry_after_and_not_ready() {
     };
     assert_eq!(invoke().await.unwrap().status(), StatusCode::ACCEPTED);
     // Redis at its maxmemory (noeviction): every write is refused.
-    redis_config(p.redis_port, "maxmemory", "1").await;
+    redis_config(&p.redis_url, "maxmemory", "1").await;
     let r = invoke().await.unwrap();
     refused(
         r,
@@ -643,7 +643,7 @@ async fn a_redis_out_of_memory_is_503_with_retry_after_and_not_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, Some("storage_full"))
     );
     // Room again: accepted, and ready.
-    redis_config(p.redis_port, "maxmemory", "0").await;
+    redis_config(&p.redis_url, "maxmemory", "0").await;
     assert_eq!(invoke().await.unwrap().status(), StatusCode::ACCEPTED);
     let r = p
         .http
@@ -746,7 +746,7 @@ async fn follow_ups_stay_under_the_tenants_pending_quota() {
 
     // A tree of 1 + 3 + 9 + 27: pending is sampled all along and never
     // exceeds 5; the run ends, failed, its refused invocations saying why.
-    let client = redis::Client::open(format!("redis://127.0.0.1:{}", p.redis_port)).unwrap();
+    let client = redis::Client::open(p.redis_url.as_str()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let tenant_key = eddy_protocol::keys::tenant(&eddy_protocol::TenantId::new("mallory").unwrap());
     let ids = launch(&p, &mallory, "fanout", r#"{"branch":3,"depth":3}"#, 1).await;

@@ -26,8 +26,8 @@ struct Idle {
     call_ms: f64,
 }
 
-async fn redis_info(port: u16, section: &str) -> String {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+async fn redis_info(url: &str, section: &str) -> String {
+    let client = redis::Client::open(url).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("INFO")
         .arg(section)
@@ -122,16 +122,16 @@ async fn measure_idle(p: &Platform, tenants: usize, keys: &[String], window: Dur
     let pid = p._process.pid();
     let started = Instant::now();
     let (stats0, cpu0, by0) = (
-        redis_info(p.redis_port, "stats").await,
-        redis_info(p.redis_port, "cpu").await,
-        redis_info(p.redis_port, "commandstats").await,
+        redis_info(&p.redis_url, "stats").await,
+        redis_info(&p.redis_url, "cpu").await,
+        redis_info(&p.redis_url, "commandstats").await,
     );
     let eddy0 = cpu_s(pid);
     tokio::time::sleep(window).await;
     let (stats1, cpu1, by1) = (
-        redis_info(p.redis_port, "stats").await,
-        redis_info(p.redis_port, "cpu").await,
-        redis_info(p.redis_port, "commandstats").await,
+        redis_info(&p.redis_url, "stats").await,
+        redis_info(&p.redis_url, "cpu").await,
+        redis_info(&p.redis_url, "commandstats").await,
     );
     let eddy1 = cpu_s(pid);
     let secs = started.elapsed().as_secs_f64();
