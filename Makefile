@@ -31,6 +31,7 @@ test: lint functions chart-check
 	$(CARGO) test --release --workspace
 	cd functions && $(CARGO) test --workspace
 	scripts/ui-test.sh
+	scripts/api-fuzz.sh
 
 ## Renders the Helm chart with every values file and validates it offline
 ## (kubernetes-validate --strict, the KEDA CRD, yamllint); broken values must fail.
