@@ -139,26 +139,19 @@ pub async fn authenticate(
         .and_then(|h| h.to_str().ok())
         .ok_or(ApiError::MissingKey)?;
     let key = bearer(header).ok_or(ApiError::MissingKey)?;
-    let caller = if state
-        .config
-        .admin_key
-        .as_deref()
-        .is_some_and(|admin| same_secret(admin, key))
-    {
-        Caller::Admin
-    } else {
-        let hash = eddy_queue::hash_key(key);
-        let asked = Instant::now();
-        match state.keys.get(&hash) {
-            Some(tenant) => Caller::Tenant(tenant),
-            None => match state.queue.lookup_key_hash(&hash).await? {
-                Some(k) if k.revoked => return Err(ApiError::KeyRevoked),
-                Some(k) => {
-                    state.keys.put(hash, k.tenant.clone(), asked);
-                    Caller::Tenant(k.tenant)
-                }
-                None => return Err(ApiError::InvalidKey),
-            },
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let caller = match identify(&state, key, peer).await {
+        Ok(c) => c,
+        Err(e) => {
+            if matches!(e, ApiError::InvalidKey | ApiError::KeyRevoked)
+                && let Some(ip) = peer
+            {
+                state.failed_auths.failed(ip);
+            }
+            return Err(e);
         }
     };
     // A tenant holds at most half of the gateway's requests, so that its
@@ -176,6 +169,82 @@ pub async fn authenticate(
     };
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
+}
+
+/// Who `key` is. A key this gateway saw valid lately needs no Redis; any
+/// other costs a lookup, which an address with many failed attempts lately
+/// is refused (see [`FailedAuths`]).
+async fn identify(
+    state: &AppState,
+    key: &str,
+    peer: Option<std::net::IpAddr>,
+) -> Result<Caller, ApiError> {
+    if state
+        .config
+        .admin_key
+        .as_deref()
+        .is_some_and(|admin| same_secret(admin, key))
+    {
+        return Ok(Caller::Admin);
+    }
+    let hash = eddy_queue::hash_key(key);
+    let asked = Instant::now();
+    if let Some(tenant) = state.keys.get(&hash) {
+        return Ok(Caller::Tenant(tenant));
+    }
+    if let Some(wait) = peer.and_then(|ip| state.failed_auths.blocked(ip)) {
+        return Err(ApiError::AuthThrottled(wait));
+    }
+    match state.queue.lookup_key_hash(&hash).await? {
+        Some(k) if k.revoked => Err(ApiError::KeyRevoked),
+        Some(k) => {
+            state.keys.put(hash, k.tenant.clone(), asked);
+            Ok(Caller::Tenant(k.tenant))
+        }
+        None => Err(ApiError::InvalidKey),
+    }
+}
+
+/// Failed authentications per client address, in windows of
+/// [`FAILED_AUTH_WINDOW`]: an address past [`FAILED_AUTHS`] in a window is
+/// refused every key lookup until the window ends (429
+/// `too_many_failed_auths`), so guessing keys is slow and cannot load Redis.
+/// Keys this gateway saw valid lately still pass, so that clients behind
+/// the same proxy as a guesser keep working. Bounded: past
+/// [`FAILED_AUTH_ADDRESSES`] addresses the expired windows go, then all.
+#[derive(Debug, Default)]
+pub struct FailedAuths(Mutex<HashMap<std::net::IpAddr, (Instant, u32)>>);
+
+/// Failed authentications an address may make per window.
+pub const FAILED_AUTHS: u32 = 20;
+/// The window of [`FAILED_AUTHS`].
+pub const FAILED_AUTH_WINDOW: Duration = Duration::from_secs(10);
+const FAILED_AUTH_ADDRESSES: usize = 10_000;
+
+impl FailedAuths {
+    fn failed(&self, ip: std::net::IpAddr) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if map.len() >= FAILED_AUTH_ADDRESSES && !map.contains_key(&ip) {
+            map.retain(|_, (start, _)| now.duration_since(*start) < FAILED_AUTH_WINDOW);
+            if map.len() >= FAILED_AUTH_ADDRESSES {
+                map.clear();
+            }
+        }
+        let entry = map.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0) >= FAILED_AUTH_WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+    }
+
+    /// How long `ip` is still refused, if it is.
+    fn blocked(&self, ip: std::net::IpAddr) -> Option<u64> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (start, n) = map.get(&ip)?;
+        let left = FAILED_AUTH_WINDOW.checked_sub(start.elapsed())?;
+        (*n >= FAILED_AUTHS).then(|| left.as_secs().max(1))
+    }
 }
 
 /// Lets only the admin key through (operator endpoints on the public

@@ -34,6 +34,9 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     Conflict(String),
+    /// Too many failed authentications from this address lately.
+    #[error("too many failed authentications from this address; retry in {0} s")]
+    AuthThrottled(u64),
     /// A per-tenant count limit (functions, API keys): waiting does not
     /// help, removing something does.
     #[error("{0}")]
@@ -80,7 +83,9 @@ impl ApiError {
             | ApiError::InvalidJson(_)
             | ApiError::BadCallback(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TenantBusy(_) | ApiError::LimitReached(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TenantBusy(_) | ApiError::LimitReached(_) | ApiError::AuthThrottled(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::IdempotencyMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -117,6 +122,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::IdempotencyMismatch(_) => "idempotency_key_reused",
             ApiError::LimitReached(_) => "limit_reached",
+            ApiError::AuthThrottled(_) => "too_many_failed_auths",
             ApiError::Quota(..) => "quota_exceeded",
             ApiError::Overloaded => "overloaded",
             ApiError::TenantBusy(_) => "too_many_in_flight",
@@ -176,7 +182,7 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let ApiError::Quota(_, retry_after) = &self {
+        if let ApiError::Quota(_, retry_after) | ApiError::AuthThrottled(retry_after) = &self {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));

@@ -116,6 +116,8 @@ pub struct Shared {
     /// Requests in flight per tenant (see `auth.rs`: a tenant may hold at
     /// most half of `max_in_flight`).
     pub(crate) in_flight: auth::InFlight,
+    /// Failed authentications per client address (see `auth.rs`).
+    pub(crate) failed_auths: auth::FailedAuths,
     /// When this gateway last marked each function's stream active.
     touched:
         std::sync::Mutex<std::collections::HashMap<(TenantId, FunctionName), std::time::Instant>>,
@@ -207,6 +209,7 @@ impl AppState {
             keys,
             specs,
             in_flight: Default::default(),
+            failed_auths: Default::default(),
             touched: Default::default(),
             accepted: Default::default(),
             enqueue_roundtrip: metrics::histogram!("eddy_redis_roundtrip_seconds", "op" => "enqueue"),

@@ -978,3 +978,46 @@ async fn a_tenants_keys_and_functions_are_bounded() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
 }
+
+/// Guessing keys is throttled per client address: after 20 failed
+/// authentications in 10 s, every lookup of an unknown key from that address
+/// is refused (429 `too_many_failed_auths`, `Retry-After`) without touching
+/// Redis, while keys the gateway knows valid still pass; the window ends
+/// and the address may try again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentications_are_throttled_per_address() {
+    let p = Platform::start(&[]);
+    let (alice, _) = p.tenant("alice", json!({})).await;
+    p.deploy(&alice, "echo", "echo", "").await;
+    let call = |key: String| p.req(Method::POST, "/invoke/echo", &key).body("{}").send();
+    assert_eq!(call(alice.clone()).await.unwrap().status(), StatusCode::OK);
+    for i in 0..20 {
+        let r = call(format!("eddy_guess_{i}")).await.unwrap();
+        refused(
+            r,
+            StatusCode::UNAUTHORIZED,
+            None,
+            "invalid_key",
+            "the API key is not valid",
+        )
+        .await;
+    }
+    let r = call("eddy_guess_20".into()).await.unwrap();
+    let wait = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    assert!((1..=10).contains(&wait), "{wait}");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "too_many_failed_auths");
+    assert_eq!(
+        v["message"],
+        format!("too many failed authentications from this address; retry in {wait} s")
+    );
+    // A key known valid passes from the same address.
+    assert_eq!(call(alice.clone()).await.unwrap().status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(wait + 1)).await;
+    let r = call("eddy_guess_21".into()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
