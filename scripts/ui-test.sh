@@ -4,7 +4,7 @@
 # tests/ui/node_modules; the release `eddy` and the guests are built if
 # absent), starts `eddy up` with its own data dir in a temp dir on free ports,
 # creates a tenant, deploys fanout (and fx-fail, for a dead letter), then runs
-# tests/ui/ui.test.mjs: headless Chromium opens /ui?key=<tenant key>, starts a
+# tests/ui/ui.test.mjs: headless Chromium opens /ui#key=<tenant key>, starts a
 # fanout run from the page and waits for 100 % and moving counters. Saves
 # ${CI_ARTIFACTS:-.eddy/artifacts}/dashboard.png (and docs/dashboard.png with
 # UI_SCREENSHOT_DOCS=1).

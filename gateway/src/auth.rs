@@ -64,7 +64,7 @@ impl KeyCache {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn get(&self, hash: &str) -> Option<TenantId> {
+    pub(crate) fn get(&self, hash: &str) -> Option<TenantId> {
         match self.lock().valid.get(hash) {
             Some((tenant, at)) if at.elapsed() < KEY_CACHE_TTL => Some(tenant.clone()),
             _ => None,
@@ -120,7 +120,7 @@ impl KeyCache {
 
 /// The credentials of an `Authorization: Bearer <key>` header. The scheme is
 /// case-insensitive (RFC 9110 §11.1).
-fn bearer(header: &str) -> Option<&str> {
+pub(crate) fn bearer(header: &str) -> Option<&str> {
     let (scheme, key) = header.trim_start().split_once(' ')?;
     let key = key.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)

@@ -12,8 +12,10 @@
   };
 
   const app = document.getElementById('app');
+  // The page and its event stream authenticate with the session cookie;
+  // the key (for the API calls this page makes) stays in this tab only.
+  const key = sessionStorage.getItem('eddy-key') || '';
   const params = new URLSearchParams(location.search);
-  const key = params.get('key') || '';
   const admin = app.dataset.admin === 'true';
   const scopeTenant = app.dataset.tenant || '';
   if (admin) app.classList.add('admin');
@@ -272,7 +274,6 @@
   function connect() {
     if (es) es.close();
     const q = new URLSearchParams();
-    if (key) q.set('key', key);
     if (scopeTenant) q.set('tenant', scopeTenant);
     if (state.watched.length) q.set('runs', state.watched.join(','));
     es = new EventSource('/ui/events?' + q.toString());

@@ -148,6 +148,12 @@ pub const DUE_RETRIES: &str = "eddy:due:retries";
 /// (score: when to look next, ms).
 pub const DUE_CALLBACKS: &str = "eddy:due:callbacks";
 
+/// A dashboard session, by the hash of its cookie's token → `k:<key hash>`
+/// or `a:<admin key hash>` (expiring).
+pub fn session(token_hash: &str) -> String {
+    format!("eddy:session:{token_hash}")
+}
+
 /// Pub/sub channel: a stream got work while it may have no warm capacity.
 pub const WAKE: &str = "eddy:wake";
 

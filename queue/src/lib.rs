@@ -40,7 +40,7 @@ pub use invocations::{Completed, Completion, Disposition, Enqueued, FollowUp};
 pub use registry::{Backlog, FunctionVersions};
 pub use replies::Reply;
 pub use retries::DeadLetter;
-pub use tenants::{ApiKey, Quota, TenantInfo, hash_key};
+pub use tenants::{ApiKey, Quota, TenantInfo, hash_key, random_hex};
 
 /// Errors of the queue.
 #[derive(Debug, Clone, thiserror::Error)]

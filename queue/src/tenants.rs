@@ -46,7 +46,8 @@ pub fn hash_key(plaintext: &str) -> String {
     hex::encode(Sha256::digest(plaintext.as_bytes()))
 }
 
-fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes (a CSPRNG seeded by the OS), as hex.
+pub fn random_hex(bytes: usize) -> String {
     let buf: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
     hex::encode(buf)
 }
@@ -186,6 +187,27 @@ impl Queue {
             tracing::warn!(%error, "announcing a key revocation; gateway caches expire it within 5 s");
         }
         Ok(true)
+    }
+
+    /// Stores a dashboard session: `token_hash` (a hash of the cookie's
+    /// token; the token itself is never stored) names `who` for `ttl_s`.
+    pub async fn create_session(&self, token_hash: &str, who: &str, ttl_s: u64) -> Result<()> {
+        let _: () = self
+            .conn()
+            .set_ex(keys::session(token_hash), who, ttl_s)
+            .await?;
+        Ok(())
+    }
+
+    /// Who a dashboard session names, while it lasts.
+    pub async fn session(&self, token_hash: &str) -> Result<Option<String>> {
+        Ok(self.conn().get(keys::session(token_hash)).await?)
+    }
+
+    /// Ends a dashboard session.
+    pub async fn drop_session(&self, token_hash: &str) -> Result<()> {
+        let _: i64 = self.conn().del(keys::session(token_hash)).await?;
+        Ok(())
     }
 
     /// The key a plaintext bearer token names, if any (revoked keys included:

@@ -1,7 +1,7 @@
 //! The dashboard over HTTP (`eddy up`): `/ui` and `/ui/events` sit behind the
-//! API's auth, take the key also as `?key=` (and no other route does), the
-//! page carries its app root, and the event stream sends JSON snapshots that
-//! follow a run to its end. The browser test is `scripts/ui-test.sh`.
+//! API's auth or a session cookie opened with a key (never a key in a URL),
+//! the page carries its app root, and the event stream sends JSON snapshots
+//! that follow a run to its end. The browser test is `scripts/ui-test.sh`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -18,10 +18,21 @@ struct Events {
 }
 
 impl Events {
+    /// `key=<key>` in `query` goes into the `Authorization` header.
     async fn open(p: &Platform, query: &str) -> Self {
+        let mut key = String::new();
+        let rest: Vec<&str> = query
+            .split('&')
+            .filter(|kv| match kv.strip_prefix("key=") {
+                Some(k) => {
+                    key = k.to_string();
+                    false
+                }
+                None => true,
+            })
+            .collect();
         let response = p
-            .http
-            .get(format!("{}/ui/events?{query}", p.base))
+            .req(Method::GET, &format!("/ui/events?{}", rest.join("&")), &key)
             .send()
             .await
             .unwrap();
@@ -75,22 +86,28 @@ async fn the_dashboard_is_behind_the_api_keys() {
     let (key, _) = p.tenant("acme", json!({})).await;
     let get = |path: String| p.http.get(format!("{}{path}", p.base)).send();
 
-    // No key, a wrong key: the API's own 401s, on both routes.
-    for path in ["/ui", "/ui/events", "/ui?key=nope", "/ui/events?key=nope"] {
-        let r = get(path.to_string()).await.unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
-        let body: Value = r.json().await.unwrap();
-        assert!(
-            matches!(body["code"].as_str(), Some("missing_key" | "invalid_key")),
-            "{path}: {body}"
-        );
+    // No key: the event stream is 401; the page is the one that opens a
+    // session (no data in it). A key in the address is ignored everywhere.
+    let r = get("/ui/events".into()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "missing_key");
+    for path in ["/ui".to_string(), format!("/ui?key={key}")] {
+        let r = get(path.clone()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains("Open the dashboard"), "{path}");
+        assert!(!html.contains("data-tenant"), "{path}");
     }
-    // `?key=` is for the dashboard only, not for the API.
+    let r = get(format!("/ui/events?key={key}")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = get(format!("/functions?key={key}")).await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = p.req(Method::GET, "/ui", "nope").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "invalid_key");
 
-    // The page: with `?key=` (what a browser does) or the header.
-    let r = get(format!("/ui?key={key}")).await.unwrap();
+    // The page with the key in the header.
+    let r = p.req(Method::GET, "/ui", &key).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let h = r.headers().clone();
     assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
@@ -113,10 +130,89 @@ async fn the_dashboard_is_behind_the_api_keys() {
     assert!(html.contains("new EventSource('/ui/events?"));
     assert!(!html.contains("{{"), "a placeholder was left in the page");
 
-    let r = p.req(Method::GET, "/ui", &key).send().await.unwrap();
+    // A session: opened with a key (a second one, to revoke), then the
+    // cookie alone opens the page and the stream, until the key is revoked.
+    let r = p
+        .req(Method::POST, "/tenants/acme/keys", &key)
+        .send()
+        .await
+        .unwrap();
+    let second: Value = r.json().await.unwrap();
+    let r = p
+        .req(Method::POST, "/ui/session", second["key"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age=28800"] {
+        assert!(set.contains(part), "{set}");
+    }
+    let cookie = set.split(';').next().unwrap().to_string();
+    assert!(!cookie.contains(second["key"].as_str().unwrap()));
+    let with_cookie = |path: &'static str| {
+        p.http
+            .get(format!("{}{path}", p.base))
+            .header("cookie", cookie.clone())
+            .send()
+    };
+    let r = with_cookie("/ui").await.unwrap();
+    assert!(r.text().await.unwrap().contains(r#"data-tenant="acme""#));
+    let r = with_cookie("/ui/events").await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    drop(r);
+    let r = p
+        .req(
+            Method::DELETE,
+            &format!("/tenants/acme/keys/{}", second["id"].as_str().unwrap()),
+            &key,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = with_cookie("/ui/events").await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "revoked with its key");
+    let r = with_cookie("/ui").await.unwrap();
+    assert!(r.text().await.unwrap().contains("Open the dashboard"));
+    // Closing a session: the cookie is cleared and the session is gone.
+    let r = p
+        .req(Method::POST, "/ui/session", &key)
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = p
+        .http
+        .delete(format!("{}/ui/session", p.base))
+        .header("cookie", cookie.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let r = p
+        .http
+        .get(format!("{}/ui/events", p.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
     // The admin sees every tenant.
-    let r = get(format!("/ui?key={ADMIN}")).await.unwrap();
+    let r = p.req(Method::GET, "/ui", ADMIN).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(
         r.text()
@@ -276,8 +372,7 @@ async fn the_event_stream_follows_a_run_to_its_end() {
     assert_eq!(e["scope"], json!({ "admin": true, "tenant": null }));
     assert_eq!(array(&e, "runs")[0]["tenant"], "acme");
     let r = p
-        .http
-        .get(format!("{}/ui/events?key={ADMIN}&runs={run_id}", p.base))
+        .req(Method::GET, &format!("/ui/events?runs={run_id}"), ADMIN)
         .send()
         .await
         .unwrap();

@@ -1,7 +1,7 @@
 // Eddy's dashboard in headless Chromium (Debian's /usr/bin/chromium through
 // playwright-core). Started by scripts/ui-test.sh, which brings up `eddy up`,
 // creates the tenant and deploys `fanout` (and `fx-fail`, which leaves one
-// dead letter). Here: open /ui?key=<tenant key>, start a fanout run (B=4,
+// dead letter). Here: open /ui#key=<tenant key>, start a fanout run (B=4,
 // D=4: 341 invocations) from the page, wait until its progress shows 100 %
 // and the fanout function's counters moved, redrive the dead letter from the
 // page, and save a screenshot. Prints `1 passed, 0 failed` (or
@@ -31,14 +31,23 @@ async function run(page) {
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
 
-  // Without a key: the API's own 401.
-  const anon = await page.request.get(`${base}/ui`);
-  check(anon.status() === 401, `/ui without a key answered ${anon.status()}, not 401`);
+  // Without a key: the event stream is the API's own 401; the page is the
+  // one that opens a session.
+  const anon = await page.request.get(`${base}/ui/events`);
+  check(anon.status() === 401, `/ui/events without a key answered ${anon.status()}, not 401`);
 
-  const resp = await page.goto(`${base}/ui?key=${encodeURIComponent(key)}`);
+  // The key in the address's fragment (never sent, never kept): the page
+  // trades it for an HttpOnly session cookie and loads the dashboard.
+  const resp = await page.goto(`${base}/ui#key=${encodeURIComponent(key)}`);
   check(resp && resp.status() === 200, `/ui answered ${resp && resp.status()}`);
   check((resp.headers()['content-security-policy'] || '').includes("script-src 'nonce-"), 'no nonce CSP on /ui');
   await page.waitForSelector('#conn[data-state="live"]', { timeout: 10_000 });
+  check(!page.url().includes(key), `the key stayed in the address: ${page.url()}`);
+  const jsCookies = await page.evaluate(() => document.cookie);
+  check(!jsCookies.includes('eddy_session'), 'the session cookie is readable by scripts');
+  const cookies = await page.context().cookies();
+  const session = cookies.find((c) => c.name === 'eddy_session');
+  check(session && session.httpOnly && session.sameSite === 'Strict', `session cookie: ${JSON.stringify(session)}`);
   await page.waitForSelector('tr[data-fn="fanout"]', { timeout: 15_000 });
   log(`page live, fanout listed (${elapsed()})`);
 

@@ -48,7 +48,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use eddy_protocol::control::{ControllerState, FunctionDecision};
 use eddy_protocol::{FunctionName, InvocationRecord, RunRecord, RunStatus, TenantId, keys};
 use eddy_queue::{DeadLetter, Queue, StreamStats};
@@ -155,39 +155,197 @@ impl Drop for Slot {
     }
 }
 
-/// The dashboard's routes, behind the API's own authentication; here, and
-/// only here, the key may also come as `?key=`.
+/// The dashboard's routes. A browser never carries a key in a URL: the page
+/// (`/ui#key=…`, or its form) trades the key once, in an `Authorization`
+/// header, for a session cookie (`POST /ui/session`: HttpOnly,
+/// SameSite=Strict, path `/ui`, 8 h), which the page and its event stream
+/// then send. A session names the key, not a copy of its rights: it ends
+/// with the key's revocation. `Authorization: Bearer` works here too.
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/ui", get(page))
         .route("/ui/events", get(events))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state,
-            auth::authenticate,
-        ))
-        // Added last, so it runs first: it feeds the check above.
-        .route_layer(axum::middleware::from_fn(key_from_query))
+        .route("/ui/session", post(open_session).delete(close_session))
+        .route_layer(axum::middleware::from_fn_with_state(state, ui_auth))
 }
 
-/// Moves `?key=` into `Authorization: Bearer` when the request has no
-/// `Authorization` header, for [`auth::authenticate`] to check as usual.
-pub async fn key_from_query(mut req: Request, next: Next) -> Response {
-    if !req.headers().contains_key(header::AUTHORIZATION)
-        && let Some(key) = query_param(req.uri().query(), "key")
-        && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {key}"))
-    {
-        value.set_sensitive(true);
-        req.headers_mut().insert(header::AUTHORIZATION, value);
+/// The session cookie's name.
+const SESSION_COOKIE: &str = "eddy_session";
+/// How long a dashboard session lasts.
+const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
+
+/// The bearer key of a request, if it has one.
+fn bearer_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(auth::bearer)
+}
+
+/// The session token of the request's cookie, hashed as stored.
+fn session_token_hash(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, token)| eddy_queue::hash_key(token))
+}
+
+/// Who the request's session cookie names, if it names a key still valid.
+async fn session_caller(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> ApiResult<Option<Caller>> {
+    let Some(token_hash) = session_token_hash(headers) else {
+        return Ok(None);
+    };
+    let Some(who) = state.queue.session(&token_hash).await? else {
+        return Ok(None);
+    };
+    if let Some(admin_hash) = who.strip_prefix("a:") {
+        let admin = state.config.admin_key.as_deref().map(eddy_queue::hash_key);
+        return Ok((admin.as_deref() == Some(admin_hash)).then_some(Caller::Admin));
     }
-    next.run(req).await
+    let Some(key_hash) = who.strip_prefix("k:") else {
+        return Ok(None);
+    };
+    if let Some(tenant) = state.keys.get(key_hash) {
+        return Ok(Some(Caller::Tenant(tenant)));
+    }
+    Ok(match state.queue.lookup_key_hash(key_hash).await? {
+        Some(k) if !k.revoked => Some(Caller::Tenant(k.tenant)),
+        _ => None,
+    })
 }
 
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-        .filter(|v| !v.is_empty())
+/// The dashboard's authentication: a bearer key as on every route, else
+/// the session cookie; without either, `/ui` is the page that opens a
+/// session, and everything else is 401.
+pub async fn ui_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return match auth::authenticate(State(state), req, next).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+    }
+    match session_caller(&state, req.headers()).await {
+        Ok(Some(caller)) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Ok(None) if req.method() == axum::http::Method::GET && req.uri().path() == "/ui" => {
+            login_page()
+        }
+        Ok(None) => ApiError::MissingKey.into_response(),
+        Err(e) => e.into_response(),
+    }
 }
+
+/// Opens a session for the request's bearer key: 204 with the cookie.
+pub async fn open_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Response> {
+    let key = bearer_key(&headers).ok_or(ApiError::MissingKey)?;
+    let who = match caller {
+        Caller::Admin => format!("a:{}", eddy_queue::hash_key(key)),
+        Caller::Tenant(_) => format!("k:{}", eddy_queue::hash_key(key)),
+    };
+    let token = eddy_queue::random_hex(32);
+    state
+        .queue
+        .create_session(&eddy_queue::hash_key(&token), &who, SESSION_TTL.as_secs())
+        .await?;
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}",
+        SESSION_TTL.as_secs()
+    );
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    secure_headers(r.headers_mut());
+    Ok(r)
+}
+
+/// Ends the request's session: 204, the cookie cleared.
+pub async fn close_session(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Response> {
+    if let Some(token_hash) = session_token_hash(&headers) {
+        state.queue.drop_session(&token_hash).await?;
+    }
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("eddy_session=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    Ok(r)
+}
+
+/// The page that opens a session: it takes the key from the address's
+/// fragment (`/ui#key=…`, never sent to a server or kept in the history) or
+/// from its form, trades it for the cookie, and loads the dashboard.
+fn login_page() -> Response {
+    let nonce = eddy_protocol::new_id().replace('-', "");
+    let html = LOGIN_HTML.replace("{{nonce}}", &nonce);
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
+         connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    );
+    let mut r = (StatusCode::OK, html).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    secure_headers(h);
+    r
+}
+
+const LOGIN_HTML: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Eddy</title>
+<style nonce="{{nonce}}">body{font:15px system-ui,sans-serif;margin:4rem auto;max-width:28rem}
+input{width:100%;padding:.4rem;margin:.5rem 0}#m{color:#dc2626}</style></head>
+<body><h1>Eddy</h1>
+<form id="f"><label>API key<input id="k" type="password" autocomplete="off"></label>
+<button>Open the dashboard</button></form><p id="m"></p>
+<script nonce="{{nonce}}">
+'use strict';
+(function () {
+  async function open(key) {
+    const r = await fetch('/ui/session', { method: 'POST', headers: { Authorization: 'Bearer ' + key },
+      credentials: 'same-origin', cache: 'no-store' });
+    if (r.status === 204) {
+      // The page's own API calls (start a run, redrive) send the key; it
+      // stays in this tab only.
+      sessionStorage.setItem('eddy-key', key);
+      location.replace('/ui' + location.search);
+      return;
+    }
+    const body = await r.json().catch(() => ({}));
+    document.getElementById('m').textContent = body.message || ('HTTP ' + r.status);
+  }
+  const key = new URLSearchParams(location.hash.slice(1)).get('key');
+  if (key) {
+    history.replaceState(null, '', location.pathname + location.search);
+    open(key);
+  }
+  document.getElementById('f').addEventListener('submit', (e) => {
+    e.preventDefault();
+    open(document.getElementById('k').value);
+  });
+})();
+</script></body></html>
+"#;
 
 /// What a page or stream may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1455,13 +1613,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_key_is_read_from_the_query() {
-        assert_eq!(
-            query_param(Some("a=1&key=k%2Bx&runs=r"), "key").as_deref(),
-            Some("k+x")
+    fn the_session_token_is_read_from_the_cookies() {
+        let mut h = axum::http::HeaderMap::new();
+        assert_eq!(session_token_hash(&h), None);
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; eddy_sessionx=no"),
         );
-        assert_eq!(query_param(Some("key="), "key"), None);
-        assert_eq!(query_param(None, "key"), None);
+        assert_eq!(session_token_hash(&h), None);
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("b=2;  eddy_session=tok ; c=3"),
+        );
+        assert_eq!(session_token_hash(&h), Some(eddy_queue::hash_key("tok")));
     }
 
     #[test]
