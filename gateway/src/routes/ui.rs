@@ -298,13 +298,18 @@ fn login_page() -> Response {
         "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
          connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     );
+    html_page(html, &csp)
+}
+
+/// An HTML page with its Content-Security-Policy and the secure headers.
+fn html_page(html: String, csp: &str) -> Response {
     let mut r = (StatusCode::OK, html).into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    if let Ok(v) = HeaderValue::from_str(&csp) {
+    if let Ok(v) = HeaderValue::from_str(csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     secure_headers(h);
@@ -401,17 +406,7 @@ pub async fn page(caller: Caller, Query(q): Query<PageQuery>) -> ApiResult<Respo
          connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
          frame-ancestors 'none'"
     );
-    let mut r = (StatusCode::OK, html).into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&csp) {
-        h.insert(header::CONTENT_SECURITY_POLICY, v);
-    }
-    secure_headers(h);
-    Ok(r)
+    Ok(html_page(html, &csp))
 }
 
 fn secure_headers(h: &mut axum::http::HeaderMap) {
