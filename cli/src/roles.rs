@@ -158,6 +158,11 @@ pub struct GatewayArgs {
     /// Largest invocation payload, in bytes.
     #[arg(long, env = "EDDY_MAX_PAYLOAD_BYTES", default_value_t = 1 << 20)]
     max_payload_bytes: usize,
+    /// Largest body of one batch request (`POST /invoke/{name}/batch`), in
+    /// bytes: past it the rest is not read and the answer's last line says
+    /// so. A bulk client sends several.
+    #[arg(long, env = "EDDY_MAX_BATCH_BYTES", default_value_t = 1 << 30)]
+    max_batch_bytes: usize,
     /// How long a sync invoke waits for its result before answering 202.
     #[arg(long, env = "EDDY_SYNC_TIMEOUT_MS", default_value_t = 30_000)]
     sync_timeout_ms: u64,
@@ -179,6 +184,7 @@ impl GatewayArgs {
             redis_url,
             admin_key,
             max_payload_bytes: self.max_payload_bytes,
+            max_batch_bytes: self.max_batch_bytes,
             sync_timeout: Duration::from_millis(self.sync_timeout_ms),
             max_in_flight: self.max_in_flight,
             bulk_yield: worker.bulk_yield,

@@ -23,7 +23,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use eddy_protocol::callback::Allowlist;
 use eddy_protocol::{FunctionName, TenantId};
 use eddy_queue::{Queue, QueueConfig};
@@ -265,6 +265,11 @@ impl AppState {
     }
 }
 
+/// The body limit of the small JSON bodies (a tenant, a quota).
+pub(crate) const JSON_BODY: usize = 64 << 10;
+/// The body limit of a rollback's optional body.
+pub(crate) const SMALL_BODY: usize = 4096;
+
 /// The whole API. Layers, outermost first: trace → load shed → concurrency
 /// limit → (per route) body limit → auth. Per-tenant rate limits and pending
 /// quotas are enforced atomically in Redis by the enqueue script, so that
@@ -276,14 +281,17 @@ pub fn app(state: AppState) -> Router {
             "/functions/{name}",
             put(routes::functions::deploy)
                 .layer(DefaultBodyLimit::max(c.max_module_bytes))
+                .merge(
+                    patch(routes::functions::patch)
+                        .layer(DefaultBodyLimit::max(c.max_payload_bytes)),
+                )
                 .get(routes::functions::get)
-                .patch(routes::functions::patch)
                 .delete(routes::functions::delete),
         )
         .route("/functions", get(routes::functions::list))
         .route(
             "/functions/{name}/rollback",
-            post(routes::functions::rollback),
+            post(routes::functions::rollback).layer(DefaultBodyLimit::max(SMALL_BODY)),
         )
         .route(
             "/invoke/{name}",
@@ -305,9 +313,15 @@ pub fn app(state: AppState) -> Router {
             get(routes::records::callback_dead_letters),
         )
         .route("/status", get(routes::records::status))
-        .route("/tenants", post(routes::tenants::create))
+        .route(
+            "/tenants",
+            post(routes::tenants::create).layer(DefaultBodyLimit::max(JSON_BODY)),
+        )
         .route("/tenants/{tenant}", get(routes::tenants::get))
-        .route("/tenants/{tenant}/quota", put(routes::tenants::set_quota))
+        .route(
+            "/tenants/{tenant}/quota",
+            put(routes::tenants::set_quota).layer(DefaultBodyLimit::max(JSON_BODY)),
+        )
         .route(
             "/tenants/{tenant}/keys",
             post(routes::tenants::create_key).get(routes::tenants::list_keys),

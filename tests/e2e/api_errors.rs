@@ -368,3 +368,79 @@ async fn a_tenant_sees_and_touches_nothing_of_another() {
     let (s, _) = p.get(&b, &format!("/invocations/{b_inv}")).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+/// Every body has its documented limit: the small JSON bodies 64 KiB, a
+/// PATCH the payload limit, and a batch its own (here 100 bytes): past it
+/// the rest is not read and the last line says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_limited_on_every_route() {
+    let p = Platform::start(&[("EDDY_MAX_BATCH_BYTES", "100")]);
+    let (key, _) = p.tenant("acme", json!({})).await;
+    p.deploy(&key, "echo", "echo", "").await;
+    let big = format!(r#"{{"id":"big","pad":"{}"}}"#, "x".repeat(70 << 10));
+    let too_large =
+        |limit: usize| format!("request body is larger than the limit of {limit} bytes");
+    for (method, path, key, body, limit) in [
+        (Method::POST, "/tenants", ADMIN, big.clone(), 65536),
+        (
+            Method::PUT,
+            "/tenants/acme/quota",
+            ADMIN,
+            big.clone(),
+            65536,
+        ),
+        (
+            Method::PATCH,
+            "/functions/echo",
+            key.as_str(),
+            "x".repeat((1 << 20) + 1),
+            1 << 20,
+        ),
+        (
+            Method::POST,
+            "/functions/echo/rollback",
+            key.as_str(),
+            "x".repeat(5000),
+            4096,
+        ),
+    ] {
+        check(
+            &p,
+            Case {
+                name: "a body over its route's limit",
+                method,
+                path: path.to_string(),
+                key: key.to_string(),
+                headers: vec![("content-type", "application/json".into())],
+                body: body.into_bytes(),
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "payload_too_large",
+                message: too_large(limit),
+            },
+        )
+        .await;
+    }
+    // 40 bytes a line: two whole lines fit in 100 bytes, the third does not.
+    let line = format!("{{\"pad\":\"{}\"}}\n", "y".repeat(29));
+    assert_eq!(line.len(), 40);
+    let r = p
+        .req(Method::POST, "/invoke/echo/batch", &key)
+        .body(line.repeat(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let lines: Vec<Value> = r
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0]["id"].is_string() && lines[1]["id"].is_string());
+    assert_eq!(
+        lines[2],
+        json!({"error": {"code": "payload_too_large", "message": "request body is larger than the limit of 100 bytes: the lines after line 2 were not read"}})
+    );
+}

@@ -266,7 +266,7 @@ pub async fn rollback(
     req: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
     let name = function_name(&name)?;
-    let req = body(req, 4096)?;
+    let req = body(req, crate::SMALL_BODY)?;
     let req: RollbackRequest = if req.is_empty() {
         RollbackRequest::default()
     } else {

@@ -364,7 +364,9 @@ async fn invoke_traced(
 
 /// Enqueues one invocation per NDJSON line, for bulk ingestion. The response
 /// streams one NDJSON line per input line, in order: `{"line":n,"id":…}` or
-/// `{"line":n,"error":{"code":…,"message":…}}`. Lines are enqueued in
+/// `{"line":n,"error":{"code":…,"message":…}}`; a body over the batch limit
+/// ends with `{"error":{"code":"payload_too_large",…}}` and its rest is not
+/// read. Lines are enqueued in
 /// pipelined batches as they arrive, so a million rows never sit in memory.
 #[utoipa::path(post, path = "/invoke/{name}/batch", params(("name" = String, Path)),
     request_body(content = String, content_type = "application/x-ndjson", description = "one JSON payload per line"),
@@ -404,9 +406,22 @@ pub async fn batch(
         let mut ended = false;
         // Inside a line already reported as too long: drop bytes up to its end.
         let mut skipping = false;
+        // Bytes read so far: past `max_bytes` the rest is not read (the raw
+        // body stream is not bounded by the route's body limit).
+        let (max_bytes, mut read, mut over) = (state.config.max_batch_bytes, 0usize, false);
         while !ended {
             match stream.next().await {
-                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                Some(Ok(chunk)) if read + chunk.len() > max_bytes => {
+                    // The last whole line within the limit ends the batch.
+                    buf.extend_from_slice(&chunk[..max_bytes - read]);
+                    let whole = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                    buf.truncate(whole);
+                    (ended, over) = (true, true);
+                }
+                Some(Ok(chunk)) => {
+                    read += chunk.len();
+                    buf.extend_from_slice(&chunk);
+                }
                 Some(Err(e)) => {
                     let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                     return;
@@ -484,6 +499,13 @@ pub async fn batch(
                     return;
                 }
             }
+        }
+        if over {
+            let e = ApiError::PayloadTooLarge(max_bytes);
+            let line = json!({ "error": { "code": e.code(), "message": format!(
+                "{e}: the lines after line {line_no} were not read"
+            ) } });
+            let _ = tx.send(Ok(Bytes::from(format!("{line}\n")))).await;
         }
     });
     let stream = tokio_stream_from(rx);

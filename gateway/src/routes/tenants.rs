@@ -62,7 +62,7 @@ pub async fn create(
     _admin: Admin,
     req: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<CreatedTenant>)> {
-    let req: CreateTenant = json(&body(req, 64 << 10)?)?;
+    let req: CreateTenant = json(&body(req, crate::JSON_BODY)?)?;
     let id = tenant_id(&req.id)?;
     let Some((tenant, webhook_secret)) = state.queue.create_tenant(&id, req.quota).await? else {
         return Err(ApiError::Conflict(format!("tenant `{id}` already exists")));
@@ -110,7 +110,7 @@ pub async fn set_quota(
     req: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Quota>> {
     let id = tenant_id(&tenant)?;
-    let quota: Quota = json(&body(req, 64 << 10)?)?;
+    let quota: Quota = json(&body(req, crate::JSON_BODY)?)?;
     if !state.queue.set_quota(&id, quota).await? {
         return Err(ApiError::NotFound {
             what: "tenant",
