@@ -168,7 +168,48 @@ pub async fn authenticate(
         Caller::Admin => None,
     };
     req.extensions_mut().insert(caller);
-    Ok(next.run(req).await)
+    let response = next.run(req).await;
+    // A streamed answer (a batch, an event stream) holds the tenant's place
+    // until it ends, not only until its handler returns.
+    Ok(match _share {
+        Some(entered) => {
+            let (parts, body) = response.into_parts();
+            Response::from_parts(
+                parts,
+                axum::body::Body::new(Held {
+                    body,
+                    _entered: entered,
+                }),
+            )
+        }
+        None => response,
+    })
+}
+
+/// A response body that keeps its request counted in flight until it ends.
+struct Held {
+    body: axum::body::Body,
+    _entered: Entered,
+}
+
+impl http_body::Body for Held {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Who `key` is. A key this gateway saw valid lately needs no Redis; any
@@ -179,26 +220,32 @@ async fn identify(
     key: &str,
     peer: Option<std::net::IpAddr>,
 ) -> Result<Caller, ApiError> {
+    let hash = eddy_queue::hash_key(key);
+    let asked = Instant::now();
+    if let Some(tenant) = state.keys.get(&hash) {
+        return Ok(Caller::Tenant(tenant));
+    }
+    // A blocked address may still use keys seen valid lately; every other
+    // guess, the admin key's included, waits for the window to end.
+    if let Some(wait) = peer.and_then(|ip| state.failed_auths.blocked(ip))
+        && !state.failed_auths.seen_valid(&hash)
+    {
+        return Err(ApiError::AuthThrottled(wait));
+    }
     if state
         .config
         .admin_key
         .as_deref()
         .is_some_and(|admin| same_secret(admin, key))
     {
+        state.failed_auths.valid(hash);
         return Ok(Caller::Admin);
-    }
-    let hash = eddy_queue::hash_key(key);
-    let asked = Instant::now();
-    if let Some(tenant) = state.keys.get(&hash) {
-        return Ok(Caller::Tenant(tenant));
-    }
-    if let Some(wait) = peer.and_then(|ip| state.failed_auths.blocked(ip)) {
-        return Err(ApiError::AuthThrottled(wait));
     }
     match state.queue.lookup_key_hash(&hash).await? {
         Some(k) if k.revoked => Err(ApiError::KeyRevoked),
         Some(k) => {
-            state.keys.put(hash, k.tenant.clone(), asked);
+            state.keys.put(hash.clone(), k.tenant.clone(), asked);
+            state.failed_auths.valid(hash);
             Ok(Caller::Tenant(k.tenant))
         }
         None => Err(ApiError::InvalidKey),
@@ -209,11 +256,20 @@ async fn identify(
 /// [`FAILED_AUTH_WINDOW`]: an address past [`FAILED_AUTHS`] in a window is
 /// refused every key lookup until the window ends (429
 /// `too_many_failed_auths`), so guessing keys is slow and cannot load Redis.
-/// Keys this gateway saw valid lately still pass, so that clients behind
-/// the same proxy as a guesser keep working. Bounded: past
-/// [`FAILED_AUTH_ADDRESSES`] addresses the expired windows go, then all.
+/// Keys that authenticated at this gateway within the hour still pass, so
+/// that clients behind the same proxy as a guesser keep working. IPv6 is
+/// counted per /64. Bounded: past [`FAILED_AUTH_ADDRESSES`] addresses the
+/// expired windows go, then all.
 #[derive(Debug, Default)]
-pub struct FailedAuths(Mutex<HashMap<std::net::IpAddr, (Instant, u32)>>);
+pub struct FailedAuths {
+    failures: Mutex<HashMap<std::net::IpAddr, (Instant, u32)>>,
+    /// Hashes of keys that authenticated within [`SEEN_VALID_FOR`]: they
+    /// pass a blocked address (clients behind the guesser's proxy).
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+/// How long a key that authenticated passes a blocked address.
+const SEEN_VALID_FOR: Duration = Duration::from_secs(3600);
 
 /// Failed authentications an address may make per window.
 pub const FAILED_AUTHS: u32 = 20;
@@ -221,9 +277,39 @@ pub const FAILED_AUTHS: u32 = 20;
 pub const FAILED_AUTH_WINDOW: Duration = Duration::from_secs(10);
 const FAILED_AUTH_ADDRESSES: usize = 10_000;
 
+/// The unit an address is counted in: one IPv4 address, or an IPv6 /64
+/// (what one host usually holds).
+fn counted(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            std::net::IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
 impl FailedAuths {
-    fn failed(&self, ip: std::net::IpAddr) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+    fn valid(&self, hash: String) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= FAILED_AUTH_ADDRESSES * 10 && !seen.contains_key(&hash) {
+            seen.retain(|_, at| at.elapsed() < SEEN_VALID_FOR);
+            if seen.len() >= FAILED_AUTH_ADDRESSES * 10 {
+                return;
+            }
+        }
+        seen.insert(hash, Instant::now());
+    }
+
+    fn seen_valid(&self, hash: &str) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(hash)
+            .is_some_and(|at| at.elapsed() < SEEN_VALID_FOR)
+    }
+
+    pub(crate) fn failed(&self, ip: std::net::IpAddr) {
+        let ip = counted(ip);
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if map.len() >= FAILED_AUTH_ADDRESSES && !map.contains_key(&ip) {
             map.retain(|_, (start, _)| now.duration_since(*start) < FAILED_AUTH_WINDOW);
@@ -239,9 +325,9 @@ impl FailedAuths {
     }
 
     /// How long `ip` is still refused, if it is.
-    fn blocked(&self, ip: std::net::IpAddr) -> Option<u64> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (start, n) = map.get(&ip)?;
+    pub(crate) fn blocked(&self, ip: std::net::IpAddr) -> Option<u64> {
+        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let (start, n) = map.get(&counted(ip))?;
         let left = FAILED_AUTH_WINDOW.checked_sub(start.elapsed())?;
         (*n >= FAILED_AUTHS).then(|| left.as_secs().max(1))
     }
@@ -249,17 +335,32 @@ impl FailedAuths {
 
 /// Lets only the admin key through (operator endpoints on the public
 /// port).
-pub fn admin_only(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+/// Failed guesses count toward the address's throttle as everywhere.
+pub fn admin_only(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    peer: Option<std::net::IpAddr>,
+) -> Result<(), ApiError> {
     let key = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(bearer)
         .ok_or(ApiError::MissingKey)?;
+    if let Some(wait) = peer.and_then(|ip| state.failed_auths.blocked(ip))
+        && !state.failed_auths.seen_valid(&eddy_queue::hash_key(key))
+    {
+        return Err(ApiError::AuthThrottled(wait));
+    }
     match state.config.admin_key.as_deref() {
         Some(admin) if same_secret(admin, key) => Ok(()),
-        _ => Err(ApiError::Forbidden(
-            "only the admin key may read this gateway's metrics".into(),
-        )),
+        _ => {
+            if let Some(ip) = peer {
+                state.failed_auths.failed(ip);
+            }
+            Err(ApiError::Forbidden(
+                "only the admin key may read this gateway's metrics".into(),
+            ))
+        }
     }
 }
 

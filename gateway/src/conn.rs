@@ -1,9 +1,9 @@
 //! The gateway's connection loop and the limits a slow client meets: the
 //! request head must arrive within [`HEADER_READ`] (hyper's timer closes
 //! the connection otherwise, idle keep-alive connections included), and a
-//! request body within [`BODY_READ`] of the request (a total deadline, not
-//! one between frames: a client sending a byte every few seconds is cut off
-//! too). Each tenant's share of in-flight requests is in `auth.rs`.
+//! request body within [`BODY_READ`] of the request plus time for what it
+//! sent (a deadline on the whole body, not between frames: a client sending
+//! a byte every few seconds is cut off too). Each tenant's share of in-flight requests is in `auth.rs`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,12 +25,21 @@ use tower::ServiceExt;
 /// How long a client has to send a request's head.
 pub const HEADER_READ: Duration = Duration::from_secs(10);
 
-/// How long a client has to send a request's body, from its head.
+/// How long a client has to send a request's body, from its head, plus
+/// [`BODY_GRACE_PER_MIB`] for every MiB it sent: a body that keeps coming at
+/// 64 KiB/s or more never times out (a large module, a long batch, which
+/// the server itself reads at its own pace), a trickle does.
 pub const BODY_READ: Duration = Duration::from_secs(30);
+/// The time each MiB of a body adds to its deadline.
+pub const BODY_GRACE_PER_MIB: Duration = Duration::from_secs(16);
+
+/// How long a shutdown waits for the requests under way before it lets go
+/// of them.
+const DRAIN: Duration = Duration::from_secs(60);
 
 /// The body did not arrive within [`BODY_READ`].
 #[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive within {} s", BODY_READ.as_secs())]
+#[error("the request body did not arrive in time ({} s, plus {} s per MiB received)", BODY_READ.as_secs(), BODY_GRACE_PER_MIB.as_secs())]
 pub struct BodyTimedOut;
 
 /// A request body with a total deadline.
@@ -48,6 +57,13 @@ impl HttpBody for Deadline {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref))
+                && let Some(data) = data
+            {
+                let grace = BODY_GRACE_PER_MIB.mul_f64(data.len() as f64 / f64::from(1 << 20));
+                let until = self.sleep.deadline() + grace;
+                self.sleep.as_mut().reset(until);
+            }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         match self.sleep.as_mut().poll(cx) {
@@ -103,9 +119,9 @@ pub async fn serve(
                     .oneshot(axum::http::Request::from_parts(parts, body))
             });
         let mut stop = stop_rx.clone();
-        let open = open.clone();
-        open.0.fetch_add(1, Ordering::AcqRel);
+        let open = Open::enter(&open);
         tokio::spawn(async move {
+            let _open = open;
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ)
@@ -122,18 +138,44 @@ pub async fn serve(
                     let _ = conn.await;
                 }
             }
-            if open.0.fetch_sub(1, Ordering::AcqRel) == 1 {
-                open.1.notify_waiters();
-            }
         });
     }
+    // New connections are refused from here on, not left in the backlog.
+    drop(listener);
     let _ = stop_tx.send(true);
-    loop {
-        let notified = open.1.notified();
-        if open.0.load(Ordering::Acquire) == 0 {
-            return Ok(());
+    let drained = async {
+        loop {
+            let notified = open.1.notified();
+            if open.0.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
         }
-        notified.await;
+    };
+    if tokio::time::timeout(DRAIN, drained).await.is_err() {
+        tracing::warn!(
+            connections = open.0.load(Ordering::Acquire),
+            "requests still under way after the drain; letting go of them"
+        );
+    }
+    Ok(())
+}
+
+/// One open connection, counted until it is dropped (a panic included).
+struct Open(Arc<(AtomicUsize, Notify)>);
+
+impl Open {
+    fn enter(open: &Arc<(AtomicUsize, Notify)>) -> Self {
+        open.0.fetch_add(1, Ordering::AcqRel);
+        Open(open.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if self.0.0.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.1.notify_waiters();
+        }
     }
 }
 

@@ -15,6 +15,9 @@
   // The page and its event stream authenticate with the session cookie;
   // the key (for the API calls this page makes) stays in this tab only.
   const key = sessionStorage.getItem('eddy-key') || '';
+  // Opened as /ui#key=… with a session already open: the key leaves the
+  // address (and the history) at once.
+  if (location.hash) history.replaceState(null, '', location.pathname + location.search);
   const params = new URLSearchParams(location.search);
   const admin = app.dataset.admin === 'true';
   const scopeTenant = app.dataset.tenant || '';

@@ -881,7 +881,7 @@ async fn slow_clients_are_dropped_and_hold_at_most_their_share() {
         assert!(text.starts_with("HTTP/1.1 408"), "{text}");
         assert!(
             text.contains(
-                r#"{"code":"request_timeout","message":"the request body did not arrive within 30 s"}"#
+                r#"{"code":"request_timeout","message":"the request body did not arrive in time (30 s, plus 16 s per MiB received)"}"#
             ),
             "{text}"
         );
@@ -1020,4 +1020,61 @@ async fn failed_authentications_are_throttled_per_address() {
     tokio::time::sleep(Duration::from_secs(wait + 1)).await;
     let r = call("eddy_guess_21".into()).await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A batch's answer streams while its body is read: the request counts in
+/// the tenant's share of requests in flight until its answer ends, not only
+/// until its handler returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_batch_holds_its_place_in_flight_until_it_ends() {
+    use tokio::io::AsyncWriteExt;
+    let p = Platform::start(&[("EDDY_MAX_IN_FLIGHT", "4")]);
+    let (alice, mallory) = tenants(&p, "echo2", eddy_tests::wasm("echo"), "").await;
+    let addr = p.base.trim_start_matches("http://").to_string();
+    // Two batches whose bodies stall: mallory's whole share of 4 / 2.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /invoke/echo/batch HTTP/1.1\r\nHost: eddy\r\nAuthorization: Bearer {mallory}\r\n\
+             Content-Length: 100000\r\n\r\n{{\"n\":1}}\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = p
+        .req(Method::POST, "/invoke/echo", &mallory)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    refused(
+        r,
+        StatusCode::TOO_MANY_REQUESTS,
+        Some(("retry-after", "1")),
+        "too_many_in_flight",
+        "the tenant has 2 requests in flight on this gateway, its share; retry later",
+    )
+    .await;
+    // Alice's half is hers.
+    let r = p
+        .req(Method::POST, "/invoke/echo", &alice)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The batches end (their clients go): the share comes back.
+    drop(held);
+    eddy_tests::wait_until(Duration::from_secs(10), "mallory's share back", || async {
+        let r = p
+            .req(Method::POST, "/invoke/echo", &mallory)
+            .body("{}")
+            .send()
+            .await
+            .ok()?;
+        (r.status() == StatusCode::OK).then_some(())
+    })
+    .await;
 }

@@ -44,9 +44,13 @@ pub async fn not_found() -> (StatusCode, axum::Json<crate::ErrorBody>) {
     (status = 401, body = crate::ErrorBody), (status = 403, description = "not the admin key", body = crate::ErrorBody)))]
 pub async fn metrics(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    request: axum::extract::Request,
 ) -> Result<(StatusCode, String), crate::error::ApiError> {
-    crate::auth::admin_only(&state, &headers)?;
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    crate::auth::admin_only(&state, request.headers(), peer)?;
     Ok(match &state.metrics {
         Some(render) => (StatusCode::OK, render()),
         None => (StatusCode::NOT_FOUND, "metrics are not enabled".into()),

@@ -235,7 +235,7 @@ fn finished(rec: InvocationRecord) -> Response {
               (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
               (status = 413, body = crate::ErrorBody), (status = 422, description = "`idempotency_key_reused`, or the function failed: `code` and the `x-eddy-error-class` header name the class (`processor_error`, `trap`, `timeout`, `out_of_memory`, `stack_overflow`, `limit_exceeded`, `invalid_module`, `unknown_function`, `run_limit`, `quota`: follow-ups over the tenant's max_pending)", body = Object),
               (status = 500, description = "Eddy failed (`host_error`, `crashed`, `internal`), never the function", body = Object),
-              (status = 408, description = "the body did not arrive within 30 s (`request_timeout`)", body = crate::ErrorBody),
+              (status = 408, description = "the body did not arrive in time: 30 s plus 16 s per MiB received (`request_timeout`)", body = crate::ErrorBody),
               (status = 429, description = "a quota (`quota_exceeded`) or the tenant's share of this gateway's requests in flight (`too_many_in_flight`); `Retry-After`", body = crate::ErrorBody),
               (status = 503, body = crate::ErrorBody)))]
 pub async fn invoke(
@@ -423,7 +423,23 @@ pub async fn batch(
                     buf.extend_from_slice(&chunk);
                 }
                 Some(Err(e)) => {
-                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    // What was read is enqueued and answered; the last line
+                    // says why the rest was not.
+                    if !pending.is_empty() {
+                        let out = enqueue_chunk(&state, &spec, std::mem::take(&mut pending)).await;
+                        if !send(&tx, out).await {
+                            return;
+                        }
+                    }
+                    let e = if crate::conn::timed_out(&e) {
+                        ApiError::RequestTimeout(crate::conn::BodyTimedOut.to_string())
+                    } else {
+                        ApiError::BadRequest(format!("reading the body: {e}"))
+                    };
+                    let line = json!({ "error": { "code": e.code(), "message": format!(
+                        "{e}: the lines after line {line_no} were not read"
+                    ) } });
+                    let _ = send(&tx, Bytes::from(format!("{line}\n"))).await;
                     return;
                 }
                 None => {
@@ -476,7 +492,7 @@ pub async fn batch(
                     let started = std::time::Instant::now();
                     let out = enqueue_chunk(&state, &spec, std::mem::take(&mut pending)).await;
                     let spent = started.elapsed();
-                    if tx.send(Ok(out)).await.is_err() {
+                    if !send(&tx, out).await {
                         return;
                     }
                     // Sync calls of this gateway go first: while one waits,
@@ -495,7 +511,7 @@ pub async fn batch(
             }
             if ended && !pending.is_empty() {
                 let out = enqueue_chunk(&state, &spec, std::mem::take(&mut pending)).await;
-                if tx.send(Ok(out)).await.is_err() {
+                if !send(&tx, out).await {
                     return;
                 }
             }
@@ -505,7 +521,7 @@ pub async fn batch(
             let line = json!({ "error": { "code": e.code(), "message": format!(
                 "{e}: the lines after line {line_no} were not read"
             ) } });
-            let _ = tx.send(Ok(Bytes::from(format!("{line}\n")))).await;
+            let _ = send(&tx, Bytes::from(format!("{line}\n"))).await;
         }
     });
     let stream = tokio_stream_from(rx);
@@ -515,6 +531,19 @@ pub async fn batch(
         .body(Body::from_stream(stream))
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
+
+/// Sends one piece of a batch's answer; false when the client is gone or
+/// has not read its answer for [`BATCH_READER_WAIT`] (the batch stops: a
+/// client that does not read cannot hold the gateway).
+async fn send(tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>, out: Bytes) -> bool {
+    matches!(
+        tokio::time::timeout(BATCH_READER_WAIT, tx.send(Ok(out))).await,
+        Ok(Ok(()))
+    )
+}
+
+/// How long a batch waits for its client to read the answer so far.
+const BATCH_READER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn tokio_stream_from(
     mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,

@@ -28,7 +28,8 @@ end
 redis.call('XADD', KEYS[4], '*', 'e', ARGV[2], 'p', ARGV[3])
 redis.call('HINCRBY', KEYS[5], 'pending', 1)
 redis.call('HSET', KEYS[2], 'status', 'queued', 'attempt', 1)
-redis.call('HDEL', KEYS[2], 'completed')
+-- A fresh start: the waits for room under max_pending start over too.
+redis.call('HDEL', KEYS[2], 'completed', 'qwaits')
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
 if redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('HINCRBY', KEYS[3], ARGV[4], -1)
