@@ -1,6 +1,7 @@
-//! The gateway's connection loop and the limits a slow client meets: the
-//! request head must arrive within [`HEADER_READ`] (hyper's timer closes
-//! the connection otherwise, idle keep-alive connections included), and a
+//! The gateway's connection loop and the limits a slow client meets: a new
+//! connection's first request head must arrive within [`HEADER_READ`]
+//! ([`FirstHead`]), a connection idle between requests is closed after
+//! [`KEEP_ALIVE`] (hyper's head timer), and a
 //! request body within [`BODY_READ`] of the request plus time for what it
 //! sent (a deadline on the whole body, not between frames: a client sending
 //! a byte every few seconds is cut off too). Each tenant's share of in-flight requests is in `auth.rs`.
@@ -22,8 +23,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{Notify, watch};
 use tower::ServiceExt;
 
-/// How long a client has to send a request's head.
+/// How long a new connection has to send its first request's head.
 pub const HEADER_READ: Duration = Duration::from_secs(10);
+
+/// How long a connection may stay idle between requests (hyper's head
+/// timer, which starts when the previous answer is written): well above
+/// the pool idle times clients use, so that a client never sends on a
+/// connection the gateway is closing at that moment.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
 
 /// How long a client has to send a request's body, from its head, plus
 /// [`BODY_GRACE_PER_MIB`] for every MiB it sent: a body that keeps coming at
@@ -124,8 +131,8 @@ pub async fn serve(
             let _open = open;
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ)
-                .serve_connection(TokioIo::new(stream), service);
+                .header_read_timeout(KEEP_ALIVE)
+                .serve_connection(TokioIo::new(FirstHead::new(stream)), service);
             tokio::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => {
@@ -159,6 +166,96 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// A new connection's first request head must end (`\r\n\r\n`) within
+/// [`HEADER_READ`] of the connection, or reading fails and the connection
+/// closes. Before that end every byte is head, so the scan is exact; after
+/// it the connection is a client's that spoke HTTP, and hyper's head timer
+/// ([`KEEP_ALIVE`]) governs the rest.
+struct FirstHead<T> {
+    io: T,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// How much of `\r\n\r\n` the bytes read so far end with.
+    matched: usize,
+}
+
+impl<T> FirstHead<T> {
+    fn new(io: T) -> Self {
+        FirstHead {
+            io,
+            deadline: Some(Box::pin(tokio::time::sleep(HEADER_READ))),
+            matched: 0,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for FirstHead<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        let this = &mut *self;
+        if this.deadline.is_none() {
+            return read;
+        }
+        if let Poll::Ready(Ok(())) = read {
+            for b in &buf.filled()[before..] {
+                this.matched = match (this.matched, *b) {
+                    (0 | 2, b'\r') => this.matched + 1,
+                    (1 | 3, b'\n') => this.matched + 1,
+                    (_, b'\r') => 1,
+                    _ => 0,
+                };
+                if this.matched == 4 {
+                    this.deadline = None;
+                    return read;
+                }
+            }
+        }
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the first request head did not arrive in time",
+            )));
+        }
+        read
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstHead<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }
 
 /// One open connection, counted until it is dropped (a panic included).

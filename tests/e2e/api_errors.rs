@@ -423,20 +423,7 @@ async fn bodies_are_limited_on_every_route() {
     // 40 bytes a line: two whole lines fit in 100 bytes, the third does not.
     let line = format!("{{\"pad\":\"{}\"}}\n", "y".repeat(29));
     assert_eq!(line.len(), 40);
-    let r = p
-        .req(Method::POST, "/invoke/echo/batch", &key)
-        .body(line.repeat(5))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let lines: Vec<Value> = r
-        .text()
-        .await
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = p.batch(&key, "echo", line.repeat(5)).await;
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(lines[0]["id"].is_string() && lines[1]["id"].is_string());
     assert_eq!(

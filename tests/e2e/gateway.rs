@@ -75,6 +75,37 @@ impl Platform {
         r.json().await.unwrap()
     }
 
+    /// Sends `body` with `key`; the response.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.req(method, path, key).body(body).send().await.unwrap()
+    }
+
+    /// `POST /invoke/{function}/batch` with `ndjson`: 200 and the answer's
+    /// lines.
+    pub async fn batch(&self, key: &str, function: &str, ndjson: String) -> Vec<Value> {
+        let r = self
+            .send(
+                Method::POST,
+                &format!("/invoke/{function}/batch"),
+                key,
+                ndjson,
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        r.text()
+            .await
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     pub async fn get(&self, key: &str, path: &str) -> (StatusCode, Value) {
         let r = self.req(Method::GET, path, key).send().await.unwrap();
         let status = r.status();
@@ -375,20 +406,13 @@ async fn deploy_invoke_sync_async_with_callback_and_a_run() {
     );
 
     // Batch: NDJSON in, one result line per input line.
-    let r = p
-        .req(Method::POST, "/invoke/wordcount/batch", &key)
-        .body("{\"text\":\"a\"}\n{\"text\":\"b c\"}\nnot json\n\n{\"text\":\"d\"}\n")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let lines: Vec<Value> = r
-        .text()
-        .await
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = p
+        .batch(
+            &key,
+            "wordcount",
+            "{\"text\":\"a\"}\n{\"text\":\"b c\"}\nnot json\n\n{\"text\":\"d\"}\n".into(),
+        )
+        .await;
     assert_eq!(lines.len(), 4);
     assert_eq!(lines[2]["line"], 3);
     assert_eq!(lines[2]["error"]["code"], "invalid_json");

@@ -944,11 +944,8 @@ async fn a_tenants_keys_and_functions_are_bounded() {
             let p = &p;
             async move {
                 let r = p
-                    .req(Method::PUT, &format!("/functions/f{i}"), &key)
-                    .body(module)
-                    .send()
-                    .await
-                    .unwrap();
+                    .send(Method::PUT, &format!("/functions/f{i}"), &key, module)
+                    .await;
                 assert_eq!(r.status(), StatusCode::CREATED);
             }
         })
@@ -956,11 +953,8 @@ async fn a_tenants_keys_and_functions_are_bounded() {
         .collect::<Vec<()>>()
         .await;
     let r = p
-        .req(Method::PUT, "/functions/one-more", &key)
-        .body(module.clone())
-        .send()
-        .await
-        .unwrap();
+        .send(Method::PUT, "/functions/one-more", &key, module.clone())
+        .await;
     refused(
         r,
         StatusCode::TOO_MANY_REQUESTS,
@@ -970,12 +964,7 @@ async fn a_tenants_keys_and_functions_are_bounded() {
     )
     .await;
     // A new version of one it has is no new function.
-    let r = p
-        .req(Method::PUT, "/functions/f7", &key)
-        .body(module)
-        .send()
-        .await
-        .unwrap();
+    let r = p.send(Method::PUT, "/functions/f7", &key, module).await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
@@ -1043,12 +1032,7 @@ async fn a_streaming_batch_holds_its_place_in_flight_until_it_ends() {
         held.push(s);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = p
-        .req(Method::POST, "/invoke/echo", &mallory)
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let r = p.send(Method::POST, "/invoke/echo", &mallory, "{}").await;
     refused(
         r,
         StatusCode::TOO_MANY_REQUESTS,
@@ -1058,12 +1042,7 @@ async fn a_streaming_batch_holds_its_place_in_flight_until_it_ends() {
     )
     .await;
     // Alice's half is hers.
-    let r = p
-        .req(Method::POST, "/invoke/echo", &alice)
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let r = p.send(Method::POST, "/invoke/echo", &alice, "{}").await;
     assert_eq!(r.status(), StatusCode::OK);
     // The batches end (their clients go): the share comes back.
     drop(held);
