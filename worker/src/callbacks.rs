@@ -104,6 +104,9 @@ pub(crate) struct Dispatcher {
     config: CallbackConfig,
     consumer: String,
     http: reqwest::Client,
+    /// When each tenant was last marked for a trimming look (one mark a
+    /// second serves every delivery of that second).
+    marked: std::sync::Mutex<std::collections::HashMap<TenantId, std::time::Instant>>,
 }
 
 impl Dispatcher {
@@ -124,6 +127,7 @@ impl Dispatcher {
             config,
             consumer,
             http,
+            marked: Default::default(),
         })
     }
 
@@ -221,8 +225,22 @@ impl Dispatcher {
     }
 
     /// After an acknowledgement: a look within a second trims the stream
-    /// (one look for all the deliveries of that second).
+    /// (one mark, one look, for all the deliveries of that second: not a
+    /// Redis round trip per callback).
     async fn look_again(&self, tenant: &TenantId) {
+        {
+            let mut marked = self.marked.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            let horizon = Duration::from_millis(eddy_queue::MARK_HORIZON_MS);
+            if marked
+                .get(tenant)
+                .is_some_and(|at| now.duration_since(*at) < horizon)
+            {
+                return;
+            }
+            marked.retain(|_, at| now.duration_since(*at) < horizon);
+            marked.insert(tenant.clone(), now);
+        }
         let soon = eddy_protocol::now_ms() + eddy_queue::MARK_HORIZON_MS;
         if let Err(error) = self.queue.mark_due(DueIndex::Callbacks, tenant, soon).await {
             debug!(%error, "marking callbacks for trimming");
