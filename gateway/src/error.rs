@@ -46,6 +46,17 @@ pub enum ApiError {
     IdempotencyMismatch(String),
     #[error("quota exceeded: {0}")]
     Quota(String, u64),
+    /// The tenant keeps its `max_stored_bytes`: `Retry-After` says when
+    /// some of it expires (none when only modules fill it).
+    #[error(
+        "the tenant stores {stored} bytes, its max_stored_bytes is {limit}{}",
+        if *retry_after == 0 { "; delete functions to make room".to_string() } else { format!("; some expire in {retry_after} s") }
+    )]
+    StorageQuota {
+        stored: u64,
+        limit: u64,
+        retry_after: u64,
+    },
     #[error("the gateway is overloaded; retry later")]
     Overloaded,
     /// The tenant holds its whole share of this gateway's requests.
@@ -89,7 +100,7 @@ impl ApiError {
             ApiError::IdempotencyMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Quota(..) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Quota(..) | ApiError::StorageQuota { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded | ApiError::Unavailable | ApiError::StorageFull => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -124,6 +135,7 @@ impl ApiError {
             ApiError::LimitReached(_) => "limit_reached",
             ApiError::AuthThrottled(_) => "too_many_failed_auths",
             ApiError::Quota(..) => "quota_exceeded",
+            ApiError::StorageQuota { .. } => "storage_quota_exceeded",
             ApiError::Overloaded => "overloaded",
             ApiError::TenantBusy(_) => "too_many_in_flight",
             ApiError::RequestTimeout(_) => "request_timeout",
@@ -158,6 +170,15 @@ impl From<eddy_queue::Error> for ApiError {
                 },
                 if which == "rate" { 1 } else { 5 },
             ),
+            eddy_queue::Error::StorageQuota {
+                limit,
+                stored,
+                retry_after_s,
+            } => ApiError::StorageQuota {
+                stored,
+                limit,
+                retry_after: retry_after_s,
+            },
             e if e.is_out_of_memory() => {
                 tracing::warn!(error = %e, "redis is out of memory");
                 ApiError::StorageFull
@@ -182,7 +203,11 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let ApiError::Quota(_, retry_after) | ApiError::AuthThrottled(retry_after) = &self {
+        if let ApiError::Quota(_, retry_after)
+        | ApiError::AuthThrottled(retry_after)
+        | ApiError::StorageQuota { retry_after, .. } = &self
+            && *retry_after > 0
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));

@@ -3,8 +3,7 @@
 //! **Invariant:** all keys of one tenant share the hash tag `{t:<tenant>}`, so
 //! that a completion script touching the invocation, its stream, its run and
 //! its follow-ups' streams stays in one Redis Cluster slot. Follow-ups stay
-//! inside their tenant. The only untagged keys are global indexes and
-//! content-addressed modules, which no script touches.
+//! inside their tenant. The only untagged keys are global indexes.
 
 use crate::names::{FunctionName, TenantId};
 
@@ -55,9 +54,25 @@ pub fn functions(tenant: &TenantId) -> String {
     format!("eddy:{}:fns", tag(tenant))
 }
 
-/// Module bytes, content-addressed by sha256 (shared by all tenants).
-pub fn module(sha256: &str) -> String {
-    format!("eddy:mod:{sha256}")
+/// Module bytes of a tenant, by sha256. Per tenant, not shared: a deploy
+/// counts them against the tenant's stored bytes and a delete frees them,
+/// atomically on the tenant's slot, and no tenant can tell what another
+/// deployed.
+pub fn module(tenant: &TenantId, sha256: &str) -> String {
+    format!("eddy:{}:mod:{sha256}", tag(tenant))
+}
+
+/// Hash of a tenant's module references: sha256 → how many function
+/// versions use it (the module goes when the last one does).
+pub fn module_refs(tenant: &TenantId) -> String {
+    format!("eddy:{}:modrefs", tag(tenant))
+}
+
+/// Hash of the bytes a tenant's invocations wrote that live for the record
+/// TTL (outputs, outcomes, dead letters), per slot of TTL/24: slot number →
+/// bytes (see `lua/stored.lua`).
+pub fn stored(tenant: &TenantId) -> String {
+    format!("eddy:{}:stored", tag(tenant))
 }
 
 /// Hash of one invocation record.
@@ -165,6 +180,10 @@ pub const KEYS_REVOKED: &str = "eddy:keys:revoked";
 /// deleted (gateways drop their cached spec of it).
 pub const FUNCTIONS_CHANGED: &str = "eddy:functions:changed";
 
+/// Pub/sub channel: `<tenant> <sha256>...`, the modules a delete freed
+/// (workers drop them and remove their compiled artifacts).
+pub const MODULES_FREED: &str = "eddy:modules:freed";
+
 /// Pub/sub channel: assignments changed.
 pub const ASSIGN: &str = "eddy:assign";
 
@@ -210,6 +229,9 @@ mod tests {
             callback_retries(&t),
             callback_dead_letters(&t),
             stats(&t, &f),
+            module(&t, "ab"),
+            module_refs(&t),
+            stored(&t),
         ] {
             assert!(key.contains("{t:acme}"), "{key}");
             assert_eq!(key.matches('{').count(), 1, "{key}");

@@ -335,10 +335,11 @@ impl Queue {
             let (now_s, ttl) = (&now_s, &ttl);
             async move {
                 let t = &group[0].1.tenant;
-                let mut head_keys = Args::with_capacity(2, 128);
+                let mut head_keys = Args::with_capacity(3, 160);
                 head_keys
                     .push(keys::tenant(t))
-                    .push(keys::rate_window(t, now / 1000));
+                    .push(keys::rate_window(t, now / 1000))
+                    .push(keys::stored(t));
                 let mut head_args = Args::with_capacity(4, 64);
                 head_args
                     .push(now_s)
@@ -405,12 +406,13 @@ impl Queue {
             let (now_s, ttl) = (&now_s, &ttl);
             async move {
                 let t = &group[0].1.tenant;
-                let mut head_keys = Args::with_capacity(4, 192);
+                let mut head_keys = Args::with_capacity(5, 224);
                 head_keys
                     .push(keys::tenant(t))
                     .push(keys::delayed(t))
                     .push(keys::dead_letters(t))
-                    .push(keys::callbacks(t));
+                    .push(keys::callbacks(t))
+                    .push(keys::stored(t));
                 let mut head_args = Args::with_capacity(4, 64);
                 head_args
                     .push(keys::GROUP)
@@ -787,11 +789,20 @@ fn enqueue_reply(envelope: &Envelope, reply: &[String]) -> Result<Enqueued> {
     }
 }
 
-/// A script's `{'quota', 'pending' | 'rate', limit}` reply as an error.
+/// A script's `{'quota', 'pending' | 'rate', limit}` or `{'quota', 'stored',
+/// limit, stored, retry after}` reply as an error.
 pub(crate) fn quota_refusal(reply: &[String]) -> Error {
-    Error::Quota {
-        which: reply.get(1).cloned().unwrap_or_default(),
-        limit: reply.get(2).and_then(|l| l.parse().ok()).unwrap_or(0),
+    let n = |i: usize| reply.get(i).and_then(|l| l.parse().ok()).unwrap_or(0);
+    match reply.get(1).map(String::as_str) {
+        Some("stored") => Error::StorageQuota {
+            limit: n(2),
+            stored: n(3),
+            retry_after_s: n(4),
+        },
+        which => Error::Quota {
+            which: which.unwrap_or_default().to_string(),
+            limit: n(2),
+        },
     }
 }
 

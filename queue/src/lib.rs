@@ -61,6 +61,15 @@ pub enum Error {
     /// A tenant quota refused the invocation: `which` is `pending` or `rate`.
     #[error("quota exceeded: {which} (limit {limit})")]
     Quota { which: String, limit: u64 },
+    /// The tenant stores its `max_stored_bytes` (or the new module would
+    /// take it over): `retry_after_s` until some of it expires, 0 when
+    /// nothing will (only modules: delete functions to make room).
+    #[error("stored-bytes quota: {stored} of {limit} bytes stored")]
+    StorageQuota {
+        limit: u64,
+        stored: u64,
+        retry_after_s: u64,
+    },
     /// The task that sends batched calls to Redis is gone (its runtime is
     /// shutting down).
     #[error("the queue's batching task stopped")]

@@ -4,6 +4,7 @@
 use eddy_protocol::{FunctionConfig, FunctionName, FunctionSpec, TenantId, keys};
 use redis::AsyncCommands;
 
+use crate::scripts::{DELETE_FUNCTION, DEPLOY};
 use crate::{Error, Queue, Result};
 
 /// The function hash's copy of the current version's spec, written with the
@@ -39,7 +40,8 @@ impl Queue {
 
     /// Stores a new immutable version of `name` and makes it current. Creates
     /// the function's stream and consumer group. Module bytes are stored once
-    /// per sha256, whoever deploys them.
+    /// per tenant and sha256, counted in the tenant's stored bytes:
+    /// `Error::StorageQuota` when a new module does not fit.
     ///
     /// The caller validates the module first (the gateway and `eddy` do).
     pub async fn deploy(
@@ -51,13 +53,11 @@ impl Queue {
         config: FunctionConfig,
     ) -> Result<FunctionSpec> {
         let mut conn = self.conn();
-        let fkey = keys::function(tenant, name);
-        let _: bool = conn.set_nx(keys::module(sha256), module).await?;
-        let version: u32 = conn.hincr(&fkey, "latest", 1).await?;
-        let spec = FunctionSpec {
+        let mut spec = FunctionSpec {
             tenant: tenant.clone(),
             name: name.clone(),
-            version,
+            // The script numbers the version (see `lua/deploy.lua`).
+            version: u32::MAX,
             sha256: sha256.to_string(),
             module_bytes: module.len() as u64,
             config,
@@ -70,14 +70,30 @@ impl Queue {
         // cluster; listing a tenant early is harmless), then the function
         // atomically on the tenant's slot.
         let _: () = conn.sadd(keys::TENANTS, tenant.as_str()).await?;
-        redis::pipe()
-            .atomic()
-            .hset(&fkey, format!("v:{version}"), &json)
-            .hset(&fkey, "current", version)
-            .hset(&fkey, SPEC_FIELD, &json)
-            .sadd(keys::functions(tenant), name.as_str())
-            .exec_async(&mut conn)
+        let reply: Vec<String> = DEPLOY
+            .key(keys::module(tenant, sha256))
+            .key(keys::module_refs(tenant))
+            .key(keys::function(tenant, name))
+            .key(keys::functions(tenant))
+            .key(keys::tenant(tenant))
+            .key(keys::stored(tenant))
+            .arg(module)
+            .arg(sha256)
+            .arg(&json)
+            .arg(name.as_str())
+            .arg(spec.created_at_ms)
+            .arg(self.ttl_secs())
+            .invoke_async(&mut conn)
             .await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => {}
+            Some("quota") => return Err(crate::invocations::quota_refusal(&reply)),
+            other => return Err(Error::Corrupt(format!("deploy script replied {other:?}"))),
+        }
+        spec.version = reply
+            .get(1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::Corrupt(format!("deploy script replied {reply:?}")))?;
         // A deploy is activity: a worker without a controller reads only
         // streams marked active.
         self.mark_active(&[(keys::stream(tenant, name), spec.created_at_ms)])
@@ -148,9 +164,9 @@ impl Queue {
             .await?)
     }
 
-    /// Module bytes by sha256.
-    pub async fn module(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.conn().get(keys::module(sha256)).await?)
+    /// A tenant's module bytes by sha256.
+    pub async fn module(&self, tenant: &TenantId, sha256: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.conn().get(keys::module(tenant, sha256)).await?)
     }
 
     /// All tenants that ever deployed.
@@ -320,19 +336,48 @@ impl Queue {
         if backlog.lag > 0 || backlog.pending > 0 {
             return Ok(Err(backlog));
         }
-        let (removed,): (u64,) = redis::pipe()
-            .atomic()
-            .srem(keys::functions(tenant), name.as_str())
-            .del(keys::function(tenant, name))
-            .ignore()
-            .del(&stream)
-            .ignore()
-            .query_async(&mut self.conn())
-            .await?;
+        // The versions' modules, then the delete, which frees the modules no
+        // other version uses; again if a deploy added a version meanwhile.
+        let (removed, freed) = loop {
+            let versions = self
+                .versions(tenant, name)
+                .await?
+                .map(|v| v.versions)
+                .unwrap_or_default();
+            let mut script = DELETE_FUNCTION.prepare_invoke();
+            script
+                .key(keys::function(tenant, name))
+                .key(keys::functions(tenant))
+                .key(&stream)
+                .key(keys::module_refs(tenant))
+                .key(keys::tenant(tenant))
+                .arg(name.as_str());
+            for v in &versions {
+                script.key(keys::module(tenant, &v.sha256)).arg(&v.sha256);
+            }
+            let reply: Vec<String> = script.invoke_async(&mut self.conn()).await?;
+            if reply.first().map(String::as_str) != Some("changed") {
+                break (
+                    reply.first().map(String::as_str) == Some("1"),
+                    reply[1..].to_vec(),
+                );
+            }
+        };
+        if !freed.is_empty() {
+            // Workers drop these modules' compiled artifacts. A worker that
+            // misses the message keeps them until its cache is cleared.
+            let sent: redis::RedisResult<()> = self
+                .conn()
+                .publish(keys::MODULES_FREED, format!("{tenant} {}", freed.join(" ")))
+                .await;
+            if let Err(error) = sent {
+                tracing::warn!(%error, "announcing freed modules");
+            }
+        }
         // Out of the activity marks too: nothing reads or probes it again
         // (another slot on a cluster, so a command of its own).
         let _: i64 = self.conn().zrem(keys::ACTIVE, &stream).await?;
         self.announce_change(tenant, name).await;
-        Ok(Ok(removed == 1))
+        Ok(Ok(removed))
     }
 }

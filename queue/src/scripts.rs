@@ -5,10 +5,19 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-pub(crate) static ENQUEUE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
-pub(crate) static COMPLETE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/complete.lua")));
+/// A script that counts or checks a tenant's stored bytes, with the
+/// functions of `lua/stored.lua` before it.
+macro_rules! with_stored {
+    ($file:literal) => {
+        LazyLock::new(|| Script::new(concat!(include_str!("lua/stored.lua"), include_str!($file))))
+    };
+}
+
+pub(crate) static ENQUEUE: LazyLock<Script> = with_stored!("lua/enqueue.lua");
+pub(crate) static COMPLETE: LazyLock<Script> = with_stored!("lua/complete.lua");
+pub(crate) static DEPLOY: LazyLock<Script> = with_stored!("lua/deploy.lua");
+pub(crate) static DELETE_FUNCTION: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/delete_function.lua")));
 pub(crate) static PROMOTE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
 pub(crate) static REDRIVE: LazyLock<Script> =

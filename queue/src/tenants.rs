@@ -20,6 +20,11 @@ pub struct Quota {
     pub max_concurrency: u32,
     /// Client invocations accepted per second.
     pub rate_per_sec: u64,
+    /// Bytes the tenant keeps in Redis: its modules, and what its
+    /// invocations wrote within the record TTL (outputs, outcomes, retry
+    /// payloads, dead letters). At it, invocations and new modules are
+    /// refused and outputs that do not fit fail their invocation.
+    pub max_stored_bytes: u64,
 }
 
 /// A tenant as the API shows it.
@@ -30,6 +35,26 @@ pub struct TenantInfo {
     pub quota: Quota,
     /// Accepted, unfinished invocations now.
     pub pending: u64,
+    /// Bytes stored now, as `max_stored_bytes` counts them (an upper bound:
+    /// records written within the TTL may have been forgotten sooner).
+    pub stored_bytes: u64,
+}
+
+/// Slots of the stored-bytes window per record TTL (as in `lua/stored.lua`).
+const STORED_SLOTS: u64 = 24;
+
+/// The stored-bytes window's sum from its hash (slot → bytes), as
+/// `lua/stored.lua` counts it.
+fn stored_window(slots: &HashMap<String, i64>, now_ms: u64, ttl_s: u64) -> u64 {
+    let len = ttl_s.div_ceil(STORED_SLOTS).max(1);
+    let cur = now_ms / 1000 / len;
+    slots
+        .iter()
+        .filter_map(|(slot, bytes)| {
+            let slot: u64 = slot.parse().ok()?;
+            (slot + STORED_SLOTS >= cur).then_some((*bytes).max(0) as u64)
+        })
+        .sum()
 }
 
 /// An API key, without its secret part.
@@ -80,6 +105,7 @@ impl Queue {
                     ("max_pending", quota.max_pending.to_string()),
                     ("max_concurrency", quota.max_concurrency.to_string()),
                     ("rate_per_sec", quota.rate_per_sec.to_string()),
+                    ("max_stored_bytes", quota.max_stored_bytes.to_string()),
                 ],
             )
             .hset_nx(&key, "pending", 0)
@@ -92,13 +118,18 @@ impl Queue {
             created_at_ms: now,
             quota,
             pending: 0,
+            stored_bytes: 0,
         };
         Ok(Some((info, secret)))
     }
 
     /// A tenant's info, if it exists.
     pub async fn tenant(&self, id: &TenantId) -> Result<Option<TenantInfo>> {
-        let map: HashMap<String, String> = self.conn().hgetall(keys::tenant(id)).await?;
+        let (map, window): (HashMap<String, String>, HashMap<String, i64>) = redis::pipe()
+            .hgetall(keys::tenant(id))
+            .hgetall(keys::stored(id))
+            .query_async(&mut self.conn())
+            .await?;
         let Some(created) = map.get("created") else {
             return Ok(None);
         };
@@ -115,8 +146,11 @@ impl Queue {
                 max_pending: n("max_pending"),
                 max_concurrency: n("max_concurrency") as u32,
                 rate_per_sec: n("rate_per_sec"),
+                max_stored_bytes: n("max_stored_bytes"),
             },
             pending: n("pending"),
+            stored_bytes: n("mod_bytes")
+                + stored_window(&window, eddy_protocol::now_ms(), self.ttl_secs()),
         }))
     }
 
@@ -134,6 +168,7 @@ impl Queue {
                     ("max_pending", quota.max_pending),
                     ("max_concurrency", u64::from(quota.max_concurrency)),
                     ("rate_per_sec", quota.rate_per_sec),
+                    ("max_stored_bytes", quota.max_stored_bytes),
                 ],
             )
             .await?;
@@ -238,5 +273,27 @@ impl Queue {
         }
         out.sort_by_key(|k: &ApiKey| k.created_at_ms);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_window_counts_the_last_ttl_and_one_slot() {
+        // A TTL of 240 s: slots of 10 s, the current one and the 24 before.
+        let now_ms = 1_000_000;
+        let cur = now_ms / 1000 / 10;
+        let slots: HashMap<String, i64> = [
+            (cur.to_string(), 5),
+            ((cur - 24).to_string(), 7),
+            ((cur - 25).to_string(), 1000),
+            ("junk".to_string(), 1000),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(stored_window(&slots, now_ms, 240), 12);
+        assert_eq!(stored_window(&HashMap::new(), now_ms, 240), 0);
     }
 }

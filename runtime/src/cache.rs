@@ -66,6 +66,12 @@ impl ArtifactCache {
         }
     }
 
+    /// Removes the artifact of `sha256`; whether there was one. A component
+    /// mapped from it stays valid (the file lives on until unmapped).
+    pub fn remove(&self, sha256: &str) -> bool {
+        std::fs::remove_file(self.path(sha256)).is_ok()
+    }
+
     /// Stores a serialized artifact atomically (write to a temp file, rename).
     pub(crate) fn put(&self, sha256: &str, artifact: &[u8]) -> Result<(), LoadError> {
         let path = self.path(sha256);

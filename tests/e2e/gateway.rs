@@ -42,6 +42,11 @@ impl Platform {
         }
     }
 
+    /// `eddy up`'s data directory (its artifacts are in `artifacts/`).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn req(&self, method: Method, path: &str, key: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base))

@@ -1057,3 +1057,166 @@ async fn a_streaming_batch_holds_its_place_in_flight_until_it_ends() {
     })
     .await;
 }
+
+/// Stored bytes are capped per tenant: outputs, outcomes and dead letters
+/// kept for the record TTL count, and so do modules. At the cap an output
+/// that does not fit fails its invocation (422, class `quota`), new work
+/// and new modules get 429 `storage_quota_exceeded` with a `Retry-After`
+/// that is honest (the work is accepted again once it has passed), and
+/// another tenant's calls go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_bytes_stay_under_the_tenants_quota() {
+    // A record TTL of 24 s: the window's slots are 1 s, so it rolls here.
+    let p = Platform::start(&[("EDDY_RECORD_TTL_S", "24")]);
+    let (alice, _) = p.tenant("alice", json!({})).await;
+    p.deploy(&alice, "echo", "echo", "").await;
+    let module = eddy_tests::wasm("echo").len() as u64;
+    let limit = module + (2 << 20);
+    let (mallory, _) = p
+        .tenant("mallory", json!({ "max_stored_bytes": limit }))
+        .await;
+    p.deploy(&mallory, "echo", "echo", "").await;
+    let stored = || async {
+        let (s, t) = p.get(crate::gateway::ADMIN, "/tenants/mallory").await;
+        assert_eq!(s, StatusCode::OK);
+        t["stored_bytes"].as_u64().unwrap()
+    };
+    assert_eq!(stored().await, module);
+    let w = watch(&p, &alice).await;
+
+    // Outputs of 512 KiB: three fit beside the module, the fourth does not
+    // and fails, its payload dead-lettered (for a redrive).
+    let big = format!("\"{}\"", "x".repeat((512 << 10) - 2));
+    for i in 0..3 {
+        let r = p
+            .send(Method::POST, "/invoke/echo", &mallory, big.clone())
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "call {i}");
+    }
+    let r = p
+        .send(Method::POST, "/invoke/echo", &mallory, big.clone())
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.headers()["x-eddy-error-class"], "quota");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "quota", "{body}");
+    let message = body["message"].as_str().unwrap();
+    let prefix = format!(
+        "stored-bytes quota: an output of 524288 bytes would take the tenant over its \
+         max_stored_bytes of {limit} ("
+    );
+    assert!(
+        message.starts_with(&prefix) && message.ends_with(" stored)"),
+        "{message}"
+    );
+    let (s, dead) = p.get(&mallory, "/dead-letters").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(dead[0]["class"], "quota", "{dead}");
+
+    // Full now: new work and a new module are refused, saying when room
+    // comes back. The overshoot is the dead letter's payload.
+    let now = stored().await;
+    assert!(now >= limit && now <= limit + (516 << 10), "{now}");
+    let r = p.send(Method::POST, "/invoke/echo", &mallory, "{}").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=25).contains(&after), "{after}");
+    let refused = Instant::now();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "storage_quota_exceeded", "{body}");
+    assert_eq!(
+        body["message"],
+        format!(
+            "the tenant stores {now} bytes, its max_stored_bytes is {limit}; some expire in {after} s"
+        )
+    );
+    let r = p
+        .send(
+            Method::PUT,
+            "/functions/wc",
+            &mallory,
+            eddy_tests::wasm("wordcount"),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "storage_quota_exceeded", "{body}");
+
+    // When the outputs' slots leave the window, work is accepted again.
+    let accepted = loop {
+        let r = p.send(Method::POST, "/invoke/echo", &mallory, "{}").await;
+        if r.status() == StatusCode::OK {
+            break refused.elapsed();
+        }
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            refused.elapsed() < Duration::from_secs(after + 3),
+            "still refused"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!("stored-bytes quota: Retry-After {after} s, accepted again after {accepted:?}");
+    w.check("stored-bytes quota", 64 << 20, 16 << 20).await;
+}
+
+/// Deleting a function frees what nothing references: its module goes with
+/// the last version that uses it (out of Redis and out of the tenant's
+/// stored bytes), and workers remove its compiled artifact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_functions_frees_their_modules_and_artifacts() {
+    let p = Platform::start(&[]);
+    let (key, _) = p.tenant("acme", json!({})).await;
+    let spec = p.deploy(&key, "a", "echo", "").await;
+    p.deploy(&key, "b", "echo", "").await;
+    let sha = spec["sha256"].as_str().unwrap().to_string();
+    let module = eddy_tests::wasm("echo").len() as u64;
+    let r = p.send(Method::POST, "/invoke/a", &key, r#""hi""#).await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    let artifacts = p.data_dir().join("artifacts");
+    let artifact = || {
+        std::fs::read_dir(&artifacts)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with(&sha))
+    };
+    assert!(artifact(), "the worker compiled {sha}");
+
+    let client = redis::Client::open(p.redis_url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let t = eddy_protocol::TenantId::new("acme").unwrap();
+    let module_key = eddy_protocol::keys::module(&t, &sha);
+    let state = |c: &mut redis::aio::MultiplexedConnection| {
+        let mut c = c.clone();
+        let (module_key, tenant) = (module_key.clone(), eddy_protocol::keys::tenant(&t));
+        async move {
+            let (exists, bytes): (bool, Option<u64>) = redis::pipe()
+                .exists(&module_key)
+                .hget(&tenant, "mod_bytes")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            (exists, bytes.unwrap_or(0))
+        }
+    };
+    // Stored once for both functions.
+    assert_eq!(state(&mut c).await, (true, module));
+
+    let r = p.send(Method::DELETE, "/functions/a", &key, "").await;
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(state(&mut c).await, (true, module), "b still uses it");
+    assert!(artifact());
+
+    let r = p.send(Method::DELETE, "/functions/b", &key, "").await;
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(state(&mut c).await, (false, 0));
+    let (_, t) = p.get(crate::gateway::ADMIN, "/tenants/acme").await;
+    assert!(t["stored_bytes"].as_u64().unwrap() < 4096, "{t}");
+    eddy_tests::wait_until(Duration::from_secs(10), "the artifact removed", || async {
+        (!artifact()).then_some(())
+    })
+    .await;
+}

@@ -94,6 +94,18 @@ impl Functions {
         Self::lock(&self.loaded).len()
     }
 
+    /// Whether a loaded version runs module `sha256`.
+    pub(crate) fn uses(&self, sha256: &str) -> bool {
+        Self::lock(&self.loaded)
+            .values()
+            .any(|l| l.spec.sha256 == sha256)
+    }
+
+    /// Drops a tenant's loaded versions of module `sha256` (deleted).
+    pub(crate) fn evict_module(&self, tenant: &TenantId, sha256: &str) {
+        Self::lock(&self.loaded).retain(|(t, _, _), l| !(t == tenant && l.spec.sha256 == sha256));
+    }
+
     /// Drops every loaded version of a function (its memory goes with the
     /// last running invocation). Returns how many were dropped.
     pub(crate) fn evict(&self, tenant: &TenantId, name: &FunctionName) -> usize {
@@ -157,7 +169,7 @@ impl Functions {
         let processor = match runtime.load_cached(&spec.sha256) {
             Ok(Some(p)) => p,
             Ok(None) | Err(_) => {
-                let bytes = match queue.module(&spec.sha256).await {
+                let bytes = match queue.module(tenant, &spec.sha256).await {
                     Ok(Some(b)) => b,
                     Ok(None) => {
                         return Err(LoadFailure::Lost(format!(

@@ -835,6 +835,7 @@ impl Worker {
         let q = self.lane.get().unwrap_or(&self.queue).clone();
         let mut wake = q.replies(keys::WAKE.to_string());
         let mut assign = q.replies(keys::ASSIGN.to_string());
+        let mut freed = q.replies(keys::MODULES_FREED.to_string());
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
@@ -853,6 +854,33 @@ impl Worker {
                     }
                 }
                 Some(_) = assign.recv() => self.refresh_assignment().await,
+                Some(msg) = freed.recv() => {
+                    if let Reply::Done(shas) = msg {
+                        self.drop_artifacts(&shas);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the modules a delete freed (`<tenant> <sha256>...`): the
+    /// tenant's loaded versions of them, and their compiled artifacts unless
+    /// another tenant's loaded function runs the same bytes (a component
+    /// mapped from a removed artifact stays valid; the removal only costs
+    /// a compile on a later cold start).
+    fn drop_artifacts(&self, msg: &str) {
+        let mut words = msg.split(' ');
+        let Some(tenant) = words.next().and_then(|t| TenantId::new(t).ok()) else {
+            return;
+        };
+        for sha in words {
+            let hex = sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit());
+            if !hex {
+                continue;
+            }
+            self.functions.evict_module(&tenant, sha);
+            if !self.functions.uses(sha) && self.runtime.cache().remove(sha) {
+                info!(sha256 = sha, "removed the artifact of a deleted module");
             }
         }
     }

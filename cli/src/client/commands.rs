@@ -520,6 +520,7 @@ pub fn create_tenant_body(id: &str, q: &QuotaArgs) -> Value {
             "max_pending": q.max_pending.unwrap_or(0),
             "max_concurrency": q.max_concurrency.unwrap_or(0),
             "rate_per_sec": q.rate.unwrap_or(0),
+            "max_stored_bytes": q.max_stored_bytes.unwrap_or(0),
         }
     })
 }
@@ -531,6 +532,7 @@ pub fn merged_quota(current: &Value, q: &QuotaArgs) -> Value {
         "max_pending": q.max_pending.unwrap_or_else(|| cur("max_pending")),
         "max_concurrency": q.max_concurrency.map_or_else(|| cur("max_concurrency"), u64::from),
         "rate_per_sec": q.rate.unwrap_or_else(|| cur("rate_per_sec")),
+        "max_stored_bytes": q.max_stored_bytes.unwrap_or_else(|| cur("max_stored_bytes")),
     })
 }
 
@@ -560,7 +562,11 @@ async fn tenant_quota(a: TenantQuotaArgs) -> Result<ExitCode> {
     let tenant = api.get(&tenant_path(&a.id, "")).await?;
     let current = tenant.get("quota").cloned().unwrap_or(Value::Null);
     let q = &a.quota;
-    if q.max_pending.is_none() && q.max_concurrency.is_none() && q.rate.is_none() {
+    if q.max_pending.is_none()
+        && q.max_concurrency.is_none()
+        && q.rate.is_none()
+        && q.max_stored_bytes.is_none()
+    {
         show_value(a.conn.output, &current, |v| {
             format!("{}\n", format::quota(v))
         });
@@ -783,15 +789,19 @@ mod tests {
             max_pending: Some(10),
             max_concurrency: None,
             rate: Some(5),
+            max_stored_bytes: None,
         };
         assert_eq!(
             create_tenant_body("acme", &q),
-            json!({"id": "acme", "quota": {"max_pending": 10, "max_concurrency": 0, "rate_per_sec": 5}})
+            json!({"id": "acme", "quota": {"max_pending": 10, "max_concurrency": 0, "rate_per_sec": 5,
+                                           "max_stored_bytes": 0}})
         );
-        let current = json!({"max_pending": 1, "max_concurrency": 4, "rate_per_sec": 2});
+        let current = json!({"max_pending": 1, "max_concurrency": 4, "rate_per_sec": 2,
+                             "max_stored_bytes": 4096});
         assert_eq!(
             merged_quota(&current, &q),
-            json!({"max_pending": 10, "max_concurrency": 4, "rate_per_sec": 5})
+            json!({"max_pending": 10, "max_concurrency": 4, "rate_per_sec": 5,
+                   "max_stored_bytes": 4096})
         );
         assert_eq!(rollback_body(None), None);
         assert_eq!(rollback_body(Some(2)), Some(json!({"version": 2})));

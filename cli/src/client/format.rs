@@ -495,11 +495,15 @@ pub fn dead_letters(list: &Value) -> String {
 /// A quota on one line; 0 is unlimited.
 pub fn quota(q: &Value) -> String {
     format!(
-        "max_pending {}  max_concurrency {}  rate {}",
+        "max_pending {}  max_concurrency {}  rate {}  max_stored {}",
         limit(u64_of(q, "max_pending")),
         limit(u64_of(q, "max_concurrency")),
         match u64_of(q, "rate_per_sec") {
             Some(n) if n > 0 => format!("{n}/s"),
+            n => limit(n),
+        },
+        match u64_of(q, "max_stored_bytes") {
+            Some(n) if n > 0 => bytes(n),
             n => limit(n),
         },
     )
@@ -508,10 +512,11 @@ pub fn quota(q: &Value) -> String {
 /// `eddy tenant get`.
 pub fn tenant(t: &Value) -> String {
     format!(
-        "tenant {}  created {}  pending {}\nquota  {}\n",
+        "tenant {}  created {}  pending {}  stored {}\nquota  {}\n",
         or_dash(str_of(t, "id")),
         u64_of(t, "created_at_ms").map_or("-".into(), timestamp),
         u64_of(t, "pending").unwrap_or(0),
+        bytes(u64_of(t, "stored_bytes").unwrap_or(0)),
         quota(t.get("quota").unwrap_or(&Value::Null)),
     )
 }
@@ -784,12 +789,13 @@ mod tests {
 
     #[test]
     fn tenants_and_quotas() {
-        let t = json!({"id": "acme", "created_at_ms": 0, "pending": 2,
-                       "quota": {"max_pending": 0, "max_concurrency": 4, "rate_per_sec": 100}});
+        let t = json!({"id": "acme", "created_at_ms": 0, "pending": 2, "stored_bytes": 3072,
+                       "quota": {"max_pending": 0, "max_concurrency": 4, "rate_per_sec": 100,
+                                 "max_stored_bytes": 1 << 30}});
         assert_eq!(
             tenant(&t),
-            "tenant acme  created 1970-01-01 00:00:00.000Z  pending 2\n\
-             quota  max_pending unlimited  max_concurrency 4  rate 100/s\n"
+            "tenant acme  created 1970-01-01 00:00:00.000Z  pending 2  stored 3.0 KiB\n\
+             quota  max_pending unlimited  max_concurrency 4  rate 100/s  max_stored 1024.0 MiB\n"
         );
         let c = json!({"tenant": t, "key": "eddy_k", "key_id": "k1", "webhook_secret": "whsec_x"});
         let text = tenant_created(&c);

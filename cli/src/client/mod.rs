@@ -271,6 +271,10 @@ pub struct QuotaArgs {
     /// Client invocations accepted per second (0: unlimited).
     #[arg(long)]
     pub rate: Option<u64>,
+    /// Bytes kept in Redis: modules, and outputs, logs and dead letters
+    /// within the record TTL (0: unlimited).
+    #[arg(long)]
+    pub max_stored_bytes: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -97,7 +97,7 @@ const MAX_FUNCTIONS: usize = 1_000;
     responses((status = 201, description = "the new version", body = Object),
               (status = 400, description = "invalid module or config (`invalid_module`, `bad_request`), or a limit above the operator's maximum (`limit_above_maximum`)", body = crate::ErrorBody),
               (status = 413, description = "module too large", body = crate::ErrorBody),
-              (status = 429, description = "`limit_reached`: the tenant has 1,000 functions", body = crate::ErrorBody)))]
+              (status = 429, description = "`limit_reached`: the tenant has 1,000 functions; `storage_quota_exceeded`: a new module over the tenant's max_stored_bytes (`Retry-After` when some stored bytes expire)", body = crate::ErrorBody)))]
 pub async fn deploy(
     State(state): State<AppState>,
     TenantCtx(tenant): TenantCtx,
@@ -171,7 +171,7 @@ pub async fn patch(
     ceilings.check(&config)?;
     let module = state
         .queue
-        .module(&current.sha256)
+        .module(&tenant, &current.sha256)
         .await?
         .ok_or_else(|| ApiError::Internal(format!("module {} missing", current.sha256)))?;
     let spec = state

@@ -233,10 +233,10 @@ fn finished(rec: InvocationRecord) -> Response {
     responses((status = 200, description = "the processor's output"),
               (status = 202, description = "accepted; poll Location", body = Object),
               (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
-              (status = 413, body = crate::ErrorBody), (status = 422, description = "`idempotency_key_reused`, or the function failed: `code` and the `x-eddy-error-class` header name the class (`processor_error`, `trap`, `timeout`, `out_of_memory`, `stack_overflow`, `limit_exceeded`, `invalid_module`, `unknown_function`, `run_limit`, `quota`: follow-ups over the tenant's max_pending)", body = Object),
+              (status = 413, body = crate::ErrorBody), (status = 422, description = "`idempotency_key_reused`, or the function failed: `code` and the `x-eddy-error-class` header name the class (`processor_error`, `trap`, `timeout`, `out_of_memory`, `stack_overflow`, `limit_exceeded`, `invalid_module`, `unknown_function`, `run_limit`, `quota`: follow-ups over the tenant's max_pending, or an output over its max_stored_bytes)", body = Object),
               (status = 500, description = "Eddy failed (`host_error`, `crashed`, `internal`), never the function", body = Object),
               (status = 408, description = "the body did not arrive in time: 30 s plus 16 s per MiB received (`request_timeout`)", body = crate::ErrorBody),
-              (status = 429, description = "a quota (`quota_exceeded`) or the tenant's share of this gateway's requests in flight (`too_many_in_flight`); `Retry-After`", body = crate::ErrorBody),
+              (status = 429, description = "a quota (`quota_exceeded`; `storage_quota_exceeded`: the tenant keeps its max_stored_bytes) or the tenant's share of this gateway's requests in flight (`too_many_in_flight`); `Retry-After`", body = crate::ErrorBody),
               (status = 503, body = crate::ErrorBody)))]
 pub async fn invoke(
     State(state): State<AppState>,
@@ -560,16 +560,17 @@ async fn enqueue_chunk(state: &AppState, spec: &FunctionSpec, items: Vec<BatchIt
     let run = state.config.ceilings.clamp_run(spec.config.run);
     let results = state.queue.enqueue_batch(&good, run).await;
     state.touch(&spec.tenant, &spec.name).await;
+    // A line's error as its code and message: a refusal of the whole chunk
+    // (Redis unavailable, out of memory) is every line's, with its own code.
+    let said = |e: ApiError| (e.code(), e.to_string());
     let mut results = match results {
         Ok(r) => r
             .into_iter()
-            .map(|r| r.map_err(ApiError::from))
+            .map(|r| r.map_err(|e| said(ApiError::from(e))))
             .collect::<Vec<_>>(),
         Err(e) => {
-            let e = ApiError::from(e);
-            good.iter()
-                .map(|_| Err(ApiError::BadRequest(e.to_string())))
-                .collect()
+            let e = said(ApiError::from(e));
+            good.iter().map(|_| Err(e.clone())).collect()
         }
     }
     .into_iter();
@@ -577,13 +578,13 @@ async fn enqueue_chunk(state: &AppState, spec: &FunctionSpec, items: Vec<BatchIt
         let result = match item {
             Ok(_) => results
                 .next()
-                .unwrap_or_else(|| Err(ApiError::Internal("missing result".into()))),
-            Err(e) => Err(e),
+                .unwrap_or_else(|| Err(said(ApiError::Internal("missing result".into())))),
+            Err(e) => Err(said(e)),
         };
         let v = match result {
             Ok(done) => json!({ "line": line, "id": done.id }),
-            Err(e) => {
-                json!({ "line": line, "error": { "code": e.code(), "message": e.to_string() } })
+            Err((code, message)) => {
+                json!({ "line": line, "error": { "code": code, "message": message } })
             }
         };
         lines.push(v.to_string());

@@ -18,7 +18,7 @@
 --
 -- KEYS: 1 tenant hash (its `pending` counts accepted, unfinished
 --       invocations), 2 delayed zset, 3 dead-letter stream, 4 callbacks
---       stream, then per completion: +0 stream, +1 invocation record,
+--       stream, 5 stored-bytes window, then per completion: +0 stream, +1 invocation record,
 --       +2 run record, +3 the function's stats hash, then per follow-up i
 --       (0-based): +4+3i its stream, +5+3i its record, +6+3i its function hash
 -- ARGV: 1 group, 2 now ms, 3 ttl s, 4 tenant, then per completion:
@@ -45,6 +45,10 @@
 -- back on every call.)
 local group, now, ttl, tenant = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local pending_delta = 0
+-- Bytes this call writes that live for the record TTL, and the tenant's
+-- stored bytes before it (read once, when the tenant has a maximum).
+local stored_delta = 0
+local max_stored, stored_before = nil, 0
 local stats, stats_order = {}, {}
 
 -- How many times an invocation whose follow-ups find the tenant at its
@@ -142,12 +146,31 @@ local function complete(k, a)
         end
       end
     end
-    if outcome == 'fail' then
-      local decoded = cjson.decode(outcome_json)
-      decoded['error'] = {class = class, message = message, retryable = false}
-      decoded['follow_ups'] = nil
-      outcome_json = cjson.encode(decoded)
+  end
+  if outcome == 'ok' then
+    -- The output is kept for the record TTL: within the tenant's stored
+    -- bytes, or the invocation fails visibly instead of storing it.
+    if max_stored == nil then
+      local q = redis.call('HMGET', KEYS[1], 'max_stored_bytes', 'mod_bytes')
+      max_stored = tonumber(q[1]) or 0
+      if max_stored > 0 then
+        stored_before = stored_window(KEYS[5], now, ttl) + (tonumber(q[2]) or 0)
+      end
     end
+    local size = #ARGV[a + 3] + #outcome_json
+    if max_stored > 0 and stored_before + stored_delta + size > max_stored then
+      outcome = 'fail'
+      class = 'quota'
+      message = 'stored-bytes quota: an output of ' .. #ARGV[a + 3] .. ' bytes would take ' ..
+        'the tenant over its max_stored_bytes of ' .. string.format('%d', max_stored) ..
+        ' (' .. string.format('%d', stored_before + stored_delta) .. ' stored)'
+    end
+  end
+  if outcome == 'fail' and ARGV[a + 1] == 'ok' then
+    local decoded = cjson.decode(outcome_json)
+    decoded['error'] = {class = class, message = message, retryable = false}
+    decoded['follow_ups'] = nil
+    outcome_json = cjson.encode(decoded)
   end
 
   -- Every attempt counts towards the service time the controller plans
@@ -165,7 +188,9 @@ local function complete(k, a)
   local final = true
   local run_field = nil
   local refresh = true
+  local kept = 0
   if outcome == 'ok' then
+    kept = #ARGV[a + 3]
     redis.call('HSET', record, 'status', 'succeeded', 'completed', now,
       'outcome', outcome_json, 'output', ARGV[a + 3], 'ct', ARGV[a + 4], 'attempt', ARGV[a + 15])
     refresh = ARGV[a + 20] == '1'
@@ -207,7 +232,9 @@ local function complete(k, a)
     redis.call('HSET', record, 'status', 'retrying', 'attempt', ARGV[a + 15],
       'outcome', outcome_json, 're', ARGV[a + 7], 'rp', ARGV[a + 8])
     redis.call('ZADD', KEYS[2], ARGV[a + 5], ARGV[a + 6])
+    kept = #ARGV[a + 7] + #ARGV[a + 8]
   elseif outcome == 'wait' then
+    kept = #ARGV[a + 7] + #ARGV[a + 8]
     final = false
     redis.call('HSET', record, 'status', 'retrying', 'attempt', ARGV[a + 15],
       'outcome', outcome_json, 're', ARGV[a + 7], 'rp', ARGV[a + 8])
@@ -216,8 +243,22 @@ local function complete(k, a)
   else
     redis.call('HSET', record, 'status', (outcome == 'dead') and 'dead' or 'failed',
       'completed', now, 'outcome', outcome_json, 'attempt', ARGV[a + 15])
+    local env, payload = ARGV[a + 7], ARGV[a + 8]
+    if env == '' then
+      -- A success failed here (its output over the stored-bytes quota) was
+      -- sent without its envelope: the entry, acknowledged above but not
+      -- trimmed yet, still holds it, for a redrive.
+      local entry = redis.call('XRANGE', KEYS[k], ARGV[a], ARGV[a])[1]
+      if entry then
+        local f = entry[2]
+        for i = 1, #f, 2 do
+          if f[i] == 'e' then env = f[i + 1] elseif f[i] == 'p' then payload = f[i + 1] end
+        end
+      end
+    end
+    kept = #env + #payload
     -- The newest DEAD_LETTERS are kept (about: `~` trims whole nodes).
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', DEAD_LETTERS, '*', 'id', id, 'e', ARGV[a + 7], 'p', ARGV[a + 8],
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', DEAD_LETTERS, '*', 'id', id, 'e', env, 'p', payload,
       'class', class, 'error', message, 'status', (outcome == 'dead') and 'dead' or 'failed',
       'at', now)
     run_field = (outcome == 'dead') and 'dead' or 'failed'
@@ -228,6 +269,9 @@ local function complete(k, a)
   if refresh then
     redis.call('EXPIRE', record, ttl)
   end
+  -- What lives for the record TTL: the outcome, and the output, the retry's
+  -- payload or the dead letter.
+  stored_delta = stored_delta + #outcome_json + kept
 
   local run_status = 'running'
   local queued_cb = ''
@@ -322,7 +366,7 @@ local function complete(k, a)
 end
 
 local out = {}
-local k, a = 5, 5
+local k, a = 6, 5
 while k <= #KEYS do
   local nf = tonumber(ARGV[a + 11])
   out[#out + 1] = complete(k, a)
@@ -332,6 +376,7 @@ end
 if pending_delta ~= 0 then
   redis.call('HINCRBY', KEYS[1], 'pending', pending_delta)
 end
+stored_add(KEYS[5], now, ttl, stored_delta)
 for _, skey in ipairs(stats_order) do
   local s = stats[skey]
   redis.call('HINCRBY', skey, 'done', s[1])

@@ -4,10 +4,10 @@
 -- gateway's group commit, or a chunk of a bulk load): the tenant's quota
 -- and each function's existence are read once per call and `pending` is
 -- written once, as if the invocations had come one after the other.
--- KEYS: 1 tenant hash, 2 rate-window counter,
---       then per invocation i (0-based): 3+5i stream, 4+5i record,
---       5+5i run record (written only when ARGV[3] is not '1'),
---       6+5i idempotency key, 7+5i function hash
+-- KEYS: 1 tenant hash, 2 rate-window counter, 3 stored-bytes window,
+--       then per invocation i (0-based): 4+5i stream, 5+5i record,
+--       6+5i run record (written only when ARGV[3] is not '1'),
+--       7+5i idempotency key, 8+5i function hash
 -- ARGV: 1 now ms, 2 ttl s, 3 tenant, 4 wake channel ('' = none: someone waits
 --       for these invocations, so the workers reading their streams are told
 --       at once with `!<stream>` instead of finding them on their next read),
@@ -18,17 +18,30 @@
 --       (else a live worker predates that: the run's record is written now)
 -- Returns one reply per invocation: {'ok', entry} | {'duplicate', id} |
 -- {'idempotency-mismatch', id} |
--- {'no-function'} | {'quota', 'pending' | 'rate', limit}.
+-- {'no-function'} | {'quota', 'pending' | 'rate', limit} |
+-- {'quota', 'stored', limit, stored bytes, seconds until some expire}.
 -- (The TTL goes to Redis as the string it came as: a Lua number would be
 -- formatted back on every call.)
 local now, tenant, wake = ARGV[1], ARGV[3], ARGV[4]
-local n = (#KEYS - 2) / 5
+local n = (#KEYS - 3) / 5
 
--- Quotas: pending invocations of the tenant, and invocations per second.
-local quota = redis.call('HMGET', KEYS[1], 'max_pending', 'rate_per_sec', 'pending')
+-- Quotas: pending invocations of the tenant, invocations per second, and
+-- stored bytes (a tenant at its maximum takes no new work: its outputs would
+-- have nowhere to go).
+local quota = redis.call('HMGET', KEYS[1], 'max_pending', 'rate_per_sec', 'pending',
+  'max_stored_bytes', 'mod_bytes')
 local max_pending = tonumber(quota[1]) or 0
 local rate = tonumber(quota[2]) or 0
 local pending = tonumber(quota[3]) or 0
+local max_stored = tonumber(quota[4]) or 0
+local full = nil
+if max_stored > 0 then
+  local window, after = stored_window(KEYS[3], now, ARGV[2])
+  local stored = window + (tonumber(quota[5]) or 0)
+  if stored >= max_stored then
+    full = {'quota', 'stored', tostring(max_stored), string.format('%d', stored), tostring(after)}
+  end
+end
 local rate_used = nil
 local rate_counted = 0
 local added = 0
@@ -56,6 +69,9 @@ local function accept(k, a)
       end
       return {'duplicate', first or existing}
     end
+  end
+  if full then
+    return full
   end
   if max_pending > 0 and pending + added >= max_pending then
     return {'quota', 'pending', tostring(max_pending)}
@@ -111,7 +127,7 @@ end
 
 local out = {}
 for i = 0, n - 1 do
-  out[i + 1] = accept(3 + 5 * i, 5 + 10 * i)
+  out[i + 1] = accept(4 + 5 * i, 5 + 10 * i)
 end
 if added > 0 then
   redis.call('HINCRBY', KEYS[1], 'pending', added)
