@@ -37,6 +37,12 @@ enum Command {
         /// Redis to use.
         #[arg(long, env = "REDIS_URL")]
         redis_url: Option<String>,
+        /// The admin key `/status` asks for (it names every tenant's
+        /// functions); without it `/status` is refused. `/replicas` is open.
+        #[arg(long, env = "EDDY_ADMIN_KEY", hide_env_values = true)]
+        admin_key: Option<String>,
+        #[command(flatten)]
+        labels: roles::LabelArgs,
     },
     /// Run the HTTP gateway.
     Gateway {
@@ -72,7 +78,9 @@ fn main() -> std::process::ExitCode {
         Command::Controller {
             controller,
             redis_url,
-        } => roles::controller(controller, redis_url),
+            admin_key,
+            labels,
+        } => roles::controller(controller, redis_url, admin_key, labels),
         Command::Gateway { gateway, worker } => roles::gateway(gateway, worker),
         Command::Up(args) => roles::up(args),
         Command::Bench(args) => bench::run(args),

@@ -88,6 +88,25 @@ pub struct WorkerArgs {
     /// Where the worker serves `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "EDDY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub(crate) labels: LabelArgs,
+}
+
+/// The bound on per-function metric labels.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct LabelArgs {
+    /// Functions this process labels by tenant and name in its metrics (the
+    /// first it sees); the others are summed under `_other`, so series do
+    /// not grow with tenants. 0 labels none.
+    #[arg(long, env = "EDDY_METRICS_MAX_FUNCTIONS", default_value_t = eddy_protocol::labels::DEFAULT_MAX_FUNCTIONS)]
+    metrics_max_functions: usize,
+}
+
+impl LabelArgs {
+    /// Sets the bound, before any metric is registered.
+    pub(crate) fn apply(self) {
+        eddy_protocol::labels::set_max_functions(self.metrics_max_functions);
+    }
 }
 
 /// The operator's ceilings (`eddy_protocol::Ceilings`).
@@ -306,9 +325,11 @@ impl ControllerArgs {
         &self,
         redis_url: String,
         default_listen: SocketAddr,
+        admin_key: Option<String>,
     ) -> eddy_controller::ControllerConfig {
         eddy_controller::ControllerConfig {
             redis_url,
+            admin_key,
             listen: self.controller_listen.unwrap_or(default_listen),
             tick: Duration::from_millis(self.controller_tick_ms.max(10)),
             target_queue_age: Duration::from_millis(self.target_queue_age_ms.max(1)),
@@ -324,13 +345,19 @@ impl ControllerArgs {
     }
 }
 
-pub fn controller(args: ControllerArgs, redis_url: Option<String>) -> Result<ExitCode> {
+pub fn controller(
+    args: ControllerArgs,
+    redis_url: Option<String>,
+    admin_key: Option<String>,
+    labels: LabelArgs,
+) -> Result<ExitCode> {
+    labels.apply();
     let Some(url) = redis_url else {
         bail!("set REDIS_URL (or --redis-url)");
     };
     tokio_runtime()?.block_on(async {
         let shutdown = shutdown_signal()?;
-        let config = args.config(url, SocketAddr::from(([0, 0, 0, 0], 8081)));
+        let config = args.config(url, SocketAddr::from(([0, 0, 0, 0], 8081)), admin_key);
         eddy_controller::serve(config, shutdown)
             .await
             .context("running the controller")?;
@@ -459,6 +486,7 @@ fn spawn_runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
+    args.labels.apply();
     let Some(url) = args.redis_url.clone() else {
         bail!("set REDIS_URL (or --redis-url); `eddy up` starts a private Redis instead");
     };
@@ -473,6 +501,7 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
 }
 
 pub fn gateway(gateway: GatewayArgs, worker: WorkerArgs) -> Result<ExitCode> {
+    worker.labels.apply();
     let Some(url) = worker.redis_url.clone() else {
         bail!("set REDIS_URL (or --redis-url); `eddy up` starts a private Redis instead");
     };
@@ -679,6 +708,7 @@ fn write_secret(path: &std::path::Path, secret: &str) -> Result<()> {
 }
 
 pub fn up(args: UpArgs) -> Result<ExitCode> {
+    args.worker.labels.apply();
     let redis = match &args.worker.redis_url {
         Some(_) => None,
         None => Some(RedisChild::start(&args.data_dir, args.redis_port)?),
@@ -706,6 +736,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
             .context("starting the worker")?;
         let listen = SocketAddr::from(([127, 0, 0, 1], 8080));
         let url_for_controller = url.clone();
+        let controller_key = Some(admin_key.clone());
         let config = args
             .gateway
             .config(url, &args.worker, Some(admin_key), listen)?;
@@ -731,6 +762,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         let controller_config = args.controller.config(
             url_for_controller.clone(),
             SocketAddr::from(([127, 0, 0, 1], 0)),
+            controller_key,
         );
         let controller = tokio::spawn(eddy_controller::serve(controller_config, shutdown.clone()));
         eprintln!(

@@ -27,6 +27,7 @@ use axum::routing::get;
 use eddy_protocol::control::{Assignment, ControllerState, FunctionDecision, WorkerInfo};
 use eddy_protocol::{FunctionName, TenantId, keys};
 use eddy_queue::{Queue, QueueConfig};
+use sha2::Digest as _;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -49,6 +50,9 @@ pub struct ControllerConfig {
     pub id: String,
     /// Renders `/metrics`.
     pub metrics: Option<eddy_protocol::MetricsRender>,
+    /// The admin key `/status` asks for (it lists every tenant's functions);
+    /// without one, `/status` is refused.
+    pub admin_key: Option<String>,
 }
 
 impl std::fmt::Debug for ControllerConfig {
@@ -73,6 +77,7 @@ impl Default for ControllerConfig {
             max_replicas: 100,
             worker_concurrency_hint: 16,
             id: eddy_protocol::new_id(),
+            admin_key: None,
             metrics: None,
         }
     }
@@ -390,14 +395,20 @@ async fn tick(
             .await?;
     }
 
+    // Summed per label pair: functions past the label bound share one.
+    let mut gauges: HashMap<(String, String), [f64; 3]> = HashMap::new();
     for (d, i) in decisions.iter().zip(&inputs) {
         if let Some((t, f)) = keys::parse_stream(&d.stream) {
-            let (t, f) = (t.to_string(), f.to_string());
-            metrics::gauge!("eddy_backlog", "tenant" => t.clone(), "function" => f.clone(), "kind" => "lag").set(i.lag as f64);
-            metrics::gauge!("eddy_backlog", "tenant" => t.clone(), "function" => f.clone(), "kind" => "pending").set(i.pending as f64);
-            metrics::gauge!("eddy_warm_concurrency", "tenant" => t, "function" => f)
-                .set(f64::from(d.concurrency));
+            let g = gauges.entry(eddy_protocol::labels::of(&t, &f)).or_default();
+            g[0] += i.lag as f64;
+            g[1] += i.pending as f64;
+            g[2] += f64::from(d.concurrency);
         }
+    }
+    for ((t, f), [lag, pending, warm]) in gauges {
+        metrics::gauge!("eddy_backlog", "tenant" => t.clone(), "function" => f.clone(), "kind" => "lag").set(lag);
+        metrics::gauge!("eddy_backlog", "tenant" => t.clone(), "function" => f.clone(), "kind" => "pending").set(pending);
+        metrics::gauge!("eddy_warm_concurrency", "tenant" => t, "function" => f).set(warm);
     }
     let total: u32 = decisions.iter().map(|d| d.concurrency).sum();
     let per_worker = if alive.is_empty() {
@@ -502,8 +513,15 @@ pub async fn run(queue: Queue, config: ControllerConfig, mut stop: watch::Receiv
 }
 
 /// The HTTP side, served by every instance from the leader's decisions.
-pub fn app(queue: Queue, metrics: Option<eddy_protocol::MetricsRender>) -> axum::Router {
+/// `/replicas` says only counts (KEDA reads it without credentials);
+/// `/status` names tenants and functions, so it takes the admin key.
+pub fn app(
+    queue: Queue,
+    metrics: Option<eddy_protocol::MetricsRender>,
+    admin_key: Option<&str>,
+) -> axum::Router {
     let render = metrics.clone();
+    let admin = admin_key.map(|k| sha2::Sha256::digest(k.as_bytes()));
     axum::Router::new()
         .route(
             "/metrics",
@@ -528,8 +546,60 @@ pub fn app(queue: Queue, metrics: Option<eddy_protocol::MetricsRender>) -> axum:
             }),
         )
         .route("/replicas", get(replicas))
-        .route("/status", get(status))
+        .route(
+            "/status",
+            get(
+                move |headers: axum::http::HeaderMap, q: State<Queue>| async move {
+                    match authorized(admin.as_ref(), &headers) {
+                        Ok(()) => status(q).await.into_response(),
+                        Err(refusal) => refusal.into_response(),
+                    }
+                },
+            ),
+        )
         .with_state(queue)
+}
+
+/// Whether `headers` carry the admin key (`Authorization: Bearer`, the
+/// scheme in any case), compared by digest; else the gateway's answer for
+/// the same mistake.
+fn authorized(
+    admin: Option<&sha2::digest::Output<sha2::Sha256>>,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), (StatusCode, Json<serde_json::Value>)> {
+    let refuse = |status, code: &str, message: &str| {
+        Err((
+            status,
+            Json(serde_json::json!({ "code": code, "message": message })),
+        ))
+    };
+    let Some(admin) = admin else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "/status needs the admin key, and this controller has none: set EDDY_ADMIN_KEY",
+        );
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| {
+            let (scheme, key) = h.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+        });
+    match given {
+        None => refuse(
+            StatusCode::UNAUTHORIZED,
+            "missing_key",
+            "send the admin key as `Authorization: Bearer <key>`",
+        ),
+        Some(key) if sha2::Sha256::digest(key.as_bytes()) == *admin => Ok(()),
+        Some(_) => refuse(
+            StatusCode::UNAUTHORIZED,
+            "invalid_key",
+            "the key is not the admin key",
+        ),
+    }
 }
 
 async fn replicas(State(q): State<Queue>) -> impl IntoResponse {
@@ -574,7 +644,11 @@ pub async fn serve(config: ControllerConfig, stop: watch::Receiver<bool>) -> Res
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     info!(addr = %config.listen, id = %config.id, "controller listening");
     let mut http_stop = stop.clone();
-    let router = app(queue.clone(), config.metrics.clone());
+    let router = app(
+        queue.clone(),
+        config.metrics.clone(),
+        config.admin_key.as_deref(),
+    );
     let http = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {

@@ -252,11 +252,12 @@ impl AppState {
         let pair = cache
             .entry((tenant.clone(), function.clone()))
             .or_insert_with(|| {
+                let (t, f) = eddy_protocol::labels::of(tenant, function);
                 ["async", "sync"].map(|mode| {
                     metrics::counter!(
                         "eddy_invocations_accepted_total",
-                        "tenant" => tenant.to_string(),
-                        "function" => function.to_string(),
+                        "tenant" => t.clone(),
+                        "function" => f.clone(),
                         "mode" => mode
                     )
                 })

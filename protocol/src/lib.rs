@@ -15,6 +15,7 @@ pub mod control;
 pub mod envelope;
 pub mod function;
 pub mod keys;
+pub mod labels;
 pub mod names;
 pub mod record;
 pub mod trace;

@@ -363,3 +363,104 @@ async fn bulk_completions_yield_while_sync_calls_keep_coming() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(yields().await, during);
 }
+
+/// Per-function series are bounded: past `EDDY_METRICS_MAX_FUNCTIONS`, a
+/// process sums functions under `_other` instead of adding series a tenant
+/// controls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_labels_are_bounded() {
+    let p = Platform::start(&[("EDDY_METRICS_MAX_FUNCTIONS", "2")]);
+    let (key, _) = p.tenant("acme", json!({})).await;
+    for name in ["a", "b", "c", "d"] {
+        p.deploy(&key, name, "echo", "").await;
+        let r = p
+            .send(Method::POST, &format!("/invoke/{name}"), &key, "{}")
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let text = scrape(&p).await;
+    let series = |t: &str, f: &str| {
+        format!(r#"eddy_invocations_total{{tenant="{t}",function="{f}",outcome="succeeded"}}"#)
+    };
+    assert!(
+        text.contains(&format!("{} 1", series("acme", "a"))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} 1", series("acme", "b"))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} 2", series("_other", "_other"))),
+        "{text}"
+    );
+    assert!(
+        !text.contains(r#"function="c""#) && !text.contains(r#"function="d""#),
+        "{text}"
+    );
+}
+
+/// The controller's `/status` names every tenant's functions: it takes the
+/// admin key, and a controller without one refuses it. `/replicas` (counts
+/// only, read by KEDA) stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_status_takes_the_admin_key() {
+    let redis = RedisServer::start();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _c = EddyProcess::controller(
+        &redis.url(),
+        &[
+            ("EDDY_CONTROLLER_LISTEN", &listen),
+            ("EDDY_ADMIN_KEY", "admin-secret"),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let get = |path: &str, key: Option<&str>| {
+        let mut r = http.get(format!("http://{listen}{path}"));
+        if let Some(k) = key {
+            r = r.header("authorization", format!("bearer {k}"));
+        }
+        async move {
+            let r = r.send().await.ok()?;
+            Some((
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.ok()?,
+            ))
+        }
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "a decision on /replicas",
+        || async { get("/replicas", None).await.filter(|(s, _)| *s == 200) },
+    )
+    .await;
+    let (s, body) = get("/status", None).await.unwrap();
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (401, Some("missing_key")),
+        "{body}"
+    );
+    let (s, body) = get("/status", Some("guess")).await.unwrap();
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (401, Some("invalid_key")),
+        "{body}"
+    );
+    let (s, body) = get("/status", Some("admin-secret")).await.unwrap();
+    assert_eq!(s, 200, "{body}");
+    assert!(body["desired_replicas"].is_number(), "{body}");
+
+    let keyless = format!("127.0.0.1:{}", free_port());
+    let _k = EddyProcess::controller(&redis.url(), &[("EDDY_CONTROLLER_LISTEN", &keyless)]);
+    let r = wait_until(
+        Duration::from_secs(10),
+        "the keyless controller",
+        || async { reqwest::get(format!("http://{keyless}/status")).await.ok() },
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["message"],
+        "/status needs the admin key, and this controller has none: set EDDY_ADMIN_KEY"
+    );
+}

@@ -137,7 +137,7 @@ const COLD_STARTS: usize = 6;
 impl FnMetrics {
     fn counter(&self, i: usize, tenant: &TenantId, function: &FunctionName) -> &metrics::Counter {
         self.counters[i].get_or_init(|| {
-            let (t, f) = (tenant.to_string(), function.to_string());
+            let (t, f) = eddy_protocol::labels::of(tenant, function);
             match i {
                 RETRIES => metrics::counter!("eddy_retries_total", "tenant" => t, "function" => f),
                 DEAD_LETTERS => {
