@@ -495,12 +495,12 @@ def check_contract(case, objs, merged):
         for need in ["REDIS_URL", "EDDY_LOG", "EDDY_LOG_FORMAT"] + {
                 "gateway": ["EDDY_LISTEN", "EDDY_ADMIN_KEY"],
                 "worker": ["EDDY_METRICS_LISTEN", "EDDY_CONCURRENCY", "EDDY_LEASE_MS", "EDDY_CACHE_DIR"],
-                "controller": ["EDDY_LISTEN"]}[comp]:
+                "controller": ["EDDY_CONTROLLER_LISTEN", "EDDY_ADMIN_KEY"]}[comp]:
             if need not in env:
                 fail(case, f"{comp}: env {need} missing")
         if merged["redis"]["cluster"] != (env.get("EDDY_REDIS_CLUSTER", {}).get("value") == "true"):
             fail(case, f"{comp}: EDDY_REDIS_CLUSTER does not follow redis.cluster")
-        if "EDDY_ADMIN_KEY" in env and comp != "gateway":
+        if "EDDY_ADMIN_KEY" in env and comp == "worker":
             fail(case, f"{comp}: gets the admin key it does not need")
     worker = deps["worker"]
     wspec = pod_spec(worker)

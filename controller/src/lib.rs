@@ -15,7 +15,7 @@
 
 pub mod decide;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -121,6 +121,9 @@ struct Memory {
     /// Where the sweep of the window goes on (`ZSCAN` cursor), and when it
     /// steps next.
     sweep: (u64, Option<Instant>),
+    /// The label pairs of the per-function gauges set last tick (those not
+    /// set again go to 0).
+    gauges: HashSet<(String, String)>,
 }
 
 /// Smoothing of rates: weight of the newest sample.
@@ -405,6 +408,14 @@ async fn tick(
             g[2] += f64::from(d.concurrency);
         }
     }
+    for gone in mem.gauges.difference(&gauges.keys().cloned().collect()) {
+        gauges.insert(gone.clone(), [0.0; 3]);
+    }
+    mem.gauges = gauges
+        .iter()
+        .filter(|(_, g)| g.iter().any(|v| *v != 0.0))
+        .map(|(k, _)| k.clone())
+        .collect();
     for ((t, f), [lag, pending, warm]) in gauges {
         metrics::gauge!("eddy_backlog", "tenant" => t.clone(), "function" => f.clone(), "kind" => "lag").set(lag);
         metrics::gauge!("eddy_backlog", "tenant" => t.clone(), "function" => f.clone(), "kind" => "pending").set(pending);

@@ -49,13 +49,14 @@ pub enum ApiError {
     /// The tenant keeps its `max_stored_bytes`: `Retry-After` says when
     /// some of it expires (none when only modules fill it).
     #[error(
-        "the tenant stores {stored} bytes, its max_stored_bytes is {limit}{}",
+        "the tenant stores {stored} bytes; {needed} more would take it over its max_stored_bytes of {limit}{}",
         if *retry_after == 0 { "; delete functions to make room".to_string() } else { format!("; some expire in {retry_after} s") }
     )]
     StorageQuota {
         stored: u64,
         limit: u64,
         retry_after: u64,
+        needed: u64,
     },
     #[error("the gateway is overloaded; retry later")]
     Overloaded,
@@ -174,11 +175,14 @@ impl From<eddy_queue::Error> for ApiError {
                 limit,
                 stored,
                 retry_after_s,
+                needed,
             } => ApiError::StorageQuota {
                 stored,
                 limit,
                 retry_after: retry_after_s,
+                needed,
             },
+            e @ eddy_queue::Error::PayloadNotKept(_) => ApiError::Conflict(e.to_string()),
             e if e.is_out_of_memory() => {
                 tracing::warn!(error = %e, "redis is out of memory");
                 ApiError::StorageFull

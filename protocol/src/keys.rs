@@ -56,8 +56,7 @@ pub fn functions(tenant: &TenantId) -> String {
 
 /// Module bytes of a tenant, by sha256. Per tenant, not shared: a deploy
 /// counts them against the tenant's stored bytes and a delete frees them,
-/// atomically on the tenant's slot, and no tenant can tell what another
-/// deployed.
+/// atomically on the tenant's slot.
 pub fn module(tenant: &TenantId, sha256: &str) -> String {
     format!("eddy:{}:mod:{sha256}", tag(tenant))
 }

@@ -98,6 +98,9 @@ pub struct Outcome {
     pub timings: PhaseTimings,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<LogEntry>,
+    /// The logs were not kept: the tenant was at its `max_stored_bytes`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logs_dropped: bool,
     /// Ids of the follow-ups this invocation emitted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub follow_ups: Vec<String>,

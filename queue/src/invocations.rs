@@ -790,7 +790,7 @@ fn enqueue_reply(envelope: &Envelope, reply: &[String]) -> Result<Enqueued> {
 }
 
 /// A script's `{'quota', 'pending' | 'rate', limit}` or `{'quota', 'stored',
-/// limit, stored, retry after}` reply as an error.
+/// limit, stored, retry after, needed}` reply as an error.
 pub(crate) fn quota_refusal(reply: &[String]) -> Error {
     let n = |i: usize| reply.get(i).and_then(|l| l.parse().ok()).unwrap_or(0);
     match reply.get(1).map(String::as_str) {
@@ -798,6 +798,7 @@ pub(crate) fn quota_refusal(reply: &[String]) -> Error {
             limit: n(2),
             stored: n(3),
             retry_after_s: n(4),
+            needed: n(5),
         },
         which => Error::Quota {
             which: which.unwrap_or_default().to_string(),

@@ -61,15 +61,22 @@ pub enum Error {
     /// A tenant quota refused the invocation: `which` is `pending` or `rate`.
     #[error("quota exceeded: {which} (limit {limit})")]
     Quota { which: String, limit: u64 },
-    /// The tenant stores its `max_stored_bytes` (or the new module would
-    /// take it over): `retry_after_s` until some of it expires, 0 when
-    /// nothing will (only modules: delete functions to make room).
-    #[error("stored-bytes quota: {stored} of {limit} bytes stored")]
+    /// `needed` more bytes (a payload, a module) would take the tenant over
+    /// its `max_stored_bytes`: `retry_after_s` until some of what it stores
+    /// expires, 0 when nothing will (only modules: delete functions).
+    #[error("stored-bytes quota: {stored} of {limit} bytes stored, {needed} more asked for")]
     StorageQuota {
         limit: u64,
         stored: u64,
         retry_after_s: u64,
+        needed: u64,
     },
+    /// A dead letter that kept no payload (its tenant was at its
+    /// `max_stored_bytes` when it failed) cannot be redriven.
+    #[error(
+        "dead letter {0} kept no payload (the tenant was at its max_stored_bytes when it failed), so it cannot be redriven"
+    )]
+    PayloadNotKept(String),
     /// The task that sends batched calls to Redis is gone (its runtime is
     /// shutting down).
     #[error("the queue's batching task stopped")]

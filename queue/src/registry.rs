@@ -353,7 +353,10 @@ impl Queue {
                 .key(keys::tenant(tenant))
                 .arg(name.as_str());
             for v in &versions {
-                script.key(keys::module(tenant, &v.sha256)).arg(&v.sha256);
+                script
+                    .key(keys::module(tenant, &v.sha256))
+                    .arg(v.version)
+                    .arg(&v.sha256);
             }
             let reply: Vec<String> = script.invoke_async(&mut self.conn()).await?;
             if reply.first().map(String::as_str) != Some("changed") {

@@ -142,6 +142,9 @@ impl Queue {
                 "dead letter {entry_id} of another tenant"
             )));
         }
+        if field("dropped").is_some_and(|d| d == b"1") {
+            return Err(Error::PayloadNotKept(entry_id.to_string()));
+        }
         // A redrive is a fresh start on the function's current version: the
         // usual reason to redrive is that a fix was deployed.
         envelope.attempt = 1;
@@ -156,11 +159,13 @@ impl Queue {
             .key(keys::stream(tenant, &envelope.function))
             .key(keys::tenant(tenant))
             .key(keys::rate_window(tenant, eddy_protocol::now_ms() / 1000))
+            .key(keys::stored(tenant))
             .arg(entry_id)
             .arg(serde_json::to_string(&envelope).map_err(|e| Error::Corrupt(e.to_string()))?)
             .arg(field("p").unwrap_or_default())
             .arg(if status == "dead" { "dead" } else { "failed" })
             .arg(self.ttl_secs())
+            .arg(eddy_protocol::now_ms())
             .invoke_async(&mut conn)
             .await?;
         match moved {

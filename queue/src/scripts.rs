@@ -20,8 +20,7 @@ pub(crate) static DELETE_FUNCTION: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/delete_function.lua")));
 pub(crate) static PROMOTE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
-pub(crate) static REDRIVE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/redrive.lua")));
+pub(crate) static REDRIVE: LazyLock<Script> = with_stored!("lua/redrive.lua");
 pub(crate) static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
 pub(crate) static FORGET: LazyLock<Script> =

@@ -1059,11 +1059,12 @@ async fn a_streaming_batch_holds_its_place_in_flight_until_it_ends() {
 }
 
 /// Stored bytes are capped per tenant: outputs, outcomes and dead letters
-/// kept for the record TTL count, and so do modules. At the cap an output
-/// that does not fit fails its invocation (422, class `quota`), new work
-/// and new modules get 429 `storage_quota_exceeded` with a `Retry-After`
-/// that is honest (the work is accepted again once it has passed), and
-/// another tenant's calls go on.
+/// kept for the record TTL count, and so do modules. An invocation is taken
+/// only if its payload fits; an output that does not fit fails its
+/// invocation (class `quota`), and a dead letter that does not fit keeps no
+/// payload (a redrive says why it cannot). New work and modules get 429
+/// `storage_quota_exceeded` with a `Retry-After` that is honest (the work is
+/// accepted again once it has passed), and another tenant's calls go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_bytes_stay_under_the_tenants_quota() {
     // A record TTL of 24 s: the window's slots are 1 s, so it rolls here.
@@ -1084,23 +1085,27 @@ async fn stored_bytes_stay_under_the_tenants_quota() {
     assert_eq!(stored().await, module);
     let w = watch(&p, &alice).await;
 
-    // Outputs of 512 KiB: three fit beside the module, the fourth does not
-    // and fails, its payload dead-lettered (for a redrive).
+    // Four outputs of 512 KiB taken at once (each payload fits on its
+    // own): three are kept beside the module, the fourth fails.
     let big = format!("\"{}\"", "x".repeat((512 << 10) - 2));
-    for i in 0..3 {
-        let r = p
-            .send(Method::POST, "/invoke/echo", &mallory, big.clone())
-            .await;
-        assert_eq!(r.status(), StatusCode::OK, "call {i}");
-    }
-    let r = p
-        .send(Method::POST, "/invoke/echo", &mallory, big.clone())
+    let lines = p
+        .batch(&mallory, "echo", format!("{big}\n").repeat(4))
         .await;
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(r.headers()["x-eddy-error-class"], "quota");
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["code"], "quota", "{body}");
-    let message = body["message"].as_str().unwrap();
+    let mut ended = Vec::new();
+    for line in &lines {
+        let id = line["id"].as_str().unwrap();
+        let rec = p
+            .until(&mallory, &format!("/invocations/{id}"), |v| {
+                v["status"] == "succeeded" || v["status"] == "failed"
+            })
+            .await;
+        ended.push(rec);
+    }
+    let failed: Vec<&Value> = ended.iter().filter(|r| r["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{ended:?}");
+    let error = &failed[0]["error"];
+    assert_eq!(error["class"], "quota", "{error}");
+    let message = error["message"].as_str().unwrap();
     let prefix = format!(
         "stored-bytes quota: an output of 524288 bytes would take the tenant over its \
          max_stored_bytes of {limit} ("
@@ -1109,15 +1114,61 @@ async fn stored_bytes_stay_under_the_tenants_quota() {
         message.starts_with(&prefix) && message.ends_with(" stored)"),
         "{message}"
     );
+    // Its dead letter did not fit either: no payload, so no redrive.
     let (s, dead) = p.get(&mallory, "/dead-letters").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(dead[0]["class"], "quota", "{dead}");
-
-    // Full now: new work and a new module are refused, saying when room
-    // comes back. The overshoot is the dead letter's payload.
+    let entry = dead[0]["entry_id"].as_str().unwrap();
+    let r = p
+        .send(
+            Method::POST,
+            &format!("/dead-letters/{entry}/redrive"),
+            &mallory,
+            "",
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["message"],
+        format!(
+            "dead letter {entry} kept no payload (the tenant was at its max_stored_bytes when \
+             it failed), so it cannot be redriven"
+        )
+    );
     let now = stored().await;
-    assert!(now >= limit && now <= limit + (516 << 10), "{now}");
-    let r = p.send(Method::POST, "/invoke/echo", &mallory, "{}").await;
+    assert!(now <= limit, "{now} > {limit}");
+
+    // Filled to 2 KiB short of the cap: a new module does not fit.
+    let fill = (limit - now - 2048) as usize;
+    let r = p
+        .send(
+            Method::POST,
+            "/invoke/echo",
+            &mallory,
+            format!("\"{}\"", "x".repeat(fill - 2)),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = p
+        .send(
+            Method::PUT,
+            "/functions/wc",
+            &mallory,
+            eddy_tests::wasm("wordcount"),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "storage_quota_exceeded", "{body}");
+    let now = stored().await;
+    assert!(now <= limit, "{now} > {limit}");
+
+    // Another 512 KiB does not fit: refused up front, saying when room
+    // comes back; a small payload still fits.
+    let r = p
+        .send(Method::POST, "/invoke/echo", &mallory, big.clone())
+        .await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     let after: u64 = r.headers()["retry-after"]
         .to_str()
@@ -1131,24 +1182,18 @@ async fn stored_bytes_stay_under_the_tenants_quota() {
     assert_eq!(
         body["message"],
         format!(
-            "the tenant stores {now} bytes, its max_stored_bytes is {limit}; some expire in {after} s"
+            "the tenant stores {now} bytes; 524288 more would take it over its \
+             max_stored_bytes of {limit}; some expire in {after} s"
         )
     );
-    let r = p
-        .send(
-            Method::PUT,
-            "/functions/wc",
-            &mallory,
-            eddy_tests::wasm("wordcount"),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["code"], "storage_quota_exceeded", "{body}");
+    let r = p.send(Method::POST, "/invoke/echo", &mallory, "{}").await;
+    assert_eq!(r.status(), StatusCode::OK);
 
-    // When the outputs' slots leave the window, work is accepted again.
+    // When the outputs' slots leave the window, it is accepted again.
     let accepted = loop {
-        let r = p.send(Method::POST, "/invoke/echo", &mallory, "{}").await;
+        let r = p
+            .send(Method::POST, "/invoke/echo", &mallory, big.clone())
+            .await;
         if r.status() == StatusCode::OK {
             break refused.elapsed();
         }

@@ -97,7 +97,9 @@ pub async fn dead_letters(
 /// Puts a dead letter back into its stream (attempt 1, current version) and
 /// reopens its run.
 #[utoipa::path(post, path = "/dead-letters/{entry}/redrive", params(("entry" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody),
+              (status = 409, description = "`conflict`: the dead letter kept no payload (its tenant was at its max_stored_bytes)", body = crate::ErrorBody),
+              (status = 429, description = "a quota: `quota_exceeded`, `storage_quota_exceeded`; `Retry-After`", body = crate::ErrorBody)))]
 pub async fn redrive(
     State(state): State<AppState>,
     TenantCtx(tenant): TenantCtx,

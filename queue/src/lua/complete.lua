@@ -49,6 +49,29 @@ local pending_delta = 0
 -- stored bytes before it (read once, when the tenant has a maximum).
 local stored_delta = 0
 local max_stored, stored_before = nil, 0
+
+-- Whether `size` more bytes fit under the tenant's max_stored_bytes.
+local function fits(size)
+  if max_stored == nil then
+    local q = redis.call('HMGET', KEYS[1], 'max_stored_bytes', 'mod_bytes')
+    max_stored = tonumber(q[1]) or 0
+    if max_stored > 0 then
+      stored_before = stored_window(KEYS[5], now, ttl) + (tonumber(q[2]) or 0)
+    end
+  end
+  return max_stored == 0 or stored_before + stored_delta + size <= max_stored
+end
+
+-- An outcome without its logs (kept when the tenant has no room for them).
+local function without_logs(json)
+  local decoded = cjson.decode(json)
+  if decoded['logs'] == nil or next(decoded['logs']) == nil then
+    return json
+  end
+  decoded['logs'] = nil
+  decoded['logs_dropped'] = true
+  return cjson.encode(decoded)
+end
 local stats, stats_order = {}, {}
 
 -- How many times an invocation whose follow-ups find the tenant at its
@@ -150,15 +173,7 @@ local function complete(k, a)
   if outcome == 'ok' then
     -- The output is kept for the record TTL: within the tenant's stored
     -- bytes, or the invocation fails visibly instead of storing it.
-    if max_stored == nil then
-      local q = redis.call('HMGET', KEYS[1], 'max_stored_bytes', 'mod_bytes')
-      max_stored = tonumber(q[1]) or 0
-      if max_stored > 0 then
-        stored_before = stored_window(KEYS[5], now, ttl) + (tonumber(q[2]) or 0)
-      end
-    end
-    local size = #ARGV[a + 3] + #outcome_json
-    if max_stored > 0 and stored_before + stored_delta + size > max_stored then
+    if not fits(#ARGV[a + 3] + #outcome_json) then
       outcome = 'fail'
       class = 'quota'
       message = 'stored-bytes quota: an output of ' .. #ARGV[a + 3] .. ' bytes would take ' ..
@@ -171,6 +186,11 @@ local function complete(k, a)
     decoded['error'] = {class = class, message = message, retryable = false}
     decoded['follow_ups'] = nil
     outcome_json = cjson.encode(decoded)
+  end
+  if outcome ~= 'ok' and not fits(#outcome_json) then
+    -- Over the tenant's stored bytes, a failure keeps its error, not its
+    -- logs (what a hostile tenant's failures may hold stays bounded).
+    outcome_json = without_logs(outcome_json)
   end
 
   -- Every attempt counts towards the service time the controller plans
@@ -256,11 +276,20 @@ local function complete(k, a)
         end
       end
     end
+    -- Over the tenant's stored bytes, the dead letter keeps no payload (it
+    -- says so, and cannot be redriven).
+    local dropped = ''
+    if not fits(#outcome_json + #env + #payload) then
+      payload, dropped = '', '1'
+    end
     kept = #env + #payload
-    -- The newest DEAD_LETTERS are kept (about: `~` trims whole nodes).
+    -- The newest DEAD_LETTERS, and only those of the last record TTL (their
+    -- records are gone after it, and the stored-bytes window counts that
+    -- long); `~` trims whole nodes.
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', DEAD_LETTERS, '*', 'id', id, 'e', env, 'p', payload,
       'class', class, 'error', message, 'status', (outcome == 'dead') and 'dead' or 'failed',
-      'at', now)
+      'at', now, 'dropped', dropped)
+    redis.call('XTRIM', KEYS[3], 'MINID', '~', string.format('%d', tonumber(now) - 1000 * tonumber(ttl)))
     run_field = (outcome == 'dead') and 'dead' or 'failed'
     if class == 'run-limit' and not lazy then
       redis.call('HSETNX', run_key, 'error', message)

@@ -1,24 +1,32 @@
 -- Deletes a function: its versions, its stream, and every module no other
 -- version of the tenant uses (its bytes leave the tenant's stored bytes).
 -- KEYS: 1 function hash, 2 tenant's function set, 3 stream, 4 module refs
---       hash, 5 tenant hash, then one module key per version (as ARGV)
--- ARGV: 1 function name, then the sha256 of each version's module
--- Returns {removed (1 or 0), the sha256s freed...}, or {'changed'} when a
--- version was added since the caller read them (it reads them again).
+--       hash, 5 tenant hash, then the module key of each version (as ARGV)
+-- ARGV: 1 function name, then per version: its number, its module's sha256
+-- Returns {removed (1 or 0), the sha256s freed...}, or {'changed'} when the
+-- versions are not the ones the caller read (it reads them again): only the
+-- references of the versions deleted here are dropped.
+local n = (#ARGV - 1) / 2
 local versions = 0
 for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
   if string.sub(field, 1, 2) == 'v:' then versions = versions + 1 end
 end
-if versions ~= #ARGV - 1 then
+if versions ~= n then
   return {'changed'}
 end
+for j = 1, n do
+  local spec = redis.call('HGET', KEYS[1], 'v:' .. ARGV[2 * j])
+  if not spec or not string.find(spec, '"sha256":"' .. ARGV[2 * j + 1] .. '"', 1, true) then
+    return {'changed'}
+  end
+end
 local out = {redis.call('SREM', KEYS[2], ARGV[1])}
-for i = 2, #ARGV do
-  local sha = ARGV[i]
+for j = 1, n do
+  local sha = ARGV[2 * j + 1]
   if redis.call('HINCRBY', KEYS[4], sha, -1) <= 0 then
     redis.call('HDEL', KEYS[4], sha)
-    local size = redis.call('STRLEN', KEYS[4 + i])
-    if redis.call('DEL', KEYS[4 + i]) == 1 then
+    local size = redis.call('STRLEN', KEYS[5 + j])
+    if redis.call('DEL', KEYS[5 + j]) == 1 then
       redis.call('HINCRBY', KEYS[5], 'mod_bytes', -size)
       out[#out + 1] = sha
     end

@@ -9,8 +9,13 @@
 --       4294967295 (replaced here by the next one), 4 function name,
 --       5 now ms, 6 record ttl s
 -- Returns {'ok', version} or
--- {'quota', 'stored', limit, stored bytes, seconds until some expire}.
+-- {'quota', 'stored', limit, stored bytes, seconds until some expire,
+-- bytes asked for}.
 local size = #ARGV[1]
+local at = string.find(ARGV[3], '"version":4294967295', 1, true)
+if not at then
+  return redis.error_reply('deploy: the spec has no version placeholder')
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local q = redis.call('HMGET', KEYS[5], 'max_stored_bytes', 'mod_bytes')
   local max_stored = tonumber(q[1]) or 0
@@ -18,8 +23,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
     local window, after = stored_window(KEYS[6], ARGV[5], ARGV[6])
     local stored = window + (tonumber(q[2]) or 0)
     if stored + size > max_stored then
-      return {'quota', 'stored', string.format('%d', max_stored), string.format('%d', stored),
-        tostring(after)}
+      return {'quota', 'stored', q[1], string.format('%d', stored), tostring(after),
+        tostring(size)}
     end
   end
   redis.call('SET', KEYS[1], ARGV[1])
@@ -27,7 +32,6 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
 local version = redis.call('HINCRBY', KEYS[3], 'latest', 1)
-local at = string.find(ARGV[3], '"version":4294967295', 1, true)
 local json = string.sub(ARGV[3], 1, at - 1) .. '"version":' .. version ..
   string.sub(ARGV[3], at + 20)
 redis.call('HSET', KEYS[3], 'v:' .. version, json, 'current', version, 'spec', json)

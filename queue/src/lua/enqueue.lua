@@ -19,29 +19,23 @@
 -- Returns one reply per invocation: {'ok', entry} | {'duplicate', id} |
 -- {'idempotency-mismatch', id} |
 -- {'no-function'} | {'quota', 'pending' | 'rate', limit} |
--- {'quota', 'stored', limit, stored bytes, seconds until some expire}.
+-- {'quota', 'stored', limit, stored bytes, seconds until some expire,
+-- bytes asked for}.
 -- (The TTL goes to Redis as the string it came as: a Lua number would be
 -- formatted back on every call.)
 local now, tenant, wake = ARGV[1], ARGV[3], ARGV[4]
 local n = (#KEYS - 3) / 5
 
 -- Quotas: pending invocations of the tenant, invocations per second, and
--- stored bytes (a tenant at its maximum takes no new work: its outputs would
--- have nowhere to go).
+-- stored bytes (an invocation is taken only if its payload, as an output or a
+-- dead letter, would fit: the least it may come to keep).
 local quota = redis.call('HMGET', KEYS[1], 'max_pending', 'rate_per_sec', 'pending',
   'max_stored_bytes', 'mod_bytes')
 local max_pending = tonumber(quota[1]) or 0
 local rate = tonumber(quota[2]) or 0
 local pending = tonumber(quota[3]) or 0
 local max_stored = tonumber(quota[4]) or 0
-local full = nil
-if max_stored > 0 then
-  local window, after = stored_window(KEYS[3], now, ARGV[2])
-  local stored = window + (tonumber(quota[5]) or 0)
-  if stored >= max_stored then
-    full = {'quota', 'stored', tostring(max_stored), string.format('%d', stored), tostring(after)}
-  end
-end
+local stored, stored_after = nil, 0
 local rate_used = nil
 local rate_counted = 0
 local added = 0
@@ -70,8 +64,16 @@ local function accept(k, a)
       return {'duplicate', first or existing}
     end
   end
-  if full then
-    return full
+  if max_stored > 0 then
+    if stored == nil then
+      local window
+      window, stored_after = stored_window(KEYS[3], now, ARGV[2])
+      stored = window + (tonumber(quota[5]) or 0)
+    end
+    if stored + #ARGV[a + 1] > max_stored then
+      return {'quota', 'stored', quota[4], string.format('%d', stored), tostring(stored_after),
+        tostring(#ARGV[a + 1])}
+    end
   end
   if max_pending > 0 and pending + added >= max_pending then
     return {'quota', 'pending', tostring(max_pending)}
