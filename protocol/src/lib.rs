@@ -25,8 +25,8 @@ pub use envelope::{Envelope, LazyRun};
 pub use function::{FunctionConfig, FunctionSpec, RunLimits};
 pub use names::{FunctionName, NameError, TenantId};
 pub use record::{
-    ErrorInfo, InvocationRecord, InvocationStatus, LogEntry, Outcome, PhaseTimings, RunRecord,
-    RunStatus,
+    ErrorClass, ErrorInfo, InvocationRecord, InvocationStatus, LogEntry, Outcome, PhaseTimings,
+    RunRecord, RunStatus,
 };
 
 /// Renders the process's metrics in the Prometheus text format. The binary

@@ -49,13 +49,103 @@ impl InvocationStatus {
     }
 }
 
+/// What kind of failure an invocation had: its stable name on the wire
+/// (records, dead letters, the `x-eddy-error-class` header) is the
+/// kebab-case of the variant. The Lua scripts write some of them
+/// (`queue`'s test `every_class_the_scripts_write_is_a_variant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorClass {
+    /// The processor returned an error itself.
+    ProcessorError,
+    /// The guest trapped (panic, `unreachable`, bad memory access).
+    Trap,
+    /// Past its wall-clock limit or its deadline.
+    Timeout,
+    /// Memory past its limit.
+    OutOfMemory,
+    /// Its wasm stack exhausted.
+    StackOverflow,
+    /// Output, emits or logs past their limits.
+    LimitExceeded,
+    /// The module cannot be used as a processor.
+    InvalidModule,
+    /// Eddy failed, not the processor.
+    HostError,
+    /// A follow-up past the run's depth or size limit.
+    RunLimit,
+    /// The function (or an emit's target) does not exist.
+    UnknownFunction,
+    /// Delivered too many times without completing.
+    Crashed,
+    /// A tenant quota: follow-ups over `max_pending`, an output over
+    /// `max_stored_bytes`.
+    Quota,
+    /// A stream entry that could not be read (dead letters only).
+    Malformed,
+    /// A class this version does not know (written by a newer one).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorClass {
+    /// Every class, in declaration order.
+    pub const ALL: [ErrorClass; 14] = [
+        ErrorClass::ProcessorError,
+        ErrorClass::Trap,
+        ErrorClass::Timeout,
+        ErrorClass::OutOfMemory,
+        ErrorClass::StackOverflow,
+        ErrorClass::LimitExceeded,
+        ErrorClass::InvalidModule,
+        ErrorClass::HostError,
+        ErrorClass::RunLimit,
+        ErrorClass::UnknownFunction,
+        ErrorClass::Crashed,
+        ErrorClass::Quota,
+        ErrorClass::Malformed,
+        ErrorClass::Unknown,
+    ];
+
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::ProcessorError => "processor-error",
+            ErrorClass::Trap => "trap",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::OutOfMemory => "out-of-memory",
+            ErrorClass::StackOverflow => "stack-overflow",
+            ErrorClass::LimitExceeded => "limit-exceeded",
+            ErrorClass::InvalidModule => "invalid-module",
+            ErrorClass::HostError => "host-error",
+            ErrorClass::RunLimit => "run-limit",
+            ErrorClass::UnknownFunction => "unknown-function",
+            ErrorClass::Crashed => "crashed",
+            ErrorClass::Quota => "quota",
+            ErrorClass::Malformed => "malformed",
+            ErrorClass::Unknown => "unknown",
+        }
+    }
+
+    /// The class of a stable name; `Unknown` for any other.
+    pub fn parse(name: &str) -> ErrorClass {
+        ErrorClass::ALL
+            .into_iter()
+            .find(|c| c.as_str() == name)
+            .unwrap_or(ErrorClass::Unknown)
+    }
+}
+
+impl std::fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A classified failure, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
-    /// `processor-error`, `trap`, `timeout`, `out-of-memory`,
-    /// `stack-overflow`, `limit-exceeded`, `invalid-module`, `host-error`,
-    /// `run-limit`, `unknown-function`, `crashed`.
-    pub class: String,
+    pub class: ErrorClass,
     pub message: String,
     pub retryable: bool,
     /// The processor's own error code, for `processor-error`.
@@ -212,5 +302,24 @@ mod bytes_opt {
             Repr::Text(t) => t.into_bytes(),
             Repr::Bytes(b) => b,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorClass;
+
+    #[test]
+    fn error_classes_are_their_names_on_the_wire() {
+        for class in ErrorClass::ALL {
+            let json = serde_json::to_string(&class).unwrap();
+            assert_eq!(json, format!("\"{}\"", class.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorClass>(&json).unwrap(), class);
+            assert_eq!(ErrorClass::parse(class.as_str()), class);
+        }
+        assert_eq!(
+            serde_json::from_str::<ErrorClass>("\"from-the-future\"").unwrap(),
+            ErrorClass::Unknown
+        );
     }
 }

@@ -411,7 +411,7 @@ impl Queue {
                 "*",
                 &[
                     ("id", ""),
-                    ("class", "malformed"),
+                    ("class", eddy_protocol::ErrorClass::Malformed.as_str()),
                     ("error", m.reason.as_str()),
                     ("status", "failed"),
                     ("stream", m.stream.as_str()),

@@ -607,7 +607,7 @@ fn single_run(
         .outcome
         .error
         .as_ref()
-        .filter(|e| e.class == "run-limit")
+        .filter(|e| e.class == eddy_protocol::ErrorClass::RunLimit)
         .map(|e| e.message.clone());
     Ok(Some(Single::Run(RunRecord {
         id: id.to_string(),

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use eddy_protocol::{Envelope, FunctionName, TenantId, keys};
+use eddy_protocol::{Envelope, ErrorClass, FunctionName, TenantId, keys};
 use redis::AsyncCommands;
 use redis::streams::StreamRangeReply;
 
@@ -21,7 +21,7 @@ pub struct DeadLetter {
     /// `failed` (non-retryable error) or `dead` (retries or deliveries
     /// exhausted).
     pub status: String,
-    pub class: String,
+    pub class: ErrorClass,
     pub error: String,
     pub attempts: Option<u32>,
     pub at_ms: u64,
@@ -105,7 +105,7 @@ impl Queue {
                     invocation_id: f.get("id").cloned().unwrap_or_default(),
                     function: env.as_ref().map(|e| e.function.to_string()),
                     status: f.get("status").cloned().unwrap_or_default(),
-                    class: f.get("class").cloned().unwrap_or_default(),
+                    class: ErrorClass::parse(f.get("class").map_or("", String::as_str)),
                     error: f.get("error").cloned().unwrap_or_default(),
                     attempts: env.as_ref().map(|e| e.attempt),
                     at_ms: f.get("at").and_then(|a| a.parse().ok()).unwrap_or(0),

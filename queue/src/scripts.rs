@@ -37,3 +37,48 @@ pub(crate) static DUE_AUDIT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/due_audit.lua")));
 pub(crate) static CALLBACK_NEXT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/cb_next.lua")));
+
+#[cfg(test)]
+mod tests {
+    use eddy_protocol::ErrorClass;
+
+    /// Every script, as its source.
+    const SOURCES: [&str; 15] = [
+        include_str!("lua/stored.lua"),
+        include_str!("lua/enqueue.lua"),
+        include_str!("lua/complete.lua"),
+        include_str!("lua/deploy.lua"),
+        include_str!("lua/delete_function.lua"),
+        include_str!("lua/promote.lua"),
+        include_str!("lua/redrive.lua"),
+        include_str!("lua/release.lua"),
+        include_str!("lua/forget.lua"),
+        include_str!("lua/cb_retry.lua"),
+        include_str!("lua/cb_promote.lua"),
+        include_str!("lua/cb_next.lua"),
+        include_str!("lua/due_claim.lua"),
+        include_str!("lua/due_settle.lua"),
+        include_str!("lua/due_audit.lua"),
+    ];
+
+    #[test]
+    fn every_class_the_scripts_write_is_a_variant() {
+        let mut seen = 0;
+        for source in SOURCES {
+            for (i, _) in source.match_indices("class = '") {
+                let rest = &source[i + "class = '".len()..];
+                let name = &rest[..rest.find('\'').unwrap()];
+                assert_ne!(
+                    ErrorClass::parse(name),
+                    ErrorClass::Unknown,
+                    "a script writes class `{name}`, which protocol::ErrorClass does not have"
+                );
+                seen += 1;
+            }
+        }
+        assert!(
+            seen >= 3,
+            "found only {seen} classes written by the scripts"
+        );
+    }
+}

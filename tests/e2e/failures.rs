@@ -44,7 +44,7 @@ async fn retries_with_backoff_dead_letters_and_redrive() {
     let rec = q.invocation(&t, &id).await.unwrap().unwrap();
     assert_eq!((rec.status, rec.attempt), (InvocationStatus::Dead, 3));
     let error = rec.outcome.error.unwrap();
-    assert_eq!(error.class, "processor-error");
+    assert_eq!(error.class, eddy_protocol::ErrorClass::ProcessorError);
     assert_eq!(
         error.message,
         "processor error `always-fails`: this processor always fails"

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eddy_protocol::{ErrorInfo, FunctionName, LogEntry, Outcome, PhaseTimings};
+use eddy_protocol::{ErrorClass, ErrorInfo, FunctionName, LogEntry, Outcome, PhaseTimings};
 use eddy_queue::{Completion, Delivery, Disposition, FollowUp};
 use eddy_runtime::{Input, InvokeError};
 use rand::Rng;
@@ -21,9 +21,9 @@ pub(crate) fn backoff(attempt: u32, base_ms: u64, max_ms: u64) -> u64 {
 }
 
 /// A final error that is nobody's processor's fault.
-pub(crate) fn final_error(class: &str, message: String) -> ErrorInfo {
+pub(crate) fn final_error(class: ErrorClass, message: String) -> ErrorInfo {
     ErrorInfo {
-        class: class.to_string(),
+        class,
         message,
         retryable: false,
         code: None,
@@ -33,10 +33,10 @@ pub(crate) fn final_error(class: &str, message: String) -> ErrorInfo {
 /// The final error of a load failure, or the reason to try again later.
 pub(crate) fn load_failure(failure: LoadFailure) -> Result<ErrorInfo, String> {
     match failure {
-        LoadFailure::Missing(m) => Ok(final_error("unknown-function", m)),
-        LoadFailure::Lost(m) => Ok(final_error("host-error", m)),
+        LoadFailure::Missing(m) => Ok(final_error(ErrorClass::UnknownFunction, m)),
+        LoadFailure::Lost(m) => Ok(final_error(ErrorClass::HostError, m)),
         LoadFailure::Invalid(m) => Ok(final_error(
-            "invalid-module",
+            ErrorClass::InvalidModule,
             format!("invalid module: {m}"),
         )),
         LoadFailure::Transient(reason) => Err(reason),
@@ -60,9 +60,24 @@ pub(crate) fn failed(error: ErrorInfo, dead: bool, worker: &str) -> Completion {
     }
 }
 
+/// The recorded class of a runtime failure.
+fn class_of(class: eddy_runtime::ErrorClass) -> ErrorClass {
+    use eddy_runtime::ErrorClass as R;
+    match class {
+        R::Processor => ErrorClass::ProcessorError,
+        R::Trap => ErrorClass::Trap,
+        R::Timeout => ErrorClass::Timeout,
+        R::OutOfMemory => ErrorClass::OutOfMemory,
+        R::StackOverflow => ErrorClass::StackOverflow,
+        R::LimitExceeded => ErrorClass::LimitExceeded,
+        R::InvalidModule => ErrorClass::InvalidModule,
+        R::Host => ErrorClass::HostError,
+    }
+}
+
 fn error_info(e: &InvokeError) -> ErrorInfo {
     ErrorInfo {
-        class: e.class().as_str().to_string(),
+        class: class_of(e.class()),
         message: e.to_string(),
         retryable: e.is_retryable(),
         code: match e {
@@ -118,7 +133,7 @@ pub(crate) async fn run(
         .await;
     let (report, slot_wait) = match ran {
         Ok(ran) => ran,
-        Err(message) => return failed(final_error("host-error", message), false, worker),
+        Err(message) => return failed(final_error(ErrorClass::HostError, message), false, worker),
     };
     loaded.observe_run(report.timings.run.as_micros() as u64);
     // Guest logs become events of the execution span (exported only when
@@ -180,7 +195,10 @@ pub(crate) async fn run(
             }
             match bad_target {
                 Some(e) => {
-                    outcome.error = Some(final_error("unknown-function", format!("emit: {e}")));
+                    outcome.error = Some(final_error(
+                        ErrorClass::UnknownFunction,
+                        format!("emit: {e}"),
+                    ));
                     Disposition::Failed
                 }
                 None => {

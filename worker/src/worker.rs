@@ -1177,7 +1177,7 @@ impl Worker {
         let completion = if d.deliveries > self.config.max_deliveries {
             Some(process::failed(
                 process::final_error(
-                    "crashed",
+                    eddy_protocol::ErrorClass::Crashed,
                     format!(
                         "delivered {} times without completing: the worker running it crashed or stalled each time",
                         d.deliveries - 1
@@ -1230,7 +1230,7 @@ impl Worker {
         {
             return Some(process::failed(
                 process::final_error(
-                    "timeout",
+                    eddy_protocol::ErrorClass::Timeout,
                     "the invocation's deadline passed before it started".into(),
                 ),
                 false,

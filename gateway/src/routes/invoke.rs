@@ -11,6 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use crate::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use eddy_protocol::ErrorClass;
 use eddy_protocol::trace;
 use eddy_protocol::{
     Envelope, FunctionName, FunctionSpec, InvocationRecord, InvocationStatus, TenantId,
@@ -159,13 +160,22 @@ fn json_str(s: &str) -> String {
 /// the function failed on it. 5xx is for Eddy's own faults only: a host
 /// error, an entry that could not be read, a delivery whose worker crashed
 /// each time.
-pub(crate) fn failure_status(class: &str) -> StatusCode {
+pub(crate) fn failure_status(class: ErrorClass) -> StatusCode {
     match class {
-        "processor-error" | "trap" | "timeout" | "out-of-memory" | "stack-overflow"
-        | "limit-exceeded" | "invalid-module" | "unknown-function" | "run-limit" | "quota" => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorClass::ProcessorError
+        | ErrorClass::Trap
+        | ErrorClass::Timeout
+        | ErrorClass::OutOfMemory
+        | ErrorClass::StackOverflow
+        | ErrorClass::LimitExceeded
+        | ErrorClass::InvalidModule
+        | ErrorClass::UnknownFunction
+        | ErrorClass::RunLimit
+        | ErrorClass::Quota => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorClass::HostError
+        | ErrorClass::Crashed
+        | ErrorClass::Malformed
+        | ErrorClass::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -190,13 +200,13 @@ fn finished(rec: InvocationRecord) -> Response {
             let error = rec.outcome.error.clone();
             let class = error
                 .as_ref()
-                .map(|e| e.class.as_str())
-                .unwrap_or("host-error");
+                .map(|e| e.class)
+                .unwrap_or(ErrorClass::HostError);
             let status = failure_status(class);
             let mut r = (
                 status,
                 axum::Json(json!({
-                    "code": class.replace('-', "_"),
+                    "code": class.as_str().replace('-', "_"),
                     "message": error.as_ref().map(|e| e.message.as_str()).unwrap_or("the invocation failed"),
                     "invocation_id": rec.id,
                     "status": rec.status.as_str(),
@@ -205,7 +215,7 @@ fn finished(rec: InvocationRecord) -> Response {
                 })),
             )
                 .into_response();
-            if let Ok(v) = HeaderValue::from_str(class) {
+            if let Ok(v) = HeaderValue::from_str(class.as_str()) {
                 r.headers_mut().insert("x-eddy-error-class", v);
             }
             r

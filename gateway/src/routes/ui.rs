@@ -1587,7 +1587,7 @@ impl Connection {
                     ms: busy_ms(r),
                     cold: r.outcome.timings.cold,
                     worker: r.outcome.worker.clone(),
-                    error_class: error.map(|e| e.class.clone()),
+                    error_class: error.map(|e| e.class.to_string()),
                     error: error.map(|e| e.message.chars().take(LOG_PREVIEW).collect()),
                     logs: c.logs,
                     log: r.outcome.logs.first().map(|l| {
