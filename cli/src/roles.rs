@@ -534,7 +534,7 @@ pub fn gateway(gateway: GatewayArgs, worker: WorkerArgs) -> Result<ExitCode> {
 /// if it exits, and stopped (its AOF flushed) on drop. It also dies with
 /// `eddy up` killed without a chance to stop it (see [`spawn_redis`]).
 struct RedisChild {
-    child: Arc<std::sync::Mutex<Child>>,
+    child: Arc<parking_lot::Mutex<Child>>,
     stopping: Arc<std::sync::atomic::AtomicBool>,
     url: String,
     /// `url` without the password, for messages.
@@ -602,7 +602,7 @@ impl RedisChild {
             "auto-aof-rewrite-min-size 1gb\n".into(),
         ];
         write_secret(&conf, &settings.concat())?;
-        let child = Arc::new(std::sync::Mutex::new(spawn_redis(&dir, &conf)?));
+        let child = Arc::new(parking_lot::Mutex::new(spawn_redis(&dir, &conf)?));
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let redis = RedisChild {
             child: child.clone(),
@@ -631,7 +631,7 @@ impl RedisChild {
                 let mut wait = Duration::from_millis(100);
                 while !stopping.load(std::sync::atomic::Ordering::Acquire) {
                     std::thread::sleep(Duration::from_millis(100));
-                    let mut c = child.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut c = child.lock();
                     let Ok(Some(status)) = c.try_wait() else {
                         wait = Duration::from_millis(100);
                         continue;
@@ -657,7 +657,7 @@ impl Drop for RedisChild {
     fn drop(&mut self) {
         self.stopping
             .store(true, std::sync::atomic::Ordering::Release);
-        let mut c = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self.child.lock();
         // Closing the pipe SIGTERMs the server: it finishes its AOF write
         // and exits, and so does its shell.
         drop(c.stdin.take());

@@ -4,7 +4,9 @@
 //! can be named, let alone touched.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, Request, State};
@@ -60,8 +62,8 @@ struct CacheState {
 }
 
 impl KeyCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, CacheState> {
+        self.state.lock()
     }
 
     pub(crate) fn get(&self, hash: &str) -> Option<TenantId> {
@@ -291,7 +293,7 @@ fn counted(ip: std::net::IpAddr) -> std::net::IpAddr {
 
 impl FailedAuths {
     fn valid(&self, hash: String) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.seen.lock();
         if seen.len() >= FAILED_AUTH_ADDRESSES * 10 && !seen.contains_key(&hash) {
             seen.retain(|_, at| at.elapsed() < SEEN_VALID_FOR);
             if seen.len() >= FAILED_AUTH_ADDRESSES * 10 {
@@ -302,14 +304,14 @@ impl FailedAuths {
     }
 
     fn seen_valid(&self, hash: &str) -> bool {
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = self.seen.lock();
         seen.get(hash)
             .is_some_and(|at| at.elapsed() < SEEN_VALID_FOR)
     }
 
     pub(crate) fn failed(&self, ip: std::net::IpAddr) {
         let ip = counted(ip);
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.failures.lock();
         let now = Instant::now();
         if map.len() >= FAILED_AUTH_ADDRESSES && !map.contains_key(&ip) {
             map.retain(|_, (start, _)| now.duration_since(*start) < FAILED_AUTH_WINDOW);
@@ -326,7 +328,7 @@ impl FailedAuths {
 
     /// How long `ip` is still refused, if it is.
     pub(crate) fn blocked(&self, ip: std::net::IpAddr) -> Option<u64> {
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self.failures.lock();
         let (start, n) = map.get(&counted(ip))?;
         let left = FAILED_AUTH_WINDOW.checked_sub(start.elapsed())?;
         (*n >= FAILED_AUTHS).then(|| left.as_secs().max(1))
@@ -374,7 +376,7 @@ pub struct Entered(InFlight, TenantId);
 impl InFlight {
     /// Counts a request of `tenant` in, unless it already has `limit`.
     pub fn enter(&self, tenant: &TenantId, limit: usize) -> Option<Entered> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.0.lock();
         let n = map.entry(tenant.clone()).or_insert(0);
         if *n >= limit {
             return None;
@@ -386,7 +388,7 @@ impl InFlight {
 
 impl Drop for Entered {
     fn drop(&mut self) {
-        let mut map = (self.0).0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = (self.0).0.lock();
         if let Some(n) = map.get_mut(&self.1) {
             *n -= 1;
             if *n == 0 {

@@ -120,10 +120,10 @@ pub struct Shared {
     pub(crate) failed_auths: auth::FailedAuths,
     /// When this gateway last marked each function's stream active.
     touched:
-        std::sync::Mutex<std::collections::HashMap<(TenantId, FunctionName), std::time::Instant>>,
+        parking_lot::Mutex<std::collections::HashMap<(TenantId, FunctionName), std::time::Instant>>,
     /// `eddy_invocations_accepted_total` per function, (async, sync):
     /// registered once instead of on every request.
-    accepted: std::sync::Mutex<
+    accepted: parking_lot::Mutex<
         std::collections::HashMap<(TenantId, FunctionName), [metrics::Counter; 2]>,
     >,
     /// `eddy_redis_roundtrip_seconds{op="enqueue"}`, registered once.
@@ -147,27 +147,6 @@ impl std::fmt::Debug for Shared {
             .field("reply_channel", &self.reply_channel)
             .finish_non_exhaustive()
     }
-}
-
-/// How recent a worker's heartbeat must be for it to count as live here.
-const WORKER_LIVE_MS: u64 = 30_000;
-
-/// Enqueues roots without a run record only while no live worker predates
-/// that (a rolling upgrade): such a worker's completion script would find
-/// no run to count in. Checked now and every 5 s.
-fn follow_workers(queue: Queue) {
-    tokio::spawn(async move {
-        loop {
-            if let Ok(workers) = queue.workers().await {
-                let now = eddy_protocol::now_ms();
-                let old = workers
-                    .iter()
-                    .any(|w| !w.runs_of_one && now.saturating_sub(w.seen_at_ms) < WORKER_LIVE_MS);
-                queue.set_runs_of_one(!old);
-            }
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-        }
-    });
 }
 
 impl AppState {
@@ -196,7 +175,6 @@ impl AppState {
         waiters.listen(queue.replies(reply_channel.clone()));
         let keys = Arc::new(auth::KeyCache::default());
         keys.listen(queue.replies(eddy_protocol::keys::KEYS_REVOKED.to_string()));
-        follow_workers(queue.clone());
         let specs = Arc::new(specs::SpecCache::default());
         specs.listen(queue.replies(eddy_protocol::keys::FUNCTIONS_CHANGED.to_string()));
         Ok(AppState(Arc::new(Shared {
@@ -226,7 +204,7 @@ impl AppState {
     pub async fn touch(&self, tenant: &TenantId, function: &FunctionName) {
         let now = std::time::Instant::now();
         {
-            let mut t = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+            let mut t = self.touched.lock();
             let key = (tenant.clone(), function.clone());
             if t.get(&key)
                 .is_some_and(|at| now.duration_since(*at) < Duration::from_secs(1))
@@ -248,7 +226,7 @@ impl AppState {
         function: &FunctionName,
         sync: bool,
     ) -> metrics::Counter {
-        let mut cache = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.accepted.lock();
         let pair = cache
             .entry((tenant.clone(), function.clone()))
             .or_insert_with(|| {

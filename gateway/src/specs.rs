@@ -11,7 +11,9 @@
 //! enqueue script whatever the cache holds.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use eddy_protocol::{FunctionName, FunctionSpec, TenantId};
@@ -38,8 +40,8 @@ struct State {
 }
 
 impl SpecCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     /// The cached current spec of a function, when fresh.

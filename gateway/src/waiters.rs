@@ -5,7 +5,9 @@
 //! may drop a message.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use eddy_protocol::{InvocationRecord, TenantId};
@@ -28,8 +30,8 @@ struct Slot {
     record: Mutex<Option<InvocationRecord>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(m: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
+    m.lock()
 }
 
 /// Removes its waiter when dropped (the request finished or went away).

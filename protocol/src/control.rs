@@ -26,11 +26,6 @@ pub struct WorkerInfo {
     /// Resident memory, bytes.
     #[serde(default)]
     pub rss_bytes: u64,
-    /// Completes runs of one invocation that have no run record (see the
-    /// queue's `enqueue.lua`). Gateways write run records as before while a
-    /// live worker lacks this (one from before it, in a rolling upgrade).
-    #[serde(default)]
-    pub runs_of_one: bool,
 }
 
 /// Streams assigned to one worker, with the concurrency for each.

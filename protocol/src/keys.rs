@@ -34,6 +34,13 @@ pub fn parse_stream(key: &str) -> Option<(TenantId, FunctionName)> {
     ))
 }
 
+/// The tenant of any of its keys (`eddy:{t:<tenant>}:…`).
+pub fn tenant_of(key: &str) -> Option<TenantId> {
+    let start = key.find("{t:")? + 3;
+    let end = start + key[start..].find('}')?;
+    TenantId::new(&key[start..end]).ok()
+}
+
 /// Stream key prefix of a tenant; a function name follows it.
 pub fn stream_prefix(tenant: &TenantId) -> String {
     format!("eddy:{}:q:", tag(tenant))
@@ -238,5 +245,7 @@ mod tests {
         assert_eq!(stream(&t, &f), "eddy:{t:acme}:q:wordcount");
         assert_eq!(parse_stream(&stream(&t, &f)), Some((t.clone(), f.clone())));
         assert_eq!(parse_stream("eddy:{t:acme}:fn:wordcount"), None);
+        assert_eq!(tenant_of(&callbacks(&t)), Some(t.clone()));
+        assert_eq!(tenant_of("eddy:tenants"), None);
     }
 }

@@ -7,8 +7,10 @@
 //! functions, which tenants control (tenants themselves are the operator's).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+
+use parking_lot::Mutex;
 
 use crate::names::{FunctionName, TenantId};
 
@@ -40,7 +42,7 @@ pub fn set_max_functions(n: usize) {
 
 /// The `(tenant, function)` label values of a function's series.
 pub fn of(tenant: &TenantId, function: &FunctionName) -> (String, String) {
-    let mut l = labelled().lock().unwrap_or_else(|e| e.into_inner());
+    let mut l = labelled().lock();
     let key = (tenant.clone(), function.clone());
     if l.functions.contains(&key) {
         return (tenant.to_string(), function.to_string());

@@ -64,12 +64,6 @@ fn fields(entry: &StreamId) -> HashMap<&str, String> {
         .collect()
 }
 
-fn tenant_of(stream: &str) -> Option<TenantId> {
-    let start = stream.find("{t:")? + 3;
-    let end = start + stream[start..].find('}')?;
-    TenantId::new(&stream[start..end]).ok()
-}
-
 fn parse(stream: &str, entry: &StreamId) -> Callback {
     let f = fields(entry);
     Callback {
@@ -79,7 +73,7 @@ fn parse(stream: &str, entry: &StreamId) -> Callback {
         at: f.get("at").and_then(|a| a.parse().ok()).unwrap_or(0),
         attempt: f.get("attempt").and_then(|a| a.parse().ok()).unwrap_or(0),
         traceparent: f.get("tp").cloned().unwrap_or_default(),
-        tenant: tenant_of(stream),
+        tenant: keys::tenant_of(stream),
         stream: stream.to_string(),
         entry_id: entry.id.clone(),
     }

@@ -1,7 +1,7 @@
 //! Reading streams as a consumer group member: new entries, reclaimed
 //! entries of crashed consumers, lease extension, release on drain, trimming.
 
-use eddy_protocol::{Envelope, TenantId, keys};
+use eddy_protocol::{Envelope, keys};
 use redis::Value;
 
 use crate::conn::{BlockingConn, by_slot};
@@ -136,13 +136,6 @@ fn deliveries(reply: Value) -> (Vec<Delivery>, Vec<Malformed>) {
         }
     }
     (out, bad)
-}
-
-/// The tenant a stream key belongs to (`eddy:{t:<tenant>}:q:<fn>`).
-fn tenant_of(stream: &str) -> Option<TenantId> {
-    let start = stream.find("{t:")? + 3;
-    let end = start + stream[start..].find('}')?;
-    TenantId::new(&stream[start..end]).ok()
 }
 
 /// `XREADGROUP GROUP group consumer COUNT count [BLOCK ms] STREAMS … >…`.
@@ -405,7 +398,7 @@ impl Queue {
         let mut conn = self.conn();
         let mut pipe = redis::pipe();
         pipe.atomic();
-        if let Some(t) = tenant_of(&m.stream) {
+        if let Some(t) = keys::tenant_of(&m.stream) {
             pipe.xadd(
                 keys::dead_letters(&t),
                 "*",
@@ -545,7 +538,7 @@ mod tests {
     }
 
     fn envelope_json(id: &str) -> String {
-        let t = TenantId::new("acme").unwrap();
+        let t = eddy_protocol::TenantId::new("acme").unwrap();
         let f = eddy_protocol::FunctionName::new("echo").unwrap();
         let mut e = Envelope::root(t, f, "application/json".into());
         e.id = id.into();

@@ -300,12 +300,12 @@ impl Queue {
             .collect())
     }
 
-    /// Whether a root goes without a run record until it fans out, as its
-    /// envelope says it ([`Envelope::lazy_run`]): a corrected copy when the
-    /// caller did not set it as this queue runs now (callers on the hot
-    /// path set it themselves, see [`Queue::runs_of_one`]).
+    /// A root goes without a run record until it fans out, as its envelope
+    /// says ([`Envelope::lazy_run`], with the run's callback): a corrected
+    /// copy when the caller did not set it so (callers on the hot path set
+    /// it themselves).
     fn lazy_run(&self, envelope: &Envelope, run_callback: Option<&str>) -> Option<Envelope> {
-        let want = envelope.is_root() && self.runs_of_one();
+        let want = envelope.is_root();
         let fits = match &envelope.lazy_run {
             None => !want,
             Some(l) => want && l.callback_url.as_deref() == run_callback,
@@ -643,13 +643,12 @@ fn enqueue_job(
 ) -> Result<EnqueueJob> {
     let t = &envelope.tenant;
     let idem = envelope.idempotency_key.as_deref().unwrap_or("");
-    let mut keys = Args::with_capacity(5, 256);
+    let mut keys = Args::with_capacity(4, 256);
     keys.push(keys::stream(t, &envelope.function))
         .push(keys::invocation(t, &envelope.id))
-        .push(keys::run(t, &envelope.run_id))
         .push(keys::idempotency(t, &envelope.function, idem))
         .push(keys::function(t, &envelope.function));
-    let mut args = Args::with_capacity(10, 512 + payload.len());
+    let mut args = Args::with_capacity(9, 512 + payload.len());
     args.push_with(json_into(envelope))?
         .push(payload)
         .push(&envelope.id)
@@ -667,8 +666,7 @@ fn enqueue_job(
         Some(v) => args.push_num(u64::from(v)),
         None => args.push(""),
     };
-    args.push(run_callback.unwrap_or(""))
-        .push(if envelope.lazy_run.is_some() { "1" } else { "" });
+    args.push(run_callback.unwrap_or(""));
     Ok(EnqueueJob {
         tenant: t.clone(),
         keys,

@@ -142,9 +142,6 @@ pub struct Queue {
     /// pipelined on `conn`.
     urgent: Conn,
     config: QueueConfig,
-    /// Whether roots are enqueued without a run record (see
-    /// [`Queue::set_runs_of_one`]).
-    runs_of_one: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Group commit of enqueues and completions (see `batch.rs`), started
     /// on first use on the caller's runtime and shared by clones.
     batchers: std::sync::Arc<Batchers>,
@@ -210,7 +207,6 @@ impl Queue {
             conn,
             urgent,
             config,
-            runs_of_one: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             batchers: std::sync::Arc::default(),
             news: Default::default(),
         })
@@ -305,22 +301,6 @@ impl Queue {
     /// counter set stays.
     pub fn meter_paced_enqueues(&self, counter: metrics::Counter) {
         self.batchers.enqueue_gate.meter(counter);
-    }
-
-    /// Whether roots are enqueued without a run record until they fan out
-    /// (on by default). A gateway turns it off while a live worker does not
-    /// handle that (a rolling upgrade from a binary before it): that worker's
-    /// completion script would find no run to count in. Shared by clones.
-    pub fn set_runs_of_one(&self, on: bool) {
-        self.runs_of_one
-            .store(on, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Whether roots are enqueued without a run record until they fan out
-    /// (see [`Queue::set_runs_of_one`]); a caller building a root's
-    /// envelope sets [`eddy_protocol::Envelope::lazy_run`] by it.
-    pub fn runs_of_one(&self) -> bool {
-        self.runs_of_one.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether this is a Redis Cluster.

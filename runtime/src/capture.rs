@@ -6,7 +6,9 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -183,7 +185,7 @@ impl Capture {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A poisoned lock only means a panic elsewhere while holding it; the
         // log itself is still consistent enough to keep.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.lock()
     }
 
     /// Records a `log` call. Returns false when the budget is exhausted.

@@ -433,7 +433,7 @@ async fn deploy_invoke_sync_async_with_callback_and_a_run() {
     // enqueue script calls of at most 16 lines (one call of thousands would
     // hold Redis, and every other tenant, for as long), and every line is
     // answered, in order. Redis's slow log, set to keep every command, shows
-    // each enqueue call's size: its KEYS are 2 + 5 per invocation, and its
+    // each enqueue call's size: its KEYS are 3 + 4 per invocation, and its
     // second key is the tenant's rate window.
     let redis = redis::Client::open(p.redis_url.as_str()).unwrap();
     let mut rc = redis.get_multiplexed_async_connection().await.unwrap();
@@ -503,7 +503,7 @@ async fn deploy_invoke_sync_async_with_callback_and_a_run() {
                 .is_some_and(|c| c.eq_ignore_ascii_case("evalsha"))
                 && args.get(4).is_some_and(|k| k.contains(":rate:"))
         })
-        .map(|(_, _, _, args)| (args[2].parse::<u64>().unwrap() - 2) / 5)
+        .map(|(_, _, _, args)| (args[2].parse::<u64>().unwrap() - 3) / 4)
         .collect();
     assert_eq!(sizes.iter().sum::<u64>(), 2000, "{sizes:?}");
     assert!(sizes.iter().all(|n| *n <= 16), "{sizes:?}");

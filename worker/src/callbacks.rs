@@ -106,7 +106,7 @@ pub(crate) struct Dispatcher {
     http: reqwest::Client,
     /// When each tenant was last marked for a trimming look (one mark a
     /// second serves every delivery of that second).
-    marked: std::sync::Mutex<std::collections::HashMap<TenantId, std::time::Instant>>,
+    marked: parking_lot::Mutex<std::collections::HashMap<TenantId, std::time::Instant>>,
 }
 
 impl Dispatcher {
@@ -229,7 +229,7 @@ impl Dispatcher {
     /// Redis round trip per callback).
     async fn look_again(&self, tenant: &TenantId) {
         {
-            let mut marked = self.marked.lock().unwrap_or_else(|e| e.into_inner());
+            let mut marked = self.marked.lock();
             let now = std::time::Instant::now();
             let horizon = Duration::from_millis(eddy_queue::MARK_HORIZON_MS);
             if marked

@@ -9,7 +9,9 @@
 //! goes to the next tenant in turn, not to the oldest waiter.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -40,7 +42,7 @@ impl Activity {
     /// Notes `tenant`'s activity; whether another tenant was active lately.
     fn shared(&self, tenant: &str) -> bool {
         let now = Instant::now();
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.seen.lock();
         match seen.get_mut(tenant) {
             Some(at) => *at = now,
             None => {
@@ -57,7 +59,7 @@ impl Activity {
     /// nothing).
     fn others(&self, tenant: &str) -> bool {
         let now = Instant::now();
-        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = self.seen.lock();
         seen.iter()
             .any(|(t, at)| t != tenant && now.duration_since(*at) < SHARED_WINDOW)
     }
@@ -150,8 +152,8 @@ impl FairGate {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     /// Waits for a slot for `tenant`'s invocation.
@@ -373,7 +375,7 @@ impl Executor {
                     loop {
                         // One thread waits on the queue at a time; the
                         // others wait for the lock.
-                        let job = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                        let job = match rx.lock().recv() {
                             Ok(job) => job,
                             Err(_) => return, // the executor is gone
                         };
@@ -494,14 +496,14 @@ mod tests {
             let (g, o) = (gate.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
                 let _p = g.enter("burst").await;
-                o.lock().unwrap().push(format!("burst-{i}"));
+                o.lock().push(format!("burst-{i}"));
             }));
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let (g, o) = (gate.clone(), order.clone());
         tasks.push(tokio::spawn(async move {
             let _p = g.enter("trickle").await;
-            o.lock().unwrap().push("trickle".into());
+            o.lock().push("trickle".into());
         }));
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(gate.load(), (0, 11));
@@ -509,7 +511,7 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        let order = order.lock().unwrap().clone();
+        let order = order.lock().clone();
         assert_eq!(order[0], "burst-0");
         assert_eq!(order[1], "trickle", "the trickle goes second: {order:?}");
         assert_eq!(gate.load(), (1, 0));

@@ -1,7 +1,9 @@
 //! Loaded function versions, kept warm in this worker.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use eddy_protocol::{Ceilings, FunctionName, FunctionSpec, TenantId};
@@ -85,8 +87,8 @@ impl Functions {
         }
     }
 
-    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        m.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock<T>(m: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
+        m.lock()
     }
 
     /// Versions loaded now.

@@ -2,8 +2,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use eddy_protocol::control::WorkerInfo;
@@ -376,8 +378,8 @@ fn on_lane() -> bool {
     ON_LANE.with(|l| l.get())
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(m: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
+    m.lock()
 }
 
 fn unique_consumer() -> String {
@@ -1070,7 +1072,6 @@ impl Worker {
             seen_at_ms: eddy_protocol::now_ms(),
             warm: self.functions.len() as u32,
             rss_bytes: rss_bytes(),
-            runs_of_one: true,
         };
         if let Err(error) = self.queue.heartbeat(&info).await {
             debug!(%error, "heartbeat");

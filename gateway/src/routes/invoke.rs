@@ -311,7 +311,7 @@ async fn invoke_traced(
     env.callback_url = callback;
     env.idempotency_key = idempotency;
     // Set here, as the queue would, so that it need not copy the envelope.
-    env.lazy_run = state.queue.runs_of_one().then(|| eddy_protocol::LazyRun {
+    env.lazy_run = Some(eddy_protocol::LazyRun {
         callback_url: run_callback.clone(),
     });
     // This handler's span when traces are exported, else the caller's
@@ -405,7 +405,6 @@ pub async fn batch(
     let span = server_span("/invoke/{name}/batch", &tenant, name.as_str());
     trace::set_parent(&span, header_str(&headers, "traceparent").ok().flatten());
     let traceparent = trace::traceparent(&span);
-    let lazy = state.queue.runs_of_one();
     tokio::spawn(async move {
         // The span ends when the last line is enqueued.
         let _batch_span = span;
@@ -493,7 +492,7 @@ pub async fn batch(
                         );
                         env.version = Some(spec.version);
                         env.traceparent = traceparent.clone();
-                        env.lazy_run = lazy.then(eddy_protocol::LazyRun::default);
+                        env.lazy_run = Some(eddy_protocol::LazyRun::default());
                         (env, line.to_vec())
                     })
                 };

@@ -37,7 +37,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Weak};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -126,7 +128,7 @@ impl Slot {
             Caller::Admin => String::new(),
             Caller::Tenant(t) => t.to_string(),
         };
-        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = OPEN.lock();
         let total: usize = open.values().sum();
         let mine = open.get(&who).copied().unwrap_or(0);
         if total >= STREAMS || mine >= STREAMS_PER_CALLER {
@@ -145,7 +147,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = OPEN.lock();
         if let Some(n) = open.get_mut(&self.0) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -596,7 +598,7 @@ static SAMPLERS: LazyLock<Samplers> = LazyLock::new(Samplers::default);
 
 /// The sampler of `state`'s Redis, started if none runs.
 fn sampler(state: &AppState) -> Arc<Sampler> {
-    let mut map = SAMPLERS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut map = SAMPLERS.lock();
     let url = state.config.redis_url.clone();
     if let Some(s) = map.get(&url).and_then(Weak::upgrade) {
         return s;

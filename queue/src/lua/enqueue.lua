@@ -5,17 +5,15 @@
 -- and each function's existence are read once per call and `pending` is
 -- written once, as if the invocations had come one after the other.
 -- KEYS: 1 tenant hash, 2 rate-window counter, 3 stored-bytes window,
---       then per invocation i (0-based): 4+5i stream, 5+5i record,
---       6+5i run record (written only when ARGV[3] is not '1'),
---       7+5i idempotency key, 8+5i function hash
+--       then per invocation i (0-based): 4+4i stream, 5+4i record,
+--       6+4i idempotency key, 7+4i function hash
 -- ARGV: 1 now ms, 2 ttl s, 3 tenant, 4 wake channel ('' = none: someone waits
 --       for these invocations, so the workers reading their streams are told
 --       at once with `!<stream>` instead of finding them on their next read),
---       then per invocation i: 5+10i envelope json, 6+10i payload, 7+10i id,
---       8+10i function, 9+10i the payload's fingerprint when an idempotency key is given ('' = none), 10+10i max depth,
---       11+10i max invocations, 12+10i version, 13+10i run callback url
---       ('' = none), 14+10i '1' = no run record until the root fans out
---       (else a live worker predates that: the run's record is written now)
+--       then per invocation i: 5+9i envelope json, 6+9i payload, 7+9i id,
+--       8+9i function, 9+9i the payload's fingerprint when an idempotency
+--       key is given ('' = none), 10+9i max depth, 11+9i max invocations,
+--       12+9i version, 13+9i run callback url ('' = none)
 -- Returns one reply per invocation: {'ok', entry} | {'duplicate', id} |
 -- {'idempotency-mismatch', id} |
 -- {'no-function'} | {'quota', 'pending' | 'rate', limit} |
@@ -23,8 +21,8 @@
 -- bytes asked for}.
 -- (The TTL goes to Redis as the string it came as: a Lua number would be
 -- formatted back on every call.)
-local now, tenant, wake = ARGV[1], ARGV[3], ARGV[4]
-local n = (#KEYS - 3) / 5
+local now, wake = ARGV[1], ARGV[4]
+local n = (#KEYS - 3) / 4
 
 -- Quotas: pending invocations of the tenant, invocations per second, and
 -- stored bytes (an invocation is taken only if its payload, as an output or a
@@ -42,7 +40,7 @@ local added = 0
 local exists = {}
 
 local function accept(k, a)
-  local fkey = KEYS[k + 4]
+  local fkey = KEYS[k + 3]
   local known = exists[fkey]
   if known == nil then
     known = redis.call('EXISTS', fkey) == 1
@@ -55,7 +53,7 @@ local function accept(k, a)
   if idem ~= '' then
     -- `<id> <payload fingerprint>`: the same key with another payload is a
     -- client's mistake, not a retry.
-    local existing = redis.call('GET', KEYS[k + 3])
+    local existing = redis.call('GET', KEYS[k + 2])
     if existing then
       local first, fp = string.match(existing, '^(%S+) (%S+)$')
       if first and fp ~= idem then
@@ -89,7 +87,7 @@ local function accept(k, a)
     end
   end
   if idem ~= '' then
-    redis.call('SET', KEYS[k + 3], id .. ' ' .. idem, 'EX', ARGV[2])
+    redis.call('SET', KEYS[k + 2], id .. ' ' .. idem, 'EX', ARGV[2])
   end
   local entry = redis.call('XADD', KEYS[k], '*', 'e', ARGV[a], 'p', ARGV[a + 1])
   added = added + 1
@@ -114,22 +112,12 @@ local function accept(k, a)
       'max_inv', ARGV[a + 6])
   end
   redis.call('EXPIRE', KEYS[k + 1], ARGV[2])
-  if ARGV[a + 9] ~= '1' then
-    redis.call('HSET', KEYS[k + 2],
-      'id', id, 'tenant', tenant, 'function', ARGV[a + 3], 'status', 'running',
-      'total', 1, 'outstanding', 1, 'succeeded', 0, 'failed', 0, 'dead', 0,
-      'max_depth', ARGV[a + 5], 'max_invocations', ARGV[a + 6], 'created', now)
-    if cb ~= '' then
-      redis.call('HSET', KEYS[k + 2], 'callback', cb)
-    end
-    redis.call('EXPIRE', KEYS[k + 2], ARGV[2])
-  end
   return {'ok', entry}
 end
 
 local out = {}
 for i = 0, n - 1 do
-  out[i + 1] = accept(4 + 5 * i, 5 + 10 * i)
+  out[i + 1] = accept(4 + 4 * i, 5 + 9 * i)
 end
 if added > 0 then
   redis.call('HINCRBY', KEYS[1], 'pending', added)
