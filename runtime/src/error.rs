@@ -39,48 +39,9 @@ impl fmt::Display for LimitKind {
     }
 }
 
-/// The class of a failure: what went wrong, independent of the details.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    /// The processor returned `Err(error)` itself.
-    Processor,
-    /// The guest trapped (panic, `unreachable`, bad memory access, ...).
-    Trap,
-    /// The invocation ran past its wall-clock limit.
-    Timeout,
-    /// The guest tried to grow memory past its limit.
-    OutOfMemory,
-    /// The guest exhausted its wasm stack.
-    StackOverflow,
-    /// Output, emits or logs past their limits.
-    LimitExceeded,
-    /// The module could not be used as a processor.
-    InvalidModule,
-    /// Eddy itself failed (not the processor's fault).
-    Host,
-}
-
-impl ErrorClass {
-    /// Stable, machine-readable name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Processor => "processor-error",
-            ErrorClass::Trap => "trap",
-            ErrorClass::Timeout => "timeout",
-            ErrorClass::OutOfMemory => "out-of-memory",
-            ErrorClass::StackOverflow => "stack-overflow",
-            ErrorClass::LimitExceeded => "limit-exceeded",
-            ErrorClass::InvalidModule => "invalid-module",
-            ErrorClass::Host => "host-error",
-        }
-    }
-}
-
-impl fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The class of a failure: what went wrong, independent of the details
+/// (the recorded classes; the runtime produces the first eight).
+pub use eddy_protocol::ErrorClass;
 
 /// Why a module could not be loaded as a processor.
 #[derive(Debug, thiserror::Error)]
@@ -137,14 +98,14 @@ impl InvokeError {
     /// The failure's class.
     pub fn class(&self) -> ErrorClass {
         match self {
-            InvokeError::Processor { .. } => ErrorClass::Processor,
+            InvokeError::Processor { .. } => ErrorClass::ProcessorError,
             InvokeError::Trap { .. } => ErrorClass::Trap,
             InvokeError::Timeout { .. } => ErrorClass::Timeout,
             InvokeError::OutOfMemory { .. } => ErrorClass::OutOfMemory,
             InvokeError::StackOverflow => ErrorClass::StackOverflow,
             InvokeError::LimitExceeded { .. } => ErrorClass::LimitExceeded,
             InvokeError::InvalidModule(_) => ErrorClass::InvalidModule,
-            InvokeError::Host(_) => ErrorClass::Host,
+            InvokeError::Host(_) => ErrorClass::HostError,
         }
     }
 

@@ -60,24 +60,9 @@ pub(crate) fn failed(error: ErrorInfo, dead: bool, worker: &str) -> Completion {
     }
 }
 
-/// The recorded class of a runtime failure.
-fn class_of(class: eddy_runtime::ErrorClass) -> ErrorClass {
-    use eddy_runtime::ErrorClass as R;
-    match class {
-        R::Processor => ErrorClass::ProcessorError,
-        R::Trap => ErrorClass::Trap,
-        R::Timeout => ErrorClass::Timeout,
-        R::OutOfMemory => ErrorClass::OutOfMemory,
-        R::StackOverflow => ErrorClass::StackOverflow,
-        R::LimitExceeded => ErrorClass::LimitExceeded,
-        R::InvalidModule => ErrorClass::InvalidModule,
-        R::Host => ErrorClass::HostError,
-    }
-}
-
 fn error_info(e: &InvokeError) -> ErrorInfo {
     ErrorInfo {
-        class: class_of(e.class()),
+        class: e.class(),
         message: e.to_string(),
         retryable: e.is_retryable(),
         code: match e {

@@ -215,7 +215,7 @@ async fn processor_errors_are_data_and_say_whether_to_retry() {
     // wordcount's own bad-input error is not retryable.
     let report = invoke("wordcount", "not json", &Limits::default()).await;
     let err = report.result.unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Processor);
+    assert_eq!(err.class(), ErrorClass::ProcessorError);
     assert!(!err.is_retryable(), "{err}");
 }
 
