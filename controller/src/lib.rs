@@ -72,7 +72,7 @@ impl Default for ControllerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
             tick: Duration::from_millis(100),
             target_queue_age: Duration::from_millis(500),
-            worker_timeout: Duration::from_secs(5),
+            worker_timeout: eddy_protocol::control::WORKER_TIMEOUT,
             min_replicas: 1,
             max_replicas: 100,
             worker_concurrency_hint: 16,

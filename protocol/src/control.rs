@@ -4,6 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// A worker whose last heartbeat is older than this is gone: the controller
+/// moves its assignments and the dashboard shows it stale. Workers beat every
+/// second.
+pub const WORKER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A worker's heartbeat.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerInfo {

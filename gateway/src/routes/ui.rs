@@ -856,7 +856,8 @@ impl SamplerMemory {
                     Some(p) => p.rate,
                     None => None,
                 };
-                let stale = now_ms.saturating_sub(w.seen_at_ms) > 5_000;
+                let stale = now_ms.saturating_sub(w.seen_at_ms)
+                    > eddy_protocol::control::WORKER_TIMEOUT.as_millis() as u64;
                 self.workers.insert(
                     w.id.clone(),
                     WorkerProbe {
