@@ -340,11 +340,10 @@ impl Queue {
                     .push(keys::tenant(t))
                     .push(keys::rate_window(t, now / 1000))
                     .push(keys::stored(t));
-                let mut head_args = Args::with_capacity(4, 64);
+                let mut head_args = Args::with_capacity(3, 64);
                 head_args
                     .push(now_s)
                     .push(ttl)
-                    .push(t.as_str())
                     .push(if urgent { keys::WAKE } else { "" });
                 let mut keys = vec![&head_keys];
                 keys.extend(group.iter().map(|(_, j)| &j.keys));

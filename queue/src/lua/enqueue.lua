@@ -7,13 +7,13 @@
 -- KEYS: 1 tenant hash, 2 rate-window counter, 3 stored-bytes window,
 --       then per invocation i (0-based): 4+4i stream, 5+4i record,
 --       6+4i idempotency key, 7+4i function hash
--- ARGV: 1 now ms, 2 ttl s, 3 tenant, 4 wake channel ('' = none: someone waits
+-- ARGV: 1 now ms, 2 ttl s, 3 wake channel ('' = none: someone waits
 --       for these invocations, so the workers reading their streams are told
 --       at once with `!<stream>` instead of finding them on their next read),
---       then per invocation i: 5+9i envelope json, 6+9i payload, 7+9i id,
---       8+9i function, 9+9i the payload's fingerprint when an idempotency
---       key is given ('' = none), 10+9i max depth, 11+9i max invocations,
---       12+9i version, 13+9i run callback url ('' = none)
+--       then per invocation i: 4+9i envelope json, 5+9i payload, 6+9i id,
+--       7+9i function, 8+9i the payload's fingerprint when an idempotency
+--       key is given ('' = none), 9+9i max depth, 10+9i max invocations,
+--       11+9i version, 12+9i run callback url ('' = none)
 -- Returns one reply per invocation: {'ok', entry} | {'duplicate', id} |
 -- {'idempotency-mismatch', id} |
 -- {'no-function'} | {'quota', 'pending' | 'rate', limit} |
@@ -21,7 +21,7 @@
 -- bytes asked for}.
 -- (The TTL goes to Redis as the string it came as: a Lua number would be
 -- formatted back on every call.)
-local now, wake = ARGV[1], ARGV[4]
+local now, wake = ARGV[1], ARGV[3]
 local n = (#KEYS - 3) / 4
 
 -- Quotas: pending invocations of the tenant, invocations per second, and
@@ -117,7 +117,7 @@ end
 
 local out = {}
 for i = 0, n - 1 do
-  out[i + 1] = accept(4 + 4 * i, 5 + 9 * i)
+  out[i + 1] = accept(4 + 4 * i, 4 + 9 * i)
 end
 if added > 0 then
   redis.call('HINCRBY', KEYS[1], 'pending', added)
