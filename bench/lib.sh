@@ -3,8 +3,8 @@
 #   bench_setup <scenario-id>     build if needed, own redis-server, XADD baseline,
 #                                 eddy gateway + worker (+ controller), a tenant
 #   bench_deploy <name> <wasm> [eddy deploy options...]
-#   bench_run <scenario-id> <eddy bench args...>
-#                                 runs `eddy bench ... -o json`, measures the CPU
+#   bench_run <scenario-id> <eddy-bench args...>
+#                                 runs `eddy-bench ... -o json`, measures the CPU
 #                                 time of gateway/worker/redis/controller during
 #                                 it, writes .eddy/bench/<scenario-id>-<date>.json
 #                                 and prints a markdown row
@@ -26,7 +26,9 @@
 #                               per core, the binary's default)
 #   BENCH_SHARED_CACHE=1        gateway and worker share one artifact cache dir (like
 #                               `eddy up`); 0 = separate dirs (like separate pods)
-#   BENCH_TIMEOUT_S=1800        upper bound on the `eddy bench` process
+#   EDDY_BIN=path               the eddy under test (default: this checkout's release build)
+#   EDDY_BENCH_BIN=path         the load generator (default: this checkout's eddy-bench)
+#   BENCH_TIMEOUT_S=1800        upper bound on the `eddy-bench` process
 #   BENCH_KEEP_RUN_DIR=1        keep the run directory (logs, redis dump) after exit
 #   BENCH_REDIS_ARGS="--hash-max-ziplist-value 1024"
 #                               more redis-server arguments (the default is what `eddy up`
@@ -38,6 +40,8 @@ set -euo pipefail
 
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 EDDY=${EDDY_BIN:-$BENCH_ROOT/target/release/eddy}
+# The load generator (bench/loadgen); an A/B of an older eddy keeps this one.
+EDDY_BENCH=${EDDY_BENCH_BIN:-$BENCH_ROOT/target/release/eddy-bench}
 WASM=$BENCH_ROOT/functions/target/wasm32-wasip2/release
 BENCH_OUT=$BENCH_ROOT/.eddy/bench
 CLK_TCK=$(getconf CLK_TCK)
@@ -126,11 +130,12 @@ bench_build() {
         0) ;;
         1) (cd "$BENCH_ROOT" && make build) ;;
         *) if [ ! -x "$EDDY" ] || [ ! -f "$WASM/wordcount.wasm" ] || [ ! -f "$WASM/classify.wasm" ] \
-                || [ ! -f "$WASM/fanout.wasm" ] || ! "$EDDY" bench --help >/dev/null 2>&1; then
+                || [ ! -f "$WASM/fanout.wasm" ] || ! "$EDDY_BENCH" --help >/dev/null 2>&1; then
                (cd "$BENCH_ROOT" && make build)
            fi ;;
     esac
     [ -x "$EDDY" ] || die "no $EDDY after the build"
+    [ -x "$EDDY_BENCH" ] || die "no $EDDY_BENCH after the build"
 }
 
 bench_start_redis() {
@@ -235,7 +240,7 @@ cpu_snapshot() {
     done
 }
 
-# bench_run <scenario-id> <eddy bench args...>
+# bench_run <scenario-id> <eddy-bench args...>
 bench_run() {
     local id=$1
     shift
@@ -260,9 +265,9 @@ bench_run() {
     for name in "${BENCH_ORDER[@]}"; do
         watch+=(--watch-pid "$name=${BENCH_PIDS[$name]}")
     done
-    log "eddy bench $*"
+    log "eddy-bench $*"
     set +e
-    timeout "$BENCH_TIMEOUT_S" "$EDDY" bench "$@" "${watch[@]}" -o json >"$RUN_DIR/bench.json"
+    timeout "$BENCH_TIMEOUT_S" "$EDDY_BENCH" "$@" "${watch[@]}" -o json >"$RUN_DIR/bench.json"
     rc=$?
     set -e
     after=$(cpu_snapshot)
@@ -271,7 +276,7 @@ bench_run() {
     for name in "${BENCH_ORDER[@]}"; do
         kill -0 "${BENCH_PIDS[$name]}" 2>/dev/null || log "WARNING: $name is no longer running (see $RUN_DIR/$name.log)"
     done
-    [ -s "$RUN_DIR/bench.json" ] || die "eddy bench exited $rc without a summary"
+    [ -s "$RUN_DIR/bench.json" ] || die "eddy-bench exited $rc without a summary"
     python3 "$BENCH_ROOT/bench/summarise.py" \
         --bench "$RUN_DIR/bench.json" --rc "$rc" --id "$id" \
         --before "$before" --after "$after" --clk-tck "$CLK_TCK" \

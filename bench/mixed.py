@@ -5,7 +5,7 @@ usage: mixed.py URL ADMIN [--n N] [--sync C] [--via posts|batch]
 
 Creates the two tenants of w5client.burst_and_trickle. Then, with C sync
 callers of the trickle tenant back to back (0 = none), sends N async
-invocations of the burst tenant's `work` ({"ms":0}) with `eddy bench`:
+invocations of the burst tenant's `work` ({"ms":0}) with `eddy-bench`:
 single POSTs, 64 in flight (`--via posts`, the gateway's group commit), or
 the batch endpoint, 1,000 lines a request, 4 in flight (`--via batch`).
 Prints one JSON line: the burst's accept and end-to-end throughput, and the
@@ -66,10 +66,10 @@ for p in callers:
 time.sleep(0.3)
 scenario = ["throughput", "-c", "64"] if VIA == "posts" else ["bulk", "--batch-size", "1000", "-c", "4"]
 try:
-    # `eddy bench` exits 1 when it saw problems (e.g. the burst did not
+    # `eddy-bench` exits 1 when it saw problems (e.g. the burst did not
     # drain); its JSON still says what happened.
     r = subprocess.run(
-        [os.environ.get("EDDY_BIN", "target/release/eddy"), "bench", *scenario, "-f", "work",
+        [os.environ.get("EDDY_BENCH_BIN", "target/release/eddy-bench"), *scenario, "-f", "work",
          "-n", str(N), "--payload", '{"ms":0}', "--url", URL, "--key", keys["burst"], "-q", "-o", "json"],
         capture_output=True, text=True)
 finally:
@@ -78,7 +78,7 @@ samples = [x for _ in callers for x in out.get()]
 for p in callers:
     p.join()
 if not r.stdout.strip():
-    sys.exit(f"eddy bench printed nothing (exit {r.returncode}): {r.stderr.strip()}")
+    sys.exit(f"eddy-bench printed nothing (exit {r.returncode}): {r.stderr.strip()}")
 b = json.loads(r.stdout)
 done = b.get("completion", {})
 # The phases' edges on the wall clock, from the bench's own stamps; an edge

@@ -14,7 +14,7 @@ completion may have waited behind. Counts do not depend on how fast the
 machine is at the moment, which a noisy VM makes of every timing; MONITOR
 itself slows Redis, equally for any build.
 
-With `--via posts` the burst is N single async POSTs (`eddy bench
+With `--via posts` the burst is N single async POSTs (`eddy-bench
 throughput`, 64 in flight: the gateway's group commit) instead of one batch.
 
 usage: order_trickle.py URL ADMIN_KEY REDIS_PORT [--burst N] [--monitor-s S] [--via batch|posts]
@@ -63,7 +63,7 @@ def trickle(stop):
 
 def burst():
     if VIA == "posts":
-        subprocess.run([os.environ.get("EDDY_BIN", "target/release/eddy"), "bench", "throughput",
+        subprocess.run([os.environ.get("EDDY_BENCH_BIN", "target/release/eddy-bench"), "throughput",
                         "-f", "work", "-n", str(BURST), "-c", "64", "--payload", '{"ms":0}',
                         "--url", URL, "--key", keys["burst"], "-q"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

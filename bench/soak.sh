@@ -21,7 +21,7 @@ echo "| round | invocations | end-to-end /s | gateway RSS MiB | worker RSS MiB |
 echo "|---|---|---|---|---|---|"
 echo "| start | 0 | | $(rss_mib "$gw") | $(rss_mib "$wk") | $(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory:/ { printf "%.1f", $2 / 1048576 }') |"
 for round in $(seq "$ROUNDS"); do
-    out=$(timeout "$BENCH_TIMEOUT_S" "$EDDY" bench throughput -f wordcount -n "$N" -c 64 -o json)
+    out=$(timeout "$BENCH_TIMEOUT_S" "$EDDY_BENCH" throughput -f wordcount -n "$N" -c 64 -o json)
     rate=$(printf '%s' "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(round((d.get("completion") or {}).get("per_sec") or 0))' 2>/dev/null || echo "?")
     sleep 2
     echo "| $round | $((round * N)) | $rate | $(rss_mib "$gw") | $(rss_mib "$wk") | $(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory:/ { printf "%.1f", $2 / 1048576 }') |"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns one `eddy bench -o json` summary plus what bench/lib.sh measured
+"""Turns one `eddy-bench -o json` summary plus what bench/lib.sh measured
 around it (CPU ticks of each process before/after, the XADD baseline, redis
 INFO commandstats) into the result JSON under .eddy/bench/ and a markdown row.
 
@@ -116,12 +116,12 @@ def main():
     clk = int(a.clk_tck)
     head = bench.get("headline", {})
     n = head.get("invocations") or 0
-    # Whole `eddy bench` process lifetime (includes reading the sample of
+    # Whole `eddy-bench` process lifetime (includes reading the sample of
     # records after the load): the script's own /proc reads.
     before, after = ticks(a.before), ticks(a.after)
     outer = {k: round((after.get(k, 0) - before.get(k, 0)) / clk, 3) for k in after}
     outer["total"] = round(sum(outer.values()), 3)
-    # The measured phase only: what `eddy bench --watch-pid` read itself.
+    # The measured phase only: what `eddy-bench --watch-pid` read itself.
     phase = bench.get("cpu") or {}
     if phase.get("seconds"):
         cpu_s = {k: v for k, v in phase["seconds"].items() if k not in ("client", "server_total")}
@@ -129,7 +129,7 @@ def main():
         client_cpu = phase["seconds"].get("client")
         cpu_phase = phase.get("phase")
     else:
-        cpu_s, client_cpu, cpu_phase = outer, bench.get("client_cpu_s"), "whole eddy bench run"
+        cpu_s, client_cpu, cpu_phase = outer, bench.get("client_cpu_s"), "whole eddy-bench run"
     per_inv = {k: (round(v * 1e6 / n, 1) if (n and v is not None) else None) for k, v in cpu_s.items()}
     xadd = float(a.xadd)
     thr = head.get("throughput_per_sec")
@@ -151,7 +151,7 @@ def main():
         "client_cpu_s": client_cpu,
         "client_cpu_us_per_invocation": round(client_cpu * 1e6 / n, 1) if (n and client_cpu is not None) else None,
         "cpu_method": "utime+stime of each process from /proc/<pid>/stat (all threads), read by "
-                      "`eddy bench --watch-pid` at the start and end of the measured phase, "
+                      "`eddy-bench --watch-pid` at the start and end of the measured phase, "
                       "ticks / CLK_TCK, divided by headline.invocations",
         "cpu_s_whole_bench_process": outer,
         "redis": {"commandstats_by_usec": stats, "memory": memory(a.memory)},

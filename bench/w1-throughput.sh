@@ -8,7 +8,7 @@
 #   bench/w1-throughput.sh                      # N=20000, C=64, HTTP/1.1
 #   N=100000 C=128 HTTP2=1 bench/w1-throughput.sh
 #   BATCH=100 bench/w1-throughput.sh            # through /invoke/{fn}/batch
-#   bench/w1-throughput.sh --sample 5000        # extra args go to `eddy bench`
+#   bench/w1-throughput.sh --sample 5000        # extra args go to `eddy-bench`
 #
 # Redis runs without AOF and RDB (see bench/lib.sh, BENCH_AOF=1 to turn AOF on).
 source "$(dirname "$0")/lib.sh"

@@ -15,11 +15,104 @@ use eddy_runtime::Runtime;
 use eddy_worker::{CallbackConfig, Worker, WorkerConfig};
 use tokio::sync::watch;
 
+/// What every role process reads: where Redis is, and its threads.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProcessArgs {
+    /// Redis to use, e.g. `redis://127.0.0.1:6379`, or
+    /// `redis+cluster://host:port,host:port` for a Redis Cluster.
+    #[arg(long, env = "REDIS_URL")]
+    pub(crate) redis_url: Option<String>,
+    /// The Redis behind a plain `redis://` URL is a cluster (for a URL that
+    /// comes from elsewhere, e.g. a secret, as is).
+    #[arg(long, env = "EDDY_REDIS_CLUSTER", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    redis_cluster: bool,
+    /// Threads of the process's async runtime (default: one per CPU the
+    /// process may use, its cgroup's quota included). With 1 everything but long guests runs on the
+    /// main thread: the cheapest setting for one-CPU pods and small
+    /// machines (15-20% less CPU per invocation on 2 cores,
+    /// bench/RESULTS.md).
+    #[arg(long, env = "EDDY_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+}
+
+impl ProcessArgs {
+    /// The URL to connect to, if one was given.
+    pub(crate) fn given(&self) -> Option<String> {
+        let url = self.redis_url.as_deref()?;
+        Some(if self.redis_cluster {
+            eddy_queue::cluster_url(url)
+        } else {
+            url.to_string()
+        })
+    }
+
+    fn threads(&self) -> usize {
+        match self.threads {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    fn url(&self) -> Result<String> {
+        self.given().ok_or_else(|| {
+            anyhow::anyhow!(
+                "set REDIS_URL (or --redis-url); `eddy up` starts a private Redis instead"
+            )
+        })
+    }
+}
+
+/// What the gateway and the worker both read.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    #[command(flatten)]
+    pub(crate) process: ProcessArgs,
+    /// Bulk work yields to sync calls (1, the default; 0 turns it off). A
+    /// gateway, while its sync calls wait for their results: a bulk load
+    /// (`/invoke/{name}/batch`) pauses after each chunk of lines as long as
+    /// the chunk took, and the group commits of async invocations go one at
+    /// a time, each followed by such a pause (at most 2 ms). A worker, while
+    /// sync invocations keep coming (one in the last second): its bulk
+    /// completions go one flush at a time instead of two. Redis serves the
+    /// sync calls' round trips with at most one bulk script of each kind
+    /// queued ahead of them; the bulk keeps at least half its pace.
+    #[arg(long, env = "EDDY_BULK_YIELD", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    bulk_yield: bool,
+    /// Compiled-module cache directory (a gateway compiles each module it
+    /// validates; a worker each module it loads).
+    #[arg(long, env = "EDDY_CACHE_DIR", default_value = ".eddy/artifacts")]
+    cache_dir: PathBuf,
+    /// How long invocation and run records are kept, in seconds (give every
+    /// role the same: the stored-bytes quota counts by it).
+    #[arg(long, env = "EDDY_RECORD_TTL_S", default_value_t = 86_400)]
+    record_ttl_s: u64,
+    /// Internal addresses or networks callbacks may target anyway
+    /// (comma-separated, e.g. `127.0.0.1,10.0.0.0/8`).
+    #[arg(long, env = "EDDY_CALLBACK_ALLOWLIST", default_value = "")]
+    callback_allowlist: String,
+    #[command(flatten)]
+    pub(crate) ceilings: CeilingArgs,
+    /// An internal address where `/healthz`, `/readyz` and `/metrics` are
+    /// served without a key.
+    #[arg(long, env = "EDDY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub(crate) labels: LabelArgs,
+}
+
+impl CommonArgs {
+    fn allowlist(&self) -> Result<Allowlist> {
+        Allowlist::parse(&self.callback_allowlist)
+            .map_err(|e| anyhow::anyhow!("EDDY_CALLBACK_ALLOWLIST: {e}"))
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
-    /// Redis to use, e.g. `redis://127.0.0.1:6379`.
-    #[arg(long, env = "REDIS_URL")]
-    redis_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
     /// Invocations running at once in this process.
     #[arg(long, env = "EDDY_CONCURRENCY", default_value_t = 64)]
     concurrency: usize,
@@ -40,23 +133,11 @@ pub struct WorkerArgs {
     /// process's priority, and the gateway and Redis next to the worker get
     /// the CPU first; long guests' execution threads go five steps lower
     /// still (at most 19). 0: all at one priority, long guests at 10.
-    /// The default, 15 (was 5): on 2 cores a sync trickle's p99 during a
-    /// 100,000 burst was ~12-15% lower than at 5, with no throughput loss
-    /// measurable in W1 (bench/RESULTS.md, session 10).
+    /// The default, 15: on 2 cores a sync trickle's p99 during a 100,000
+    /// burst was ~12-15% lower than at 5, with no throughput loss measurable
+    /// in W1 (bench/RESULTS.md).
     #[arg(long, env = "EDDY_BULK_NICE", default_value_t = 15, value_parser = clap::value_parser!(i32).range(0..=19))]
     bulk_nice: i32,
-    /// Bulk work yields to sync calls (1, the default; 0 turns it off). A
-    /// gateway, while its sync calls wait for their results: a bulk load
-    /// (`/invoke/{name}/batch`) pauses after each chunk of lines as long as
-    /// the chunk took, and the group commits of async invocations go one at
-    /// a time, each followed by such a pause (at most 2 ms). A worker, while
-    /// sync invocations keep coming (one in the last second): its bulk
-    /// completions go one flush at a time instead of two. Redis serves the
-    /// sync calls' round trips with at most one bulk script of each kind
-    /// queued ahead of them; the bulk keeps at least half its pace.
-    #[arg(long, env = "EDDY_BULK_YIELD", default_value_t = true, action = clap::ArgAction::Set,
-          value_parser = clap::builder::BoolishValueParser::new())]
-    bulk_yield: bool,
     /// Lease of a delivery: after this long without a heartbeat another
     /// worker reclaims it.
     #[arg(long, env = "EDDY_LEASE_MS", default_value_t = 30_000)]
@@ -64,19 +145,11 @@ pub struct WorkerArgs {
     /// Deliveries after which an entry that never completes is dead-lettered.
     #[arg(long, env = "EDDY_MAX_DELIVERIES", default_value_t = 5)]
     max_deliveries: u64,
-    /// Artifact cache directory.
-    #[arg(long, env = "EDDY_CACHE_DIR", default_value = ".eddy/artifacts")]
-    cache_dir: PathBuf,
     /// Consumer name (unique per process when absent).
     #[arg(long, env = "EDDY_CONSUMER")]
     consumer: Option<String>,
-    /// How long invocation and run records are kept, in seconds.
-    #[arg(long, env = "EDDY_RECORD_TTL_S", default_value_t = 86_400)]
-    record_ttl_s: u64,
     #[command(flatten)]
     callbacks: CallbackArgs,
-    #[command(flatten)]
-    pub(crate) ceilings: CeilingArgs,
     /// Guest memory this worker's live invocations may reserve together,
     /// in MiB (each reserves its `memory_mb` before it starts); each tenant
     /// may hold half, so one tenant's memory-hungry invocations wait for
@@ -85,11 +158,6 @@ pub struct WorkerArgs {
     /// (its cgroup's memory limit, else the machine's memory).
     #[arg(long, env = "EDDY_GUEST_MEMORY_MB", default_value_t = 0)]
     guest_memory_mb: u64,
-    /// Where the worker serves `/healthz`, `/readyz` and `/metrics`.
-    #[arg(long, env = "EDDY_METRICS_LISTEN")]
-    metrics_listen: Option<SocketAddr>,
-    #[command(flatten)]
-    pub(crate) labels: LabelArgs,
 }
 
 /// The bound on per-function metric labels.
@@ -134,13 +202,9 @@ impl CeilingArgs {
     }
 }
 
-/// Callback targets and delivery.
+/// Callback delivery.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CallbackArgs {
-    /// Internal addresses or networks callbacks may target anyway
-    /// (comma-separated, e.g. `127.0.0.1,10.0.0.0/8`).
-    #[arg(long, env = "EDDY_CALLBACK_ALLOWLIST", default_value = "")]
-    callback_allowlist: String,
     /// Dead-letter a callback this long after its first attempt.
     #[arg(long, env = "EDDY_CALLBACK_MAX_AGE_MS", default_value_t = 86_400_000)]
     callback_max_age_ms: u64,
@@ -150,14 +214,9 @@ pub struct CallbackArgs {
 }
 
 impl CallbackArgs {
-    fn allowlist(&self) -> Result<Allowlist> {
-        Allowlist::parse(&self.callback_allowlist)
-            .map_err(|e| anyhow::anyhow!("EDDY_CALLBACK_ALLOWLIST: {e}"))
-    }
-
-    fn config(&self) -> Result<CallbackConfig> {
+    fn config(&self, common: &CommonArgs) -> Result<CallbackConfig> {
         Ok(CallbackConfig {
-            allowlist: self.allowlist()?,
+            allowlist: common.allowlist()?,
             max_age: Duration::from_millis(self.callback_max_age_ms),
             backoff_base: Duration::from_millis(self.callback_backoff_ms),
             ..CallbackConfig::default()
@@ -194,7 +253,7 @@ impl GatewayArgs {
     fn config(
         &self,
         redis_url: String,
-        worker: &WorkerArgs,
+        common: &CommonArgs,
         admin_key: Option<String>,
         default_listen: SocketAddr,
     ) -> Result<GatewayConfig> {
@@ -206,10 +265,10 @@ impl GatewayArgs {
             max_batch_bytes: self.max_batch_bytes,
             sync_timeout: Duration::from_millis(self.sync_timeout_ms),
             max_in_flight: self.max_in_flight,
-            bulk_yield: worker.bulk_yield,
-            callback_allowlist: worker.callbacks.allowlist()?,
-            record_ttl: Duration::from_secs(worker.record_ttl_s),
-            ceilings: worker.ceilings.parse()?,
+            bulk_yield: common.bulk_yield,
+            callback_allowlist: common.allowlist()?,
+            record_ttl: Duration::from_secs(common.record_ttl_s),
+            ceilings: common.ceilings.parse()?,
             ..GatewayConfig::default()
         })
     }
@@ -229,11 +288,11 @@ impl ModuleValidator for RuntimeValidator {
     }
 }
 
-fn validator(worker: &WorkerArgs) -> Result<Arc<dyn ModuleValidator>> {
+fn validator(common: &CommonArgs) -> Result<Arc<dyn ModuleValidator>> {
     // The same shape limits as the workers': what this accepts, they load.
     let config = eddy_worker::runtime_config(
-        &worker.ceilings.parse()?,
-        worker.cache_dir.clone(),
+        &common.ceilings.parse()?,
+        common.cache_dir.clone(),
         4,
         // It runs no guests: any budget will do.
         4 << 30,
@@ -245,7 +304,7 @@ fn validator(worker: &WorkerArgs) -> Result<Arc<dyn ModuleValidator>> {
 impl WorkerArgs {
     /// `EDDY_GUEST_MEMORY_MB` in bytes, or its default.
     fn guest_memory(&self) -> Result<u64> {
-        let ceiling_mb = self.ceilings.parse()?.memory_mb;
+        let ceiling_mb = self.common.ceilings.parse()?.memory_mb;
         let least = ceiling_mb.saturating_mul(2).saturating_mul(1 << 20);
         match self.guest_memory_mb {
             0 => {
@@ -280,19 +339,19 @@ impl WorkerArgs {
             exec_slots: self.exec_slots,
             exec_idle: self.exec_priority == "idle",
             bulk_nice: self.bulk_nice,
-            bulk_yield: self.bulk_yield,
+            bulk_yield: self.common.bulk_yield,
             lease: Duration::from_millis(self.lease_ms),
             max_deliveries: self.max_deliveries,
-            cache_dir: self.cache_dir.clone(),
+            cache_dir: self.common.cache_dir.clone(),
             // Twice the concurrency: sync invocations on the interactive
             // lane come on top of it.
             max_instances: (self.concurrency as u32).max(16) * 2,
-            ceilings: self.ceilings.parse()?,
+            ceilings: self.common.ceilings.parse()?,
             guest_memory: self.guest_memory()?,
             consumer: self.consumer.clone(),
-            record_ttl: Duration::from_secs(self.record_ttl_s),
-            callbacks: self.callbacks.config()?,
-            listen: self.metrics_listen,
+            record_ttl: Duration::from_secs(self.common.record_ttl_s),
+            callbacks: self.callbacks.config(&self.common)?,
+            listen: self.common.metrics_listen,
             metrics: metrics(),
         })
     }
@@ -347,15 +406,13 @@ impl ControllerArgs {
 
 pub fn controller(
     args: ControllerArgs,
-    redis_url: Option<String>,
+    process: ProcessArgs,
     admin_key: Option<String>,
     labels: LabelArgs,
 ) -> Result<ExitCode> {
     labels.apply();
-    let Some(url) = redis_url else {
-        bail!("set REDIS_URL (or --redis-url)");
-    };
-    tokio_runtime()?.block_on(async {
+    let url = process.url()?;
+    tokio_runtime(process.threads())?.block_on(async {
         let shutdown = shutdown_signal()?;
         let config = args.config(url, SocketAddr::from(([0, 0, 0, 0], 8081)), admin_key);
         eddy_controller::serve(config, shutdown)
@@ -432,24 +489,12 @@ fn shutdown_signal() -> Result<watch::Receiver<bool>> {
     Ok(rx)
 }
 
-/// `EDDY_THREADS`: how many threads a role's async runtime uses. Unset: as
-/// many as the CPUs this process may use (cgroup quota included).
-fn threads() -> Result<usize> {
-    match std::env::var("EDDY_THREADS") {
-        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
-            Ok(n) if n >= 1 => Ok(n),
-            _ => bail!("EDDY_THREADS must be a whole number of at least 1, not `{v}`"),
-        },
-        _ => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
-    }
-}
-
 /// The runtime of a process with a worker: its threads do the worker's bulk
 /// work, at nice `bulk_nice` (the thread that blocks on it is lowered by
 /// the worker itself, once its interactive lane is started).
-fn worker_runtime(bulk_nice: i32) -> Result<tokio::runtime::Runtime> {
-    match threads()? {
-        1 => tokio_runtime(),
+fn worker_runtime(threads: usize, bulk_nice: i32) -> Result<tokio::runtime::Runtime> {
+    match threads {
+        1 => tokio_runtime(1),
         n => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(n)
             .on_thread_start(move || eddy_worker::lower_thread_priority(bulk_nice))
@@ -465,8 +510,8 @@ fn worker_runtime(bulk_nice: i32) -> Result<tokio::runtime::Runtime> {
 /// a small machine (bench/RESULTS.md: 15-20% less CPU per invocation on 2
 /// cores). Guests that run long still get execution threads of their own
 /// (see the worker's `fair.rs`).
-fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
-    match threads()? {
+fn tokio_runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    match threads {
         1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -486,11 +531,9 @@ fn spawn_runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
-    args.labels.apply();
-    let Some(url) = args.redis_url.clone() else {
-        bail!("set REDIS_URL (or --redis-url); `eddy up` starts a private Redis instead");
-    };
-    worker_runtime(args.bulk_nice)?.block_on(async {
+    args.common.labels.apply();
+    let url = args.common.process.url()?;
+    worker_runtime(args.common.process.threads(), args.bulk_nice)?.block_on(async {
         let shutdown = shutdown_signal()?;
         let worker = Worker::start(args.config(url)?)
             .await
@@ -500,19 +543,17 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     })
 }
 
-pub fn gateway(gateway: GatewayArgs, worker: WorkerArgs) -> Result<ExitCode> {
-    worker.labels.apply();
-    let Some(url) = worker.redis_url.clone() else {
-        bail!("set REDIS_URL (or --redis-url); `eddy up` starts a private Redis instead");
-    };
-    tokio_runtime()?.block_on(async {
+pub fn gateway(gateway: GatewayArgs, common: CommonArgs) -> Result<ExitCode> {
+    common.labels.apply();
+    let url = common.process.url()?;
+    tokio_runtime(common.process.threads())?.block_on(async {
         let mut shutdown = shutdown_signal()?;
         let listen = SocketAddr::from(([0, 0, 0, 0], 8080));
-        let config = gateway.config(url, &worker, gateway.admin_key.clone(), listen)?;
-        let state = AppState::connect(config, validator(&worker)?, metrics())
+        let config = gateway.config(url, &common, gateway.admin_key.clone(), listen)?;
+        let state = AppState::connect(config, validator(&common)?, metrics())
             .await
             .context("connecting to redis")?;
-        if let (Some(addr), Some(render)) = (worker.metrics_listen, metrics()) {
+        if let (Some(addr), Some(render)) = (common.metrics_listen, metrics()) {
             eddy_gateway::serve_metrics(addr, render)
                 .await
                 .with_context(|| format!("binding the metrics listener {addr}"))?;
@@ -708,12 +749,14 @@ fn write_secret(path: &std::path::Path, secret: &str) -> Result<()> {
 }
 
 pub fn up(args: UpArgs) -> Result<ExitCode> {
-    args.worker.labels.apply();
-    let redis = match &args.worker.redis_url {
+    args.worker.common.labels.apply();
+    let process = &args.worker.common.process;
+    let given = process.given();
+    let redis = match &given {
         Some(_) => None,
         None => Some(RedisChild::start(&args.data_dir, args.redis_port)?),
     };
-    let url = match (&redis, &args.worker.redis_url) {
+    let url = match (&redis, &given) {
         (Some(r), _) => r.url.clone(),
         (None, Some(u)) => u.clone(),
         (None, None) => bail!("no redis"),
@@ -724,12 +767,12 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
     }
     let admin_key = admin_key(&args)?;
     let gateway_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads()?.max(1))
+        .worker_threads(process.threads())
         .thread_name("eddy-gateway")
         .enable_all()
         .build()
         .context("starting the gateway's tokio runtime")?;
-    let result = worker_runtime(args.worker.bulk_nice)?.block_on(async {
+    let result = worker_runtime(process.threads(), args.worker.bulk_nice)?.block_on(async {
         let shutdown = shutdown_signal()?;
         let worker = Worker::start(args.worker.config(url.clone())?)
             .await
@@ -739,11 +782,11 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         let controller_key = Some(admin_key.clone());
         let config = args
             .gateway
-            .config(url, &args.worker, Some(admin_key), listen)?;
+            .config(url, &args.worker.common, Some(admin_key), listen)?;
         // The gateway gets a runtime of its own, as it has a process of its
         // own in production: its requests do not queue behind the worker's
         // tasks on the same threads.
-        let validator = validator(&args.worker)?;
+        let validator = validator(&args.worker.common)?;
         let mut gateway_stop = shutdown.clone();
         let (addr, gateway) = gateway_rt
             .spawn(async move {

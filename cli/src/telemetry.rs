@@ -1,5 +1,6 @@
-//! Logging and tracing for every role: logs on stderr (`EDDY_LOG`, default
-//! `warn`; `EDDY_LOG_FORMAT=json` for one JSON object per line), and, when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! Logging and tracing for every role: logs on stderr (`--log`/`EDDY_LOG`,
+//! `--log-format`/`EDDY_LOG_FORMAT`: see [`LogArgs`]), and, when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, spans exported over
 //! OTLP/HTTP (protobuf). The standard `OTEL_*` variables are honoured:
 //! endpoint, headers, timeout and compression by the exporter,
@@ -77,24 +78,39 @@ fn provider(role: &str) -> Result<Option<SdkTracerProvider>, String> {
     Ok(Some(provider))
 }
 
+/// Where logs go and how they look; every command takes them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Which logs go to stderr: a level (`error`, `warn`, `info`, `debug`,
+    /// `trace`) or per-target directives (`info,eddy_worker=debug`).
+    #[arg(long = "log", env = "EDDY_LOG", default_value = "warn", global = true,
+          value_parser = parse_log_filter)]
+    log: String,
+    /// `text`, or `json` for one JSON object per line (for log collectors).
+    #[arg(long = "log-format", env = "EDDY_LOG_FORMAT", default_value = "text", global = true,
+          value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn parse_log_filter(spec: &str) -> Result<String, String> {
+    EnvFilter::try_new(spec)
+        .map(|_| spec.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// Installs the subscriber for `role` (worker, gateway, controller, up, or
 /// a client command: those never export).
-pub fn init(role: &str, export: bool) -> Telemetry {
-    let spec = std::env::var("EDDY_LOG").unwrap_or_else(|_| "warn".into());
+pub fn init(role: &str, export: bool, logs: &LogArgs) -> Telemetry {
+    let spec = &logs.log;
     // Exported spans and guest logs stay out of stderr unless asked for.
     let spec = if spec.contains(eddy_protocol::trace::TARGET) {
-        spec
+        spec.clone()
     } else {
         format!("{spec},{}=off", eddy_protocol::trace::TARGET)
     };
-    let filter = || {
-        EnvFilter::try_new(&spec).unwrap_or_else(|e| {
-            eprintln!("warning: EDDY_LOG={spec}: {e}; using `warn`");
-            EnvFilter::new("warn")
-        })
-    };
-    // EDDY_LOG_FORMAT=json: one JSON object per line (for log collectors).
-    let json = std::env::var("EDDY_LOG_FORMAT").is_ok_and(|f| f.trim() == "json");
+    // Checked by the parser; the trace target appended above is valid.
+    let filter = || EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let json = logs.log_format == "json";
     let text_layer = (!json).then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)

@@ -107,13 +107,18 @@ impl KeyCache {
 
     /// Follows revocations: a revoked key's hash is dropped at once; after a
     /// resubscription (messages may have been lost) everything is.
-    pub fn listen(self: &Arc<Self>, mut revoked: tokio::sync::mpsc::Receiver<eddy_queue::Reply>) {
+    pub fn listen(
+        self: &Arc<Self>,
+        mut revoked: tokio::sync::mpsc::Receiver<
+            eddy_queue::Event<eddy_protocol::messages::KeyRevoked>,
+        >,
+    ) {
         let this = self.clone();
         tokio::spawn(async move {
             while let Some(msg) = revoked.recv().await {
                 match msg {
-                    eddy_queue::Reply::Done(hash) => this.revoked(hash),
-                    _ => this.lock().valid.clear(),
+                    eddy_queue::Event::Message(revoked) => this.revoked(revoked.0),
+                    eddy_queue::Event::Resubscribed => this.lock().valid.clear(),
                 }
             }
         });

@@ -174,9 +174,9 @@ impl AppState {
         let waiters = Arc::new(waiters::Waiters::default());
         waiters.listen(queue.replies(reply_channel.clone()));
         let keys = Arc::new(auth::KeyCache::default());
-        keys.listen(queue.replies(eddy_protocol::keys::KEYS_REVOKED.to_string()));
+        keys.listen(queue.subscribe());
         let specs = Arc::new(specs::SpecCache::default());
-        specs.listen(queue.replies(eddy_protocol::keys::FUNCTIONS_CHANGED.to_string()));
+        specs.listen(queue.subscribe());
         Ok(AppState(Arc::new(Shared {
             queue,
             config: Arc::new(config),

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
+use eddy_protocol::messages::FunctionChanged;
 use eddy_protocol::{FunctionName, FunctionSpec, TenantId};
 
 /// How long a current spec is trusted without asking Redis again.
@@ -86,19 +87,16 @@ impl SpecCache {
 
     /// Follows changes as they are published (`<tenant>/<function>`); after
     /// a resubscription (messages may have been lost), drops everything.
-    pub fn listen(self: &Arc<Self>, mut changed: tokio::sync::mpsc::Receiver<eddy_queue::Reply>) {
+    pub fn listen(
+        self: &Arc<Self>,
+        mut changed: tokio::sync::mpsc::Receiver<eddy_queue::Event<FunctionChanged>>,
+    ) {
         let this = self.clone();
         tokio::spawn(async move {
             while let Some(msg) = changed.recv().await {
-                let named = match &msg {
-                    eddy_queue::Reply::Done(text) => text.split_once('/').and_then(|(t, f)| {
-                        Some((TenantId::new(t).ok()?, FunctionName::new(f).ok()?))
-                    }),
-                    _ => None,
-                };
-                match named {
-                    Some((t, f)) => this.forget(&t, &f),
-                    None => this.clear(),
+                match msg {
+                    eddy_queue::Event::Message(c) => this.forget(&c.tenant, &c.function),
+                    eddy_queue::Event::Resubscribed => this.clear(),
                 }
             }
         });
@@ -177,13 +175,16 @@ mod tests {
         };
         cache.put(spec("acme", "echo", 1), cache.generation(), Instant::now());
         cache.put(spec("acme", "b", 1), cache.generation(), Instant::now());
-        tx.send(eddy_queue::Reply::Done("acme/echo".into()))
-            .await
-            .unwrap();
+        tx.send(eddy_queue::Event::Message(FunctionChanged {
+            tenant: t.clone(),
+            function: f.clone(),
+        }))
+        .await
+        .unwrap();
         settle().await;
         assert!(cache.get(&t, &f).is_none());
         assert!(cache.get(&t, &FunctionName::new("b").unwrap()).is_some());
-        tx.send(eddy_queue::Reply::Resubscribed).await.unwrap();
+        tx.send(eddy_queue::Event::Resubscribed).await.unwrap();
         settle().await;
         assert!(cache.get(&t, &FunctionName::new("b").unwrap()).is_none());
     }

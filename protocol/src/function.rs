@@ -92,6 +92,23 @@ pub struct FunctionSpec {
     pub created_at_ms: u64,
 }
 
+/// A function with all its versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FunctionVersions {
+    pub current: Option<u32>,
+    /// Oldest first.
+    pub versions: Vec<FunctionSpec>,
+}
+
+/// Backlog of a function's stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Backlog {
+    /// Entries not yet delivered to any worker.
+    pub lag: u64,
+    /// Entries delivered and not yet acknowledged (running).
+    pub pending: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,18 +16,21 @@ pub mod envelope;
 pub mod function;
 pub mod keys;
 pub mod labels;
+pub mod messages;
 pub mod names;
 pub mod record;
+pub mod tenant;
 pub mod trace;
 
 pub use ceilings::{CeilingError, Ceilings};
 pub use envelope::{Envelope, LazyRun};
-pub use function::{FunctionConfig, FunctionSpec, RunLimits};
+pub use function::{Backlog, FunctionConfig, FunctionSpec, FunctionVersions, RunLimits};
 pub use names::{FunctionName, NameError, TenantId};
 pub use record::{
-    ErrorClass, ErrorInfo, InvocationRecord, InvocationStatus, LogEntry, Outcome, PhaseTimings,
-    RunRecord, RunStatus,
+    DeadLetter, ErrorClass, ErrorInfo, InvocationRecord, InvocationStatus, LogEntry, Outcome,
+    PhaseTimings, RunRecord, RunStatus,
 };
+pub use tenant::{ApiKey, Quota, TenantInfo};
 
 /// Renders the process's metrics in the Prometheus text format. The binary
 /// installs the recorder and hands this to every role's HTTP server.

@@ -305,6 +305,23 @@ mod bytes_opt {
     }
 }
 
+/// One dead-lettered invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// The dead-letter stream entry id (what redrive takes).
+    pub entry_id: String,
+    /// The invocation id (empty for a malformed stream entry).
+    pub invocation_id: String,
+    pub function: Option<String>,
+    /// `failed` (non-retryable error) or `dead` (retries or deliveries
+    /// exhausted).
+    pub status: String,
+    pub class: ErrorClass,
+    pub error: String,
+    pub attempts: Option<u32>,
+    pub at_ms: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::ErrorClass;

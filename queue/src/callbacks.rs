@@ -4,53 +4,16 @@
 
 use std::collections::HashMap;
 
+use crate::{Callback, DeadCallback};
 use eddy_protocol::{TenantId, keys};
 use redis::AsyncCommands;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
-use serde::{Deserialize, Serialize};
 
 use crate::scripts::{CALLBACK_PROMOTE, CALLBACK_RETRY};
 use crate::{Queue, Result};
 
 /// The consumer group of the callback streams.
 pub const CALLBACK_GROUP: &str = "callbacks";
-
-/// One callback to deliver.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Callback {
-    /// `invocation` or `run`.
-    pub kind: String,
-    /// The invocation or run id.
-    pub id: String,
-    pub url: String,
-    /// When the first attempt was queued, ms since epoch.
-    pub at: u64,
-    /// Attempts made before this one.
-    pub attempt: u32,
-    /// The trace context of the attempt that queued it (`traceparent`,
-    /// empty for none): the parent of the delivery's span.
-    #[serde(rename = "tp", default)]
-    pub traceparent: String,
-    #[serde(skip)]
-    pub tenant: Option<TenantId>,
-    #[serde(skip)]
-    pub stream: String,
-    #[serde(skip)]
-    pub entry_id: String,
-}
-
-/// A callback given up on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeadCallback {
-    pub entry_id: String,
-    pub kind: String,
-    pub id: String,
-    pub url: String,
-    pub attempts: u32,
-    pub error: String,
-    pub at_ms: u64,
-    pub dead_at_ms: u64,
-}
 
 fn fields(entry: &StreamId) -> HashMap<&str, String> {
     entry

@@ -2,7 +2,7 @@
 //! each, so that every command and script in this crate is written once.
 //!
 //! A cluster is named by `redis+cluster://host:port[,host:port…]` (or
-//! `rediss+cluster://` for TLS), or by any URL with `EDDY_REDIS_CLUSTER=true`.
+//! `rediss+cluster://` for TLS); `cluster_url` makes one of a plain URL.
 //! Every key of a tenant carries the hash tag `{t:<tenant>}`, so a script or
 //! a pipeline about one tenant stays on one slot; the few global keys
 //! (registry of tenants, API keys, workers, assignments, activity) are only
@@ -41,23 +41,24 @@ pub(crate) struct Cluster {
 }
 
 /// Whether `url` names a cluster, and its seed node URLs.
-pub(crate) fn cluster_seeds(url: &str, forced: bool) -> Option<Vec<String>> {
+/// `url` as a cluster URL (`redis://a,b` → `redis+cluster://a,b`), for an
+/// operator who says the Redis behind a plain URL is a cluster.
+pub fn cluster_url(url: &str) -> String {
+    if url.contains("+cluster://") {
+        return url.to_string();
+    }
+    match url.split_once("://") {
+        Some(("rediss", rest)) => format!("rediss+cluster://{rest}"),
+        Some((_, rest)) => format!("redis+cluster://{rest}"),
+        None => format!("redis+cluster://{url}"),
+    }
+}
+
+pub(crate) fn cluster_seeds(url: &str) -> Option<Vec<String>> {
     let (scheme, rest) = if let Some(rest) = url.strip_prefix("redis+cluster://") {
         ("redis://", rest)
     } else if let Some(rest) = url.strip_prefix("rediss+cluster://") {
         ("rediss://", rest)
-    } else if forced {
-        match url.split_once("://") {
-            Some((s, rest)) => (
-                if s == "rediss" {
-                    "rediss://"
-                } else {
-                    "redis://"
-                },
-                rest,
-            ),
-            None => ("redis://", url),
-        }
     } else {
         return None;
     };
@@ -79,8 +80,8 @@ pub(crate) fn cluster_seeds(url: &str, forced: bool) -> Option<Vec<String>> {
 }
 
 impl Backend {
-    pub(crate) fn open(url: &str, forced_cluster: bool) -> Result<Self> {
-        match cluster_seeds(url, forced_cluster) {
+    pub(crate) fn open(url: &str) -> Result<Self> {
+        match cluster_seeds(url) {
             None => Ok(Backend::Single(redis::Client::open(url)?)),
             Some(seeds) => {
                 let builder = || {
@@ -231,17 +232,17 @@ mod tests {
 
     #[test]
     fn cluster_urls_and_slot_groups() {
-        assert_eq!(cluster_seeds("redis://127.0.0.1:6379", false), None);
+        assert_eq!(cluster_seeds("redis://127.0.0.1:6379"), None);
         assert_eq!(
-            cluster_seeds("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", false).unwrap(),
+            cluster_seeds("redis+cluster://127.0.0.1:7000,127.0.0.1:7001").unwrap(),
             vec!["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
         );
         assert_eq!(
-            cluster_seeds("rediss+cluster://u:p@a:1,b:2", false).unwrap(),
+            cluster_seeds("rediss+cluster://u:p@a:1,b:2").unwrap(),
             vec!["rediss://u:p@a:1", "rediss://u:p@b:2"]
         );
         assert_eq!(
-            cluster_seeds("redis://r:6379", true).unwrap(),
+            cluster_seeds(&cluster_url("redis://r:6379")).unwrap(),
             vec!["redis://r:6379"]
         );
         assert_eq!(slot_group("eddy:{t:acme}:q:f"), "t:acme");

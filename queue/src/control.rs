@@ -68,8 +68,11 @@ impl Queue {
                 .arg(now)
                 .arg(s)
                 .ignore();
+            let msg = eddy_protocol::messages::Message::encode(
+                &eddy_protocol::messages::Wake::Backlog(s.to_string()),
+            );
             if cluster { &mut wake } else { &mut mark }
-                .publish(keys::WAKE, s)
+                .publish(keys::WAKE, msg)
                 .ignore();
         }
         mark.exec_async(&mut self.conn()).await?;
@@ -213,7 +216,8 @@ impl Queue {
         }
         pipe.exec_async(&mut self.conn()).await?;
         // After the transaction (the channel is another slot on a cluster).
-        let _: () = self.conn().publish(keys::ASSIGN, "changed").await?;
+        self.publish(&eddy_protocol::messages::AssignmentsChanged)
+            .await?;
         Ok(())
     }
 

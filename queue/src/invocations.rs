@@ -250,6 +250,60 @@ fn answers(value: redis::Value, n: usize, what: &str) -> Vec<Result<Vec<String>>
     out
 }
 
+/// One script call per tenant of `jobs`, all at once; each job's answer
+/// goes back to its place in `jobs`.
+async fn scatter<J, Fut>(
+    jobs: Vec<J>,
+    tenant: impl Fn(&J) -> &TenantId,
+    call: impl FnMut(Vec<(usize, J)>) -> Fut,
+) -> Vec<Result<Vec<String>>>
+where
+    Fut: Future<Output = Vec<(usize, Result<Vec<String>>)>>,
+{
+    let n = jobs.len();
+    let calls = by_tenant(jobs, tenant).into_iter().map(call);
+    let mut out: Vec<Result<Vec<String>>> = (0..n).map(|_| Err(Error::Closed)).collect();
+    for group in futures::future::join_all(calls).await {
+        for (i, r) in group {
+            out[i] = r;
+        }
+    }
+    out
+}
+
+/// The head's arguments, then each job's.
+fn head_and<'a, J>(
+    head: &'a Args,
+    group: &'a [(usize, J)],
+    of: impl Fn(&J) -> &Args,
+) -> Vec<&'a Args> {
+    std::iter::once(head)
+        .chain(group.iter().map(|(_, j)| of(j)))
+        .collect()
+}
+
+/// One script call answering `n` jobs; a failed call fails each of them.
+async fn eval_each(
+    conn: &mut crate::conn::Conn,
+    script: &redis::Script,
+    keys: &[&Args],
+    args: &[&Args],
+    n: usize,
+    what: &str,
+) -> Vec<Result<Vec<String>>> {
+    match eval(conn, script, keys, args).await {
+        Ok(v) => answers(v, n, what),
+        Err(e) => (0..n).map(|_| Err(Error::Redis(e.clone()))).collect(),
+    }
+}
+
+fn with_indices<J>(
+    group: Vec<(usize, J)>,
+    replies: Vec<Result<Vec<String>>>,
+) -> Vec<(usize, Result<Vec<String>>)> {
+    group.into_iter().map(|(i, _)| i).zip(replies).collect()
+}
+
 impl Queue {
     /// Accepts a root invocation atomically (see `lua/enqueue.lua`): checks
     /// that the function exists, dedupes on the idempotency key, checks the
@@ -326,48 +380,36 @@ impl Queue {
         jobs: Vec<EnqueueJob>,
         urgent: bool,
     ) -> Vec<Result<Vec<String>>> {
-        let n = jobs.len();
         let now = eddy_protocol::now_ms();
         let ttl = self.ttl_secs().to_string();
         let now_s = now.to_string();
-        let calls = by_tenant(jobs, |j| &j.tenant).into_iter().map(|group| {
-            let mut conn = self.conn_for(urgent);
-            let (now_s, ttl) = (&now_s, &ttl);
-            async move {
-                let t = &group[0].1.tenant;
-                let mut head_keys = Args::with_capacity(3, 160);
-                head_keys
-                    .push(keys::tenant(t))
-                    .push(keys::rate_window(t, now / 1000))
-                    .push(keys::stored(t));
-                let mut head_args = Args::with_capacity(3, 64);
-                head_args
-                    .push(now_s)
-                    .push(ttl)
-                    .push(if urgent { keys::WAKE } else { "" });
-                let mut keys = vec![&head_keys];
-                keys.extend(group.iter().map(|(_, j)| &j.keys));
-                let mut args = vec![&head_args];
-                args.extend(group.iter().map(|(_, j)| &j.args));
-                let reply = eval(&mut conn, &ENQUEUE, &keys, &args).await;
-                let replies = match reply {
-                    Ok(v) => answers(v, group.len(), "enqueue"),
-                    Err(e) => group.iter().map(|_| Err(Error::Redis(e.clone()))).collect(),
-                };
-                group
-                    .into_iter()
-                    .map(|(i, _)| i)
-                    .zip(replies)
-                    .collect::<Vec<_>>()
-            }
-        });
-        let mut out: Vec<Result<Vec<String>>> = (0..n).map(|_| Err(Error::Closed)).collect();
-        for group in futures::future::join_all(calls).await {
-            for (i, r) in group {
-                out[i] = r;
-            }
-        }
-        out
+        let (now_s, ttl) = (&now_s, &ttl);
+        scatter(
+            jobs,
+            |j| &j.tenant,
+            |group| {
+                let mut conn = self.conn_for(urgent);
+                async move {
+                    let t = &group[0].1.tenant;
+                    let mut head_keys = Args::with_capacity(3, 160);
+                    head_keys
+                        .push(keys::tenant(t))
+                        .push(keys::rate_window(t, now / 1000))
+                        .push(keys::stored(t));
+                    let mut head_args = Args::with_capacity(3, 64);
+                    head_args
+                        .push(now_s)
+                        .push(ttl)
+                        .push(if urgent { keys::WAKE } else { "" });
+                    let keys = head_and(&head_keys, &group, |j| &j.keys);
+                    let args = head_and(&head_args, &group, |j| &j.args);
+                    let replies =
+                        eval_each(&mut conn, &ENQUEUE, &keys, &args, group.len(), "enqueue").await;
+                    with_indices(group, replies)
+                }
+            },
+        )
+        .await
     }
 
     /// Completes one delivery atomically (see `lua/complete.lua`): result,
@@ -397,51 +439,40 @@ impl Queue {
         jobs: Vec<CompleteJob>,
         urgent: bool,
     ) -> Vec<Result<Vec<String>>> {
-        let n = jobs.len();
         let now_s = eddy_protocol::now_ms().to_string();
         let ttl = self.ttl_secs().to_string();
-        let calls = by_tenant(jobs, |j| &j.tenant).into_iter().map(|group| {
-            let mut conn = self.conn_for(urgent);
-            let (now_s, ttl) = (&now_s, &ttl);
-            async move {
-                let t = &group[0].1.tenant;
-                let mut head_keys = Args::with_capacity(5, 224);
-                head_keys
-                    .push(keys::tenant(t))
-                    .push(keys::delayed(t))
-                    .push(keys::dead_letters(t))
-                    .push(keys::callbacks(t))
-                    .push(keys::stored(t));
-                let mut head_args = Args::with_capacity(4, 64);
-                head_args
-                    .push(keys::GROUP)
-                    .push(now_s)
-                    .push(ttl)
-                    .push(t.as_str());
-                let mut keys = vec![&head_keys];
-                keys.extend(group.iter().map(|(_, j)| &j.keys));
-                let mut args = vec![&head_args];
-                args.extend(group.iter().map(|(_, j)| &j.args));
-                let reply = eval(&mut conn, &COMPLETE, &keys, &args).await;
-                let replies = match reply {
-                    Ok(v) => answers(v, group.len(), "complete"),
-                    Err(e) => group.iter().map(|_| Err(Error::Redis(e.clone()))).collect(),
-                };
-                self.mark_completed(t, &group, &replies).await;
-                group
-                    .into_iter()
-                    .map(|(i, _)| i)
-                    .zip(replies)
-                    .collect::<Vec<_>>()
-            }
-        });
-        let mut out: Vec<Result<Vec<String>>> = (0..n).map(|_| Err(Error::Closed)).collect();
-        for group in futures::future::join_all(calls).await {
-            for (i, r) in group {
-                out[i] = r;
-            }
-        }
-        out
+        let (now_s, ttl) = (&now_s, &ttl);
+        scatter(
+            jobs,
+            |j| &j.tenant,
+            |group| {
+                let mut conn = self.conn_for(urgent);
+                async move {
+                    let t = &group[0].1.tenant;
+                    let mut head_keys = Args::with_capacity(5, 224);
+                    head_keys
+                        .push(keys::tenant(t))
+                        .push(keys::delayed(t))
+                        .push(keys::dead_letters(t))
+                        .push(keys::callbacks(t))
+                        .push(keys::stored(t));
+                    let mut head_args = Args::with_capacity(4, 64);
+                    head_args
+                        .push(keys::GROUP)
+                        .push(now_s)
+                        .push(ttl)
+                        .push(t.as_str());
+                    let keys = head_and(&head_keys, &group, |j| &j.keys);
+                    let args = head_and(&head_args, &group, |j| &j.args);
+                    let replies =
+                        eval_each(&mut conn, &COMPLETE, &keys, &args, group.len(), "complete")
+                            .await;
+                    self.mark_completed(t, &group, &replies).await;
+                    with_indices(group, replies)
+                }
+            },
+        )
+        .await
     }
 
     /// Marks the due indexes for what a completion call wrote: the
@@ -521,12 +552,8 @@ impl Queue {
                 return Ok(None);
             }
         }
-        let n = |k: &str| {
-            map.get(k)
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(0)
-                .max(0) as u64
-        };
+        let what = format!("run {id}");
+        let n = |k: &str| crate::fields::counter(&what, k, map.get(k));
         Ok(Some(RunRecord {
             id: id.to_string(),
             tenant: tenant.to_string(),
@@ -535,15 +562,15 @@ impl Queue {
                 .get("status")
                 .and_then(|s| RunStatus::parse(s))
                 .ok_or_else(|| Error::Corrupt(format!("run {id}: no status")))?,
-            total: n("total"),
-            outstanding: n("outstanding"),
-            succeeded: n("succeeded"),
-            failed: n("failed"),
-            dead: n("dead"),
-            max_depth: n("max_depth") as u32,
-            max_invocations: n("max_invocations"),
-            created_at_ms: n("created"),
-            completed_at_ms: map.get("completed").and_then(|v| v.parse().ok()),
+            total: n("total")?,
+            outstanding: n("outstanding")?,
+            succeeded: n("succeeded")?,
+            failed: n("failed")?,
+            dead: n("dead")?,
+            max_depth: n("max_depth")? as u32,
+            max_invocations: n("max_invocations")?,
+            created_at_ms: n("created")?,
+            completed_at_ms: crate::fields::number(&what, "completed", map.get("completed"))?,
             error: map.get("error").cloned(),
         }))
     }
@@ -590,12 +617,8 @@ fn single_run(
     if root.status == InvocationStatus::Succeeded && !root.outcome.follow_ups.is_empty() {
         return Ok(Some(Single::FannedOut));
     }
-    let n = |k: &str| {
-        map.get(k)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let what = format!("invocation {id}");
+    let n = |k: &str| crate::fields::counter(&what, k, map.get(k));
     let (status, outstanding, succeeded, failed, dead) = match root.status {
         InvocationStatus::Queued | InvocationStatus::Retrying => (RunStatus::Running, 1, 0, 0, 0),
         InvocationStatus::Succeeded => (RunStatus::Succeeded, 0, 1, 0, 0),
@@ -618,8 +641,8 @@ fn single_run(
         succeeded,
         failed,
         dead,
-        max_depth: n("max_depth") as u32,
-        max_invocations: n("max_inv"),
+        max_depth: n("max_depth")? as u32,
+        max_invocations: n("max_inv")?,
         created_at_ms: root.created_at_ms,
         completed_at_ms: root.completed_at_ms,
         error,
@@ -787,20 +810,27 @@ fn enqueue_reply(envelope: &Envelope, reply: &[String]) -> Result<Enqueued> {
 }
 
 /// A script's `{'quota', 'pending' | 'rate', limit}` or `{'quota', 'stored',
-/// limit, stored, retry after, needed}` reply as an error.
+/// limit, stored, retry after, needed}` reply as an error; anything else is
+/// corrupt.
 pub(crate) fn quota_refusal(reply: &[String]) -> Error {
-    let n = |i: usize| reply.get(i).and_then(|l| l.parse().ok()).unwrap_or(0);
-    match reply.get(1).map(String::as_str) {
-        Some("stored") => Error::StorageQuota {
-            limit: n(2),
-            stored: n(3),
-            retry_after_s: n(4),
-            needed: n(5),
+    let corrupt = || Error::Corrupt(format!("quota reply {reply:?}"));
+    let nums: Option<Vec<u64>> = reply.iter().skip(2).map(|l| l.parse().ok()).collect();
+    match (reply.get(1).map(String::as_str), nums.as_deref()) {
+        (Some("stored"), Some(&[limit, stored, retry_after_s, needed])) => Error::StorageQuota {
+            limit,
+            stored,
+            retry_after_s,
+            needed,
         },
-        which => Error::Quota {
-            which: which.unwrap_or_default().to_string(),
-            limit: n(2),
+        (Some("pending"), Some(&[limit])) => Error::Quota {
+            which: crate::QuotaKind::Pending,
+            limit,
         },
+        (Some("rate"), Some(&[limit])) => Error::Quota {
+            which: crate::QuotaKind::Rate,
+            limit,
+        },
+        _ => corrupt(),
     }
 }
 
@@ -818,7 +848,8 @@ pub(crate) fn record_from_map(
     map: &HashMap<String, Vec<u8>>,
 ) -> Result<InvocationRecord> {
     let s = |k: &str| map.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
-    let n = |k: &str| s(k).and_then(|v| v.parse::<u64>().ok());
+    let what = format!("invocation {id}");
+    let n = |k: &str| crate::fields::number::<u64>(&what, k, map.get(k));
     let status = s("status")
         .as_deref()
         .and_then(InvocationStatus::parse)
@@ -835,16 +866,16 @@ pub(crate) fn record_from_map(
             .or_else(|| s("tenant"))
             .unwrap_or_default(),
         function: s("function").unwrap_or_default(),
-        version: n("version").map(|v| v as u32),
+        version: n("version")?.map(|v| v as u32),
         status,
         // A root's record leaves out its run: itself (see enqueue.lua).
         run_id: s("run").unwrap_or_else(|| id.to_string()),
         parent_id: s("parent"),
-        depth: n("depth").unwrap_or(0) as u32,
-        attempt: n("attempt").unwrap_or(1) as u32,
-        completions: n("completions").unwrap_or(0) as u32,
-        created_at_ms: n("created").unwrap_or(0),
-        completed_at_ms: n("completed"),
+        depth: n("depth")?.unwrap_or(0) as u32,
+        attempt: n("attempt")?.unwrap_or(1) as u32,
+        completions: n("completions")?.unwrap_or(0) as u32,
+        created_at_ms: n("created")?.unwrap_or(0),
+        completed_at_ms: n("completed")?,
         content_type: s("ct"),
         output: if status == InvocationStatus::Succeeded {
             map.get("output").cloned()

@@ -10,7 +10,7 @@
 //! blocking reader ([`Queue::blocking_connection`]): a blocking `XREADGROUP`
 //! on the shared connection would hit the response timeout and hold up
 //! everyone. Either may be to one server or to a Redis Cluster (see
-//! `conn.rs`: `redis+cluster://host:port,…` or `EDDY_REDIS_CLUSTER=true`).
+//! `conn.rs`: `redis+cluster://host:port,…`).
 #![forbid(unsafe_code)]
 
 mod batch;
@@ -19,6 +19,7 @@ mod conn;
 mod consume;
 mod control;
 mod due;
+mod fields;
 mod invocations;
 mod registry;
 mod replies;
@@ -31,16 +32,27 @@ use std::time::Duration;
 use conn::{Backend, Conn};
 
 pub use batch::Hold;
-pub use callbacks::{CALLBACK_GROUP, Callback, DeadCallback};
-pub use conn::BlockingConn;
+pub use callbacks::CALLBACK_GROUP;
+// Defined in protocol (what is written to Redis lives there); re-exported
+// because these are what the queue's methods take and return.
+pub use conn::{BlockingConn, cluster_url};
 pub use consume::{Delivery, Malformed};
 pub use control::StreamStats;
 pub use due::{Claim, DUE_LEASE_MS, DueIndex, MARK_HORIZON_MS};
+pub use eddy_protocol::callback::{Callback, DeadCallback};
+pub use eddy_protocol::{ApiKey, Backlog, DeadLetter, FunctionVersions, Quota, TenantInfo};
 pub use invocations::{Completed, Completion, Disposition, Enqueued, FollowUp};
-pub use registry::{Backlog, FunctionVersions};
-pub use replies::Reply;
-pub use retries::DeadLetter;
-pub use tenants::{ApiKey, Quota, TenantInfo, hash_key, random_hex};
+pub use replies::{Event, Reply};
+pub use tenants::{hash_key, random_hex};
+
+/// Which count quota refused an invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaKind {
+    /// `max_pending`: accepted and unfinished invocations.
+    Pending,
+    /// `rate_per_sec`: invocations accepted in the current second.
+    Rate,
+}
 
 /// Errors of the queue.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -58,9 +70,9 @@ pub enum Error {
     /// The function does not exist.
     #[error("function `{0}` not found")]
     NoFunction(String),
-    /// A tenant quota refused the invocation: `which` is `pending` or `rate`.
-    #[error("quota exceeded: {which} (limit {limit})")]
-    Quota { which: String, limit: u64 },
+    /// A tenant quota refused the invocation.
+    #[error("quota exceeded: {which:?} (limit {limit})")]
+    Quota { which: QuotaKind, limit: u64 },
     /// `needed` more bytes (a payload, a module) would take the tenant over
     /// its `max_stored_bytes`: `retry_after_s` until some of what it stores
     /// expires, 0 when nothing will (only modules: delete functions).
@@ -193,13 +205,10 @@ impl std::fmt::Debug for Queue {
 
 impl Queue {
     /// Connects to `url`: `redis://host:port/db` for one server,
-    /// `redis+cluster://host:port,host:port` (or any URL with
-    /// `EDDY_REDIS_CLUSTER=true`) for a Redis Cluster. Reconnects by itself
-    /// later.
+    /// `redis+cluster://host:port,host:port` for a Redis Cluster (see
+    /// [`cluster_url`]). Reconnects by itself later.
     pub async fn connect(url: &str, config: QueueConfig) -> Result<Self> {
-        let forced = std::env::var("EDDY_REDIS_CLUSTER")
-            .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
-        let backend = Backend::open(url, forced)?;
+        let backend = Backend::open(url)?;
         let conn = backend.shared().await?;
         let urgent = backend.shared().await?;
         Ok(Queue {

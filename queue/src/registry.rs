@@ -5,7 +5,7 @@ use eddy_protocol::{FunctionConfig, FunctionName, FunctionSpec, TenantId, keys};
 use redis::AsyncCommands;
 
 use crate::scripts::{DELETE_FUNCTION, DEPLOY};
-use crate::{Error, Queue, Result};
+use crate::{Backlog, Error, FunctionVersions, Queue, Result};
 
 /// The function hash's copy of the current version's spec, written with the
 /// `current` pointer: a gateway that has no cached spec reads it with one
@@ -31,10 +31,12 @@ impl Queue {
     /// see the gateway's `specs.rs`). The change has happened either way;
     /// without the message, caches let go of the old spec within their TTL.
     async fn announce_change(&self, tenant: &TenantId, name: &FunctionName) {
-        let msg = format!("{tenant}/{name}");
-        let sent: redis::RedisResult<()> = self.conn().publish(keys::FUNCTIONS_CHANGED, &msg).await;
-        if let Err(error) = sent {
-            tracing::warn!(%error, function = msg, "announcing a function change; gateway caches expire it within 1 s");
+        let msg = eddy_protocol::messages::FunctionChanged {
+            tenant: tenant.clone(),
+            function: name.clone(),
+        };
+        if let Err(error) = self.publish(&msg).await {
+            tracing::warn!(%error, %tenant, function = %name, "announcing a function change; gateway caches expire it within 1 s");
         }
     }
 
@@ -188,23 +190,6 @@ impl Queue {
         names.sort();
         Ok(names)
     }
-}
-
-/// A function with all its versions.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct FunctionVersions {
-    pub current: Option<u32>,
-    /// Oldest first.
-    pub versions: Vec<FunctionSpec>,
-}
-
-/// Backlog of a function's stream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Backlog {
-    /// Entries not yet delivered to any worker.
-    pub lag: u64,
-    /// Entries delivered and not yet acknowledged (running).
-    pub pending: u64,
 }
 
 impl Queue {
@@ -369,11 +354,11 @@ impl Queue {
         if !freed.is_empty() {
             // Workers drop these modules' compiled artifacts. A worker that
             // misses the message keeps them until its cache is cleared.
-            let sent: redis::RedisResult<()> = self
-                .conn()
-                .publish(keys::MODULES_FREED, format!("{tenant} {}", freed.join(" ")))
-                .await;
-            if let Err(error) = sent {
+            let msg = eddy_protocol::messages::ModulesFreed {
+                tenant: tenant.clone(),
+                shas: freed,
+            };
+            if let Err(error) = self.publish(&msg).await {
                 tracing::warn!(%error, "announcing freed modules");
             }
         }

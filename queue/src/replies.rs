@@ -13,17 +13,18 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use eddy_protocol::InvocationRecord;
+use eddy_protocol::messages::Message;
 use futures::StreamExt;
+use redis::AsyncCommands;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use crate::Queue;
+use crate::{Queue, Result};
 
 /// What the reply subscription reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// A message: invocation `id` finished (on a reply channel), or the
-    /// payload of another channel.
+    /// Invocation `id` finished; its record is to be read.
     Done(String),
     /// Invocation `id` finished, and this is its record.
     Finished(String, Box<InvocationRecord>),
@@ -31,11 +32,47 @@ pub enum Reply {
     Resubscribed,
 }
 
+/// What a control-channel subscription reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event<M> {
+    Message(M),
+    /// The subscription was (re)established: messages may have been missed.
+    Resubscribed,
+}
+
 impl Queue {
-    /// Subscribes to `channel` for as long as the receiver lives,
-    /// reconnecting with backoff. Each message's payload comes as
-    /// [`Reply::Done`].
+    /// Subscribes to a gateway's reply channel for as long as the receiver
+    /// lives, reconnecting with backoff.
     pub fn replies(&self, channel: String) -> mpsc::Receiver<Reply> {
+        self.subscription(channel, decode, Reply::Resubscribed)
+    }
+
+    /// Subscribes to the channel of `M` for as long as the receiver lives,
+    /// reconnecting with backoff. Messages that do not decode are dropped.
+    pub fn subscribe<M: Message>(&self) -> mpsc::Receiver<Event<M>> {
+        self.subscription(
+            M::CHANNEL.to_string(),
+            |bytes| {
+                let text = std::str::from_utf8(bytes).ok()?;
+                Some(Event::Message(M::decode(text)?))
+            },
+            Event::Resubscribed,
+        )
+    }
+
+    /// Publishes `message`. Pub/sub is not durable: callers say what the
+    /// receivers fall back on when it is lost.
+    pub async fn publish<M: Message>(&self, message: &M) -> Result<()> {
+        let _: () = self.conn().publish(M::CHANNEL, message.encode()).await?;
+        Ok(())
+    }
+
+    fn subscription<T: Clone + Send + 'static>(
+        &self,
+        channel: String,
+        decode: fn(&[u8]) -> Option<T>,
+        resubscribed: T,
+    ) -> mpsc::Receiver<T> {
         let (tx, rx) = mpsc::channel(4096);
         // One server; or the nodes of a cluster in turn (a PUBLISH reaches
         // every node, so any one serves).
@@ -57,26 +94,26 @@ impl Queue {
                 let pubsub = match sub {
                     Ok(p) => p,
                     Err(error) => {
-                        warn!(%error, channel, "subscribing to the reply channel; retrying");
+                        warn!(%error, channel, "subscribing; retrying");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(2));
                         continue;
                     }
                 };
                 backoff = Duration::from_millis(50);
-                if tx.send(Reply::Resubscribed).await.is_err() {
+                if tx.send(resubscribed.clone()).await.is_err() {
                     return;
                 }
                 let mut messages = pubsub.into_on_message();
                 while let Some(msg) = messages.next().await {
-                    let Some(reply) = decode(msg.get_payload_bytes()) else {
+                    let Some(item) = decode(msg.get_payload_bytes()) else {
                         continue;
                     };
-                    if tx.send(reply).await.is_err() {
+                    if tx.send(item).await.is_err() {
                         return;
                     }
                 }
-                warn!(channel, "reply subscription ended; resubscribing");
+                warn!(channel, "subscription ended; resubscribing");
             }
         });
         rx

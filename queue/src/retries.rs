@@ -8,24 +8,7 @@ use redis::AsyncCommands;
 use redis::streams::StreamRangeReply;
 
 use crate::scripts::{PROMOTE, REDRIVE};
-use crate::{Error, Queue, Result};
-
-/// One dead-lettered invocation.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct DeadLetter {
-    /// The dead-letter stream entry id (what redrive takes).
-    pub entry_id: String,
-    /// The invocation id (empty for a malformed stream entry).
-    pub invocation_id: String,
-    pub function: Option<String>,
-    /// `failed` (non-retryable error) or `dead` (retries or deliveries
-    /// exhausted).
-    pub status: String,
-    pub class: ErrorClass,
-    pub error: String,
-    pub attempts: Option<u32>,
-    pub at_ms: u64,
-}
+use crate::{DeadLetter, Error, Queue, Result};
 
 impl Queue {
     /// Moves retries of `tenant` that are due by `now_ms` back into their

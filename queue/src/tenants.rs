@@ -2,43 +2,13 @@
 
 use std::collections::HashMap;
 
+use crate::{ApiKey, Quota, TenantInfo};
 use base64::Engine as _;
 use eddy_protocol::{TenantId, keys};
 use redis::AsyncCommands;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{Error, Queue, Result};
-
-/// Per-tenant limits. 0 means unlimited.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Quota {
-    /// Accepted, unfinished invocations (client invocations are refused past it).
-    pub max_pending: u64,
-    /// Invocations of the tenant running at once (the controller's cap).
-    pub max_concurrency: u32,
-    /// Client invocations accepted per second.
-    pub rate_per_sec: u64,
-    /// Bytes the tenant keeps in Redis: its modules, and what its
-    /// invocations wrote within the record TTL (outputs, outcomes, retry
-    /// payloads, dead letters). At it, invocations and new modules are
-    /// refused and outputs that do not fit fail their invocation.
-    pub max_stored_bytes: u64,
-}
-
-/// A tenant as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TenantInfo {
-    pub id: TenantId,
-    pub created_at_ms: u64,
-    pub quota: Quota,
-    /// Accepted, unfinished invocations now.
-    pub pending: u64,
-    /// Bytes stored now, as `max_stored_bytes` counts them (an upper bound:
-    /// records written within the TTL may have been forgotten sooner).
-    pub stored_bytes: u64,
-}
 
 /// Slots of the stored-bytes window per record TTL (as in `lua/stored.lua`).
 const STORED_SLOTS: u64 = 24;
@@ -55,15 +25,6 @@ fn stored_window(slots: &HashMap<String, i64>, now_ms: u64, ttl_s: u64) -> u64 {
             (slot + STORED_SLOTS >= cur).then_some((*bytes).max(0) as u64)
         })
         .sum()
-}
-
-/// An API key, without its secret part.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiKey {
-    pub id: String,
-    pub tenant: TenantId,
-    pub created_at_ms: u64,
-    pub revoked: bool,
 }
 
 /// How an API key is stored and looked up: its sha256, hex.
@@ -130,26 +91,22 @@ impl Queue {
             .hgetall(keys::stored(id))
             .query_async(&mut self.conn())
             .await?;
-        let Some(created) = map.get("created") else {
+        if !map.contains_key("created") {
             return Ok(None);
-        };
-        let n = |k: &str| {
-            map.get(k)
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(0)
-                .max(0) as u64
-        };
+        }
+        let what = format!("tenant {id}");
+        let n = |k: &str| crate::fields::counter(&what, k, map.get(k));
         Ok(Some(TenantInfo {
             id: id.clone(),
-            created_at_ms: created.parse().unwrap_or(0),
+            created_at_ms: n("created")?,
             quota: Quota {
-                max_pending: n("max_pending"),
-                max_concurrency: n("max_concurrency") as u32,
-                rate_per_sec: n("rate_per_sec"),
-                max_stored_bytes: n("max_stored_bytes"),
+                max_pending: n("max_pending")?,
+                max_concurrency: n("max_concurrency")? as u32,
+                rate_per_sec: n("rate_per_sec")?,
+                max_stored_bytes: n("max_stored_bytes")?,
             },
-            pending: n("pending"),
-            stored_bytes: n("mod_bytes")
+            pending: n("pending")?,
+            stored_bytes: n("mod_bytes")?
                 + stored_window(&window, eddy_protocol::now_ms(), self.ttl_secs()),
         }))
     }
@@ -218,7 +175,8 @@ impl Queue {
         // Gateways cache valid keys for a few seconds: tell them now. The
         // key is revoked either way; without the message, caches let go of
         // it within their TTL.
-        if let Err(error) = conn.publish::<_, _, ()>(keys::KEYS_REVOKED, &hash).await {
+        let msg = eddy_protocol::messages::KeyRevoked(hash);
+        if let Err(error) = self.publish(&msg).await {
             tracing::warn!(%error, "announcing a key revocation; gateway caches expire it within 5 s");
         }
         Ok(true)

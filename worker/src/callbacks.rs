@@ -385,6 +385,7 @@ impl Dispatcher {
                     cb.attempt + 1,
                     self.config.backoff_base.as_millis() as u64,
                     self.config.backoff_max.as_millis() as u64,
+                    crate::process::jitter(),
                 );
                 let due = (age + Duration::from_millis(delay) < self.config.max_age)
                     .then_some(now + delay);

@@ -6,7 +6,7 @@
 //! and tables. An API error prints `error: <code>: <message>` on stderr and
 //! exits 1; a gateway that cannot be reached exits 2.
 
-pub(crate) mod api;
+pub mod api;
 mod commands;
 mod format;
 

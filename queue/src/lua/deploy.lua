@@ -23,7 +23,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
     local window, after = stored_window(KEYS[6], ARGV[5], ARGV[6])
     local stored = window + (tonumber(q[2]) or 0)
     if stored + size > max_stored then
-      return {'quota', 'stored', q[1], string.format('%d', stored), tostring(after),
+      return {'quota', 'stored', q[1], string.format('%d', stored), string.format('%d', after),
         tostring(size)}
     end
   end

@@ -69,12 +69,12 @@ local function accept(k, a)
       stored = window + (tonumber(quota[5]) or 0)
     end
     if stored + #ARGV[a + 1] > max_stored then
-      return {'quota', 'stored', quota[4], string.format('%d', stored), tostring(stored_after),
+      return {'quota', 'stored', quota[4], string.format('%d', stored), string.format('%d', stored_after),
         tostring(#ARGV[a + 1])}
     end
   end
   if max_pending > 0 and pending + added >= max_pending then
-    return {'quota', 'pending', tostring(max_pending)}
+    return {'quota', 'pending', string.format('%d', max_pending)}
   end
   if rate > 0 then
     -- Counted like an INCR per attempt, refused ones included.
@@ -83,7 +83,7 @@ local function accept(k, a)
     end
     rate_counted = rate_counted + 1
     if rate_used + rate_counted > rate then
-      return {'quota', 'rate', tostring(rate)}
+      return {'quota', 'rate', string.format('%d', rate)}
     end
   end
   if idem ~= '' then

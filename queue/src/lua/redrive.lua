@@ -12,13 +12,13 @@ local quota = redis.call('HMGET', KEYS[5], 'max_pending', 'rate_per_sec', 'pendi
 local max_pending = tonumber(quota[1]) or 0
 local rate = tonumber(quota[2]) or 0
 if max_pending > 0 and (tonumber(quota[3]) or 0) >= max_pending then
-  return {'quota', 'pending', tostring(max_pending)}
+  return {'quota', 'pending', string.format('%d', max_pending)}
 end
 if (tonumber(quota[4]) or 0) > 0 then
   local window, after = stored_window(KEYS[7], ARGV[6], ARGV[5])
   local stored = window + (tonumber(quota[5]) or 0)
   if stored + #ARGV[3] > tonumber(quota[4]) then
-    return {'quota', 'stored', quota[4], string.format('%d', stored), tostring(after),
+    return {'quota', 'stored', quota[4], string.format('%d', stored), string.format('%d', after),
       tostring(#ARGV[3])}
   end
 end
@@ -28,7 +28,7 @@ if rate > 0 then
     redis.call('PEXPIRE', KEYS[6], 2000)
   end
   if used > rate then
-    return {'quota', 'rate', tostring(rate)}
+    return {'quota', 'rate', string.format('%d', rate)}
   end
 end
 if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then

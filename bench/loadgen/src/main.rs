@@ -1,4 +1,6 @@
-//! `eddy bench <scenario>`: a load generator against a running gateway.
+//! `eddy-bench <scenario>`: a load generator against a running gateway. It
+//! is its own binary, not part of `eddy`: users ship `eddy`, the benches
+//! (`bench/*.sh`) run this.
 //!
 //! A progress bar goes to stderr; the summary to stdout, as JSON
 //! (`--output json`) or a readable table. Every scenario also reads a sample
@@ -11,6 +13,7 @@
 //! cheap: one HTTP client, headers and URLs built once, ids kept as 128-bit
 //! numbers, no per-request logging, the progress bar fed from a counter.
 
+#![forbid(unsafe_code)]
 mod http;
 mod report;
 mod scenarios;
@@ -24,8 +27,30 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::client::{Conn, Output};
+use clap::Parser;
+use eddy_cli::client::{Conn, Output};
 use scenarios::{DEFAULT_TEXT_PAYLOAD, Payload};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "eddy-bench",
+    version,
+    about = "Load-generate against a running Eddy gateway and report what it measured"
+)]
+struct Cli {
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().args) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -316,7 +341,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
 /// API errors exit 1, an unreachable gateway exits 2 with a hint; anything
 /// else goes back to `main`.
 fn report_error(conn: &Conn, e: anyhow::Error) -> Result<ExitCode> {
-    if let Some(f) = e.downcast_ref::<crate::client::ApiFailure>() {
+    if let Some(f) = e.downcast_ref::<eddy_cli::client::ApiFailure>() {
         eprintln!("error: {e:#}");
         if f.code == "missing_key" || f.code == "invalid_key" {
             eprintln!("hint: set EDDY_KEY (the tenant's key) or pass --key");
@@ -336,7 +361,6 @@ fn report_error(conn: &Conn, e: anyhow::Error) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     #[derive(Debug, Parser)]
     struct TestCli {

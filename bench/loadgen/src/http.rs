@@ -11,7 +11,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde_json::Value;
 
-use crate::client::{ApiFailure, Conn};
+use eddy_cli::client::{ApiFailure, Conn};
 
 /// Bound on any single request: a sync invoke waits at most the gateway's
 /// sync timeout (30 s by default), everything else is quick.
@@ -19,7 +19,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 // Key resolution and path encoding are the client commands' own: one rule
 // for every command that talks to a gateway.
-pub use crate::client::api::{resolve_key, segment};
+pub use eddy_cli::client::api::{resolve_key, segment};
 
 /// A gateway, as the generator talks to it.
 #[derive(Debug, Clone)]

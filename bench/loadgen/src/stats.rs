@@ -105,7 +105,7 @@ impl Errors {
     }
 
     pub fn add_status(&mut self, n: u64, status: reqwest::StatusCode, body: &[u8]) {
-        let f = crate::client::ApiFailure::from_body(status, body);
+        let f = eddy_cli::client::ApiFailure::from_body(status, body);
         self.add(&f.code, n, || f.message.clone());
     }
 
