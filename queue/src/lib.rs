@@ -21,6 +21,7 @@ mod control;
 mod due;
 mod fields;
 mod invocations;
+mod records;
 mod registry;
 mod replies;
 mod retries;

@@ -162,7 +162,7 @@ fn decode(payload: &[u8]) -> Option<Reply> {
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
         map.insert(String::from_utf8_lossy(&k).into_owned(), v);
     }
-    match crate::invocations::record_from_map(&id, None, &map) {
+    match crate::records::record_from_map(&id, None, &map) {
         Ok(rec) => Some(Reply::Finished(id, Box::new(rec))),
         Err(_) => Some(Reply::Done(id)),
     }

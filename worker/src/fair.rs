@@ -305,11 +305,15 @@ pub(crate) const DEMOTE_AFTER: Duration = Duration::from_millis(5);
 #[cfg(target_os = "linux")]
 fn lower_priority(idle: bool, nice: i32) -> &'static str {
     if idle {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sched_setscheduler(2) on the calling thread (pid 0) with a
-        // valid, initialised parameter; it reads the struct and writes nothing.
+        // SAFETY: `sched_param` is plain integers (and, on musl, timespecs
+        // of the sporadic-server policy), so all zeroes is a valid value, and
+        // priority 0 is what SCHED_IDLE takes. sched_setscheduler(2) acts on
+        // the calling thread (pid 0) and only reads the struct.
         #[allow(unsafe_code)]
-        let done = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0;
+        let done = unsafe {
+            let param: libc::sched_param = std::mem::zeroed();
+            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param)
+        } == 0;
         if done {
             return "idle";
         }
