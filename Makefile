@@ -2,7 +2,7 @@
 CARGO ?= cargo
 WASM_DIR := functions/target/wasm32-wasip2/release
 
-.PHONY: setup build functions lint fmt test chart-check ui-test demo bench-runtime ci clean
+.PHONY: setup build functions lint fmt test chart-check ui-test image demo bench-runtime ci clean
 
 setup:
 	@scripts/setup.sh
@@ -25,13 +25,15 @@ lint: setup
 	cd functions && $(CARGO) clippy --release --target wasm32-wasip2 -- -D warnings
 
 ## Every test: lint, guests, the workspace (release: the sandbox tests run
-## real compiled guests) and the SDK's own native tests.
+## real compiled guests), the SDK's own native tests, the dashboard in a
+## browser, the API fuzzer and the image's smoke test.
 test: lint functions chart-check
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) test --release --workspace
 	cd functions && $(CARGO) test --workspace
 	scripts/ui-test.sh
 	scripts/api-fuzz.sh
+	scripts/image.sh --smoke
 
 ## Renders the Helm chart with every values file and validates it offline
 ## (kubernetes-validate --strict, the KEDA CRD, yamllint); broken values must fail.
@@ -42,6 +44,11 @@ chart-check:
 ## chromium and playwright-core when missing); saves docs/dashboard.png.
 ui-test: build
 	scripts/ui-test.sh
+
+## The static (musl) eddy and the FROM scratch image eddy:<version> (podman or
+## docker; podman is installed when neither works).
+image:
+	scripts/image.sh
 
 ## Brings Eddy up locally and shows it working.
 demo: build

@@ -510,10 +510,13 @@ def check_contract(case, objs, merged):
     vols = {v["name"]: v for v in wspec.get("volumes", [])}
     if "emptyDir" not in vols.get(mounts.get(cache_dir, ""), {}):
         fail(case, "worker: EDDY_CACHE_DIR is not an emptyDir mount")
-    sleep = (wc.get("lifecycle") or {}).get("preStop", {}).get("exec", {}).get("command", [None, "0"])
-    if merged["worker"]["preStopSleepSeconds"] and sleep[:1] != ["/bin/sleep"]:
-        fail(case, "worker: preStop is not a sleep")
-    if int(sleep[-1]) >= wspec["terminationGracePeriodSeconds"]:
+    # The kubelet's own sleep action: the image is FROM scratch (no /bin/sleep).
+    sleep = (wc.get("lifecycle") or {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    if merged["worker"]["preStopSleepSeconds"] and sleep != merged["worker"]["preStopSleepSeconds"]:
+        fail(case, "worker: preStop is not a sleep of preStopSleepSeconds")
+    if (wc.get("lifecycle") or {}).get("preStop", {}).get("exec"):
+        fail(case, "worker: preStop runs a command, and the image has none")
+    if int(sleep) >= wspec["terminationGracePeriodSeconds"]:
         fail(case, "worker: terminationGracePeriodSeconds leaves no time to drain after the preStop sleep")
 
     mode = merged["autoscaling"]["mode"]
