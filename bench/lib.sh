@@ -172,7 +172,8 @@ bench_start_eddy() {
         gw_cache=$RUN_DIR/artifacts-gw
         wk_cache=$RUN_DIR/artifacts-wk
     fi
-    export EDDY_THREADS=$BENCH_THREADS
+    # Unset, not empty, for the binary's default (one per core).
+    if [ -n "$BENCH_THREADS" ]; then export EDDY_THREADS=$BENCH_THREADS; else unset EDDY_THREADS; fi
     start gateway "$RUN_DIR/gateway.log" env REDIS_URL="$REDIS_URL" EDDY_LISTEN="127.0.0.1:$GATEWAY_PORT" \
         EDDY_ADMIN_KEY="$ADMIN_KEY" EDDY_CACHE_DIR="$gw_cache" EDDY_LOG="${EDDY_LOG:-warn}" "$EDDY" gateway
     start worker "$RUN_DIR/worker.log" env REDIS_URL="$REDIS_URL" EDDY_CONCURRENCY="$BENCH_WORKER_CONCURRENCY" \

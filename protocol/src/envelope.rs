@@ -117,4 +117,10 @@ impl Envelope {
     pub fn is_root(&self) -> bool {
         self.parent_id.is_none()
     }
+
+    /// Whether somebody waits for this invocation (a sync invoke): its
+    /// enqueue, execution and completion go ahead of bulk work.
+    pub fn is_interactive(&self) -> bool {
+        self.reply_to.is_some()
+    }
 }

@@ -319,10 +319,7 @@ impl Queue {
         let lazy = self.lazy_run(envelope, run_callback);
         let envelope = lazy.as_ref().unwrap_or(envelope);
         let job = enqueue_job(envelope, payload, limits, run_callback)?;
-        let reply = self
-            .enqueuer()
-            .call(job, envelope.reply_to.is_some())
-            .await?;
+        let reply = self.enqueuer().call(job, envelope.is_interactive()).await?;
         enqueue_reply(envelope, &reply)
     }
 
@@ -423,7 +420,7 @@ impl Queue {
         let job = complete_job(delivery, completion, self.config.record_ttl)?;
         let reply = self
             .completer()
-            .call(job, delivery.envelope.reply_to.is_some())
+            .call(job, delivery.envelope.is_interactive())
             .await?;
         Ok(Completed {
             status: reply.first().cloned().unwrap_or_default(),

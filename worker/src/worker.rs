@@ -91,30 +91,6 @@ impl std::fmt::Debug for WorkerConfig {
     }
 }
 
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        WorkerConfig {
-            redis_url: "redis://127.0.0.1:6379".into(),
-            concurrency: 64,
-            exec_slots: 0,
-            exec_idle: false,
-            bulk_nice: 0,
-            bulk_yield: true,
-            lease: Duration::from_secs(30),
-            max_deliveries: 5,
-            cache_dir: PathBuf::from(".eddy/artifacts"),
-            max_instances: 128,
-            ceilings: Ceilings::default(),
-            guest_memory: 4 << 30,
-            consumer: None,
-            record_ttl: QueueConfig::default().record_ttl,
-            callbacks: CallbackConfig::default(),
-            listen: None,
-            metrics: None,
-        }
-    }
-}
-
 /// Why the worker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -548,7 +524,7 @@ impl Worker {
     /// controller's share), then runs on the global slot it holds.
     async fn dispatch(self: &Arc<Self>, d: Delivery, global: Option<Arc<Semaphore>>) {
         self.hold(&d);
-        if d.envelope.reply_to.is_some() {
+        if d.envelope.is_interactive() {
             self.saw_sync();
         }
         let slot = lock(&self.capacity).permits(&d.stream);
