@@ -132,7 +132,8 @@ run_role gateway -e EDDY_LISTEN="127.0.0.1:$GPORT"
 run_role worker -e EDDY_METRICS_LISTEN="127.0.0.1:$WPORT"
 run_role controller -e EDDY_CONTROLLER_LISTEN="127.0.0.1:$CPORT"
 
-up() { curl -fsS -o /dev/null "$1" 2>/dev/null; }
+# 2xx from a URL (python3: no curl on a bare machine).
+up() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1" >/dev/null 2>&1; }
 for _ in $(seq 150); do
   up "http://127.0.0.1:$GPORT/readyz" && up "http://127.0.0.1:$WPORT/readyz" \
     && up "http://127.0.0.1:$CPORT/replicas" && break

@@ -1,6 +1,7 @@
-//! The one decoder for numbers in hashes and stream entries: a missing
-//! field is `None` (its reader says what absence means), a field that does
-//! not parse is [`Error::Corrupt`] naming it, never a silent 0.
+//! The one decoder for numbers in hashes and stream entries: a missing or
+//! empty field is `None` (its reader says what absence means; the scripts
+//! write `''` for "none", e.g. an unpinned version), a field that does not
+//! parse is [`Error::Corrupt`] naming it, never a silent 0.
 
 use std::str::FromStr;
 
@@ -16,6 +17,9 @@ pub(crate) fn number<T: FromStr>(
         return Ok(None);
     };
     let value = value.as_ref();
+    if value.is_empty() {
+        return Ok(None);
+    }
     std::str::from_utf8(value)
         .ok()
         .and_then(|s| s.parse().ok())
@@ -39,7 +43,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn absent_is_none_and_garbage_is_corrupt() {
+    fn absent_or_empty_is_none_and_garbage_is_corrupt() {
         assert_eq!(number::<u64>("r", "k", Some("42")).unwrap(), Some(42));
         assert_eq!(number::<u64>("r", "k", None::<&str>).unwrap(), None);
         let e = number::<u64>("invocation x", "depth", Some("4x")).unwrap_err();
@@ -47,6 +51,11 @@ mod tests {
         assert!(number::<u32>("r", "k", Some(b"\xff".as_slice())).is_err());
         assert_eq!(counter("t", "pending", Some("-3")).unwrap(), 0);
         assert_eq!(counter("t", "pending", None::<&str>).unwrap(), 0);
-        assert!(counter("t", "pending", Some("")).is_err());
+        assert_eq!(counter("t", "pending", Some("")).unwrap(), 0);
+        assert_eq!(
+            number::<u32>("invocation x", "version", Some("")).unwrap(),
+            None
+        );
+        assert!(counter("t", "pending", Some(" 1")).is_err());
     }
 }
