@@ -777,3 +777,51 @@ async fn eddy_ups_redis_has_a_password_is_restarted_and_dies_with_it() {
                 .is_ok_and(|s| s.contains(") Z "))
     });
 }
+
+/// `eddy up` as the README runs it: no settings at all, its data in the
+/// default `.eddy` relative to where it starts. (Its private Redis was once
+/// handed a config path relative to the wrong directory and never started.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eddy_up_starts_with_no_settings_in_a_bare_directory() {
+    let cwd = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = std::process::Command::new(eddy_tests::bin_dir().join("eddy"));
+    cmd.arg("up")
+        .current_dir(cwd.path())
+        .env_remove("REDIS_URL")
+        .env_remove("EDDY_DATA_DIR")
+        .env_remove("EDDY_CACHE_DIR")
+        .env_remove("EDDY_ADMIN_KEY")
+        .env_remove("EDDY_REDIS_PORT")
+        // Only the port: 8080 may be taken on the machine running the tests.
+        .env("EDDY_LISTEN", format!("127.0.0.1:{port}"));
+    let mut up = eddy_tests::EddyProcess::spawn(cmd, &[], "up-bare".into());
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..300 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status() == StatusCode::OK
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "eddy up did not become ready in 30 s");
+    let data = cwd.path().join(".eddy");
+    let admin = std::fs::read_to_string(data.join("admin-key")).unwrap();
+    assert!(data.join("redis-password").exists());
+    assert!(data.join("redis/redis.log").exists());
+    // The admin key it wrote works.
+    let r = http
+        .post(format!("{base}/tenants"))
+        .bearer_auth(admin.trim())
+        .json(&json!({ "id": "bare" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let status = up.terminate(std::time::Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}

@@ -283,7 +283,7 @@ pub struct EddyProcess {
 impl EddyProcess {
     /// `eddy <role>` with the role's environment (`cmd`), then `env` on top;
     /// stdout dropped, stderr shown.
-    fn spawn(mut cmd: Command, env: &[(&str, &str)], name: String) -> Self {
+    pub fn spawn(mut cmd: Command, env: &[(&str, &str)], name: String) -> Self {
         cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);

@@ -59,6 +59,11 @@ impl RedisChild {
     fn start(data_dir: &std::path::Path, port: Option<u16>) -> Result<Self> {
         let dir = data_dir.join("redis");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // Absolute: the server runs in `dir` and is given its config file's
+        // path, which a relative data dir (the default, `.eddy`) would make
+        // wrong from there.
+        let dir =
+            std::path::absolute(&dir).with_context(|| format!("resolving {}", dir.display()))?;
         let port = match port {
             Some(p) => p,
             None => std::net::TcpListener::bind("127.0.0.1:0")
