@@ -439,13 +439,14 @@ mod tests {
     use super::*;
     use clap::{CommandFactory, Parser};
 
+    /// The client's commands alone, for the tests here and in `commands`.
     #[derive(Debug, Parser)]
-    struct TestCli {
+    pub(super) struct TestCli {
         #[command(subcommand)]
-        cmd: ClientCommand,
+        pub(super) cmd: ClientCommand,
     }
 
-    fn parse(args: &[&str]) -> ClientCommand {
+    pub(super) fn parse(args: &[&str]) -> ClientCommand {
         let mut argv = vec!["eddy"];
         argv.extend_from_slice(args);
         match TestCli::try_parse_from(argv) {

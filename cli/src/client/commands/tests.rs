@@ -1,20 +1,6 @@
 use super::*;
+use crate::client::tests::{TestCli, parse};
 use clap::Parser;
-
-#[derive(Debug, Parser)]
-struct TestCli {
-    #[command(subcommand)]
-    cmd: ClientCommand,
-}
-
-fn parse(args: &[&str]) -> ClientCommand {
-    let mut argv = vec!["eddy"];
-    argv.extend_from_slice(args);
-    match TestCli::try_parse_from(argv) {
-        Ok(c) => c.cmd,
-        Err(e) => panic!("{e}"),
-    }
-}
 
 #[test]
 fn deploy_flags_become_query_params_and_config_a_header() {
