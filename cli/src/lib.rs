@@ -8,6 +8,8 @@ mod local;
 mod roles;
 mod telemetry;
 
+pub use roles::module_validator;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]

@@ -72,14 +72,16 @@ pub struct CommonArgs {
     #[command(flatten)]
     pub(crate) process: ProcessArgs,
     /// Bulk work yields to sync calls (1, the default; 0 turns it off). A
-    /// gateway, while its sync calls wait for their results: a bulk load
-    /// (`/invoke/{name}/batch`) pauses after each chunk of lines as long as
-    /// the chunk took, and the group commits of async invocations go one at
-    /// a time, each followed by such a pause (at most 2 ms). A worker, while
-    /// sync invocations keep coming (one in the last second): its bulk
-    /// completions go one flush at a time instead of two. Redis serves the
-    /// sync calls' round trips with at most one bulk script of each kind
-    /// queued ahead of them; the bulk keeps at least half its pace.
+    /// worker's bulk threads run at nice 15 (long guests at 19) instead of
+    /// 0 (long guests at 10). A gateway, while its sync calls wait for their
+    /// results: a bulk load (`/invoke/{name}/batch`) pauses after each chunk
+    /// of lines as long as the chunk took, and the group commits of async
+    /// invocations go one at a time, each followed by such a pause (at most
+    /// 2 ms). A worker, while sync invocations keep coming (one in the last
+    /// second): its bulk completions go one flush at a time instead of two.
+    /// Redis serves the sync calls' round trips with at most one bulk script
+    /// of each kind queued ahead of them; the bulk keeps at least half its
+    /// pace (docs/operations.md).
     #[arg(long, env = "EDDY_BULK_YIELD", default_value_t = true, action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     bulk_yield: bool,
@@ -106,6 +108,12 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
+    pub(crate) fn sync_first(&self) -> eddy_protocol::SyncFirst {
+        eddy_protocol::SyncFirst {
+            bulk_yields: self.bulk_yield,
+        }
+    }
+
     fn allowlist(&self) -> Result<Allowlist> {
         Allowlist::parse(&self.callback_allowlist)
             .map_err(|e| anyhow::anyhow!("EDDY_CALLBACK_ALLOWLIST: {e}"))
@@ -124,23 +132,6 @@ pub struct WorkerArgs {
     /// Redis round trips.
     #[arg(long, env = "EDDY_EXEC_SLOTS", default_value_t = 0)]
     exec_slots: usize,
-    /// CPU priority of long guests while tenants share the worker: `nice`
-    /// (five steps below the bulk work, from 10 to 19: 19 with the default
-    /// `EDDY_BULK_NICE`) or `idle`
-    /// (`SCHED_IDLE`: any other work preempts them at once; a long guest
-    /// can then starve into its timeout while the CPU is saturated).
-    #[arg(long, env = "EDDY_EXEC_PRIORITY", default_value = "nice", value_parser = ["nice", "idle"])]
-    exec_priority: String,
-    /// Nice value of the worker's bulk threads (reads, async invocations,
-    /// completions): sync invocations run on a thread of their own at the
-    /// process's priority, and the gateway and Redis next to the worker get
-    /// the CPU first; long guests' execution threads go five steps lower
-    /// still (at most 19). 0: all at one priority, long guests at 10.
-    /// The default, 15: on 2 cores a sync trickle's p99 during a 100,000
-    /// burst was ~12-15% lower than at 5, with no throughput loss measurable
-    /// in W1 (bench/RESULTS.md).
-    #[arg(long, env = "EDDY_BULK_NICE", default_value_t = 15, value_parser = clap::value_parser!(i32).range(0..=19))]
-    bulk_nice: i32,
     /// Lease of a delivery: after this long without a heartbeat another
     /// worker reclaims it.
     #[arg(long, env = "EDDY_LEASE_MS", default_value_t = 30_000)]
@@ -268,7 +259,7 @@ impl GatewayArgs {
             max_batch_bytes: self.max_batch_bytes,
             sync_timeout: Duration::from_millis(self.sync_timeout_ms),
             max_in_flight: self.max_in_flight,
-            bulk_yield: common.bulk_yield,
+            sync_first: common.sync_first(),
             callback_allowlist: common.allowlist()?,
             record_ttl: Duration::from_secs(common.record_ttl_s),
             ceilings: common.ceilings.parse()?,
@@ -292,10 +283,19 @@ impl ModuleValidator for RuntimeValidator {
 }
 
 fn validator(common: &CommonArgs) -> Result<Arc<dyn ModuleValidator>> {
-    // The same shape limits as the workers': what this accepts, they load.
+    module_validator(&common.ceilings.parse()?, common.cache_dir.clone())
+}
+
+/// The gateway's module validator: the real runtime, with the same shape
+/// limits as the workers' (what it accepts, they load), compiling into
+/// `cache_dir`.
+pub fn module_validator(
+    ceilings: &eddy_protocol::Ceilings,
+    cache_dir: std::path::PathBuf,
+) -> Result<Arc<dyn ModuleValidator>> {
     let config = eddy_worker::runtime_config(
-        &common.ceilings.parse()?,
-        common.cache_dir.clone(),
+        ceilings,
+        cache_dir,
         4,
         // It runs no guests: any budget will do.
         4 << 30,
@@ -340,9 +340,7 @@ impl WorkerArgs {
             redis_url,
             concurrency: self.concurrency,
             exec_slots: self.exec_slots,
-            exec_idle: self.exec_priority == "idle",
-            bulk_nice: self.bulk_nice,
-            bulk_yield: self.common.bulk_yield,
+            sync_first: self.common.sync_first(),
             lease: Duration::from_millis(self.lease_ms),
             max_deliveries: self.max_deliveries,
             cache_dir: self.common.cache_dir.clone(),
@@ -477,9 +475,14 @@ fn shutdown_signal() -> Result<watch::Receiver<bool>> {
 }
 
 /// The runtime of a process with a worker: its threads do the worker's bulk
-/// work, at nice `bulk_nice` (the thread that blocks on it is lowered by
-/// the worker itself, once its interactive lane is started).
-fn worker_runtime(threads: usize, bulk_nice: i32) -> Result<tokio::runtime::Runtime> {
+/// work, at nice [`eddy_protocol::SyncFirst::bulk_nice`] (the thread that
+/// blocks on it is lowered by the worker itself, once its interactive lane
+/// is started).
+pub(crate) fn worker_runtime(
+    threads: usize,
+    sync_first: eddy_protocol::SyncFirst,
+) -> Result<tokio::runtime::Runtime> {
+    let bulk_nice = sync_first.bulk_nice();
     match threads {
         1 => tokio_runtime(1),
         n => tokio::runtime::Builder::new_multi_thread()
@@ -520,7 +523,7 @@ fn spawn_runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
 pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     args.common.labels.apply();
     let url = args.common.process.url()?;
-    worker_runtime(args.common.process.threads(), args.bulk_nice)?.block_on(async {
+    worker_runtime(args.common.process.threads(), args.common.sync_first())?.block_on(async {
         let shutdown = shutdown_signal()?;
         let worker = Worker::start(args.config(url)?)
             .await

@@ -55,11 +55,9 @@ pub struct GatewayConfig {
     pub sync_timeout: Duration,
     /// Requests in flight before new ones are shed with 503.
     pub max_in_flight: usize,
-    /// While sync calls of this gateway wait, its bulk enqueues are paced:
-    /// a bulk load pauses after each chunk as long as the chunk took, the
-    /// group commits of async invocations go one at a time with the same
-    /// pause (at most 2 ms; `Queue::hold_bulk_enqueues`).
-    pub bulk_yield: bool,
+    /// Whether its bulk enqueues are paced while its sync calls wait
+    /// (`eddy_protocol::sync_first`).
+    pub sync_first: eddy_protocol::SyncFirst,
     pub callback_allowlist: Allowlist,
     pub record_ttl: Duration,
     /// The operator's maxima: a deploy or `PATCH` above one is refused.
@@ -77,7 +75,7 @@ impl Default for GatewayConfig {
             max_batch_bytes: 1 << 30,
             sync_timeout: Duration::from_secs(30),
             max_in_flight: 10_000,
-            bulk_yield: true,
+            sync_first: eddy_protocol::SyncFirst::default(),
             callback_allowlist: Allowlist::default(),
             record_ttl: QueueConfig::default().record_ttl,
             ceilings: eddy_protocol::Ceilings::default(),
@@ -130,7 +128,7 @@ pub struct Shared {
     pub enqueue_roundtrip: metrics::Histogram,
     /// `eddy_gateway_bulk_yields_total{via="batch"}`: bulk-load chunks
     /// that paused for this gateway's sync calls (see
-    /// `GatewayConfig::bulk_yield`).
+    /// `GatewayConfig::sync_first`).
     pub bulk_yields: metrics::Counter,
 }
 
@@ -164,7 +162,7 @@ impl AppState {
         )
         .await?;
         // Group commits of async invocations paced for this gateway's sync
-        // calls (see `GatewayConfig::bulk_yield`).
+        // calls (see `GatewayConfig::sync_first`).
         queue.meter_paced_enqueues(metrics::counter!(
             "eddy_gateway_bulk_yields_total",
             "via" => "group_commit"

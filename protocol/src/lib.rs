@@ -7,6 +7,7 @@
 //! - [`ceilings`]: the operator's maxima for every function setting.
 //! - [`record`]: invocation records, results and run records.
 //! - [`keys`]: every Redis key name.
+//! - [`sync_first`]: how work somebody waits for goes ahead of bulk work.
 #![forbid(unsafe_code)]
 
 pub mod callback;
@@ -19,6 +20,7 @@ pub mod labels;
 pub mod messages;
 pub mod names;
 pub mod record;
+pub mod sync_first;
 pub mod tenant;
 pub mod trace;
 
@@ -30,6 +32,7 @@ pub use record::{
     DeadLetter, ErrorClass, ErrorInfo, InvocationRecord, InvocationStatus, LogEntry, Outcome,
     PhaseTimings, RunRecord, RunStatus,
 };
+pub use sync_first::SyncFirst;
 pub use tenant::{ApiKey, Quota, TenantInfo};
 
 /// Renders the process's metrics in the Prometheus text format. The binary

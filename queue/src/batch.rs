@@ -57,7 +57,7 @@ pub(crate) struct Gate {
 }
 
 /// The longest pause after an ordinary flush while a [`Gate`] is held.
-pub(crate) const MAX_PAUSE: Duration = Duration::from_millis(2);
+pub(crate) const MAX_PAUSE: Duration = eddy_protocol::sync_first::MAX_PAUSE;
 
 impl Default for Gate {
     fn default() -> Self {

@@ -1,11 +1,13 @@
 //! Bad input gets a clear error and loses nothing: every case pins its exact
-//! status, code and message. And tenant A can neither see nor touch anything
-//! of tenant B, on every route.
+//! status, code and message, against the gateway in the test's process
+//! (`in_process`). And tenant A can neither see nor touch anything of tenant
+//! B, on every route (against `eddy up`: it needs a worker).
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::gateway::{ADMIN, Platform};
+use crate::in_process::Gateway;
 
 /// One row of the table: what is sent, and exactly what comes back.
 struct Case {
@@ -20,20 +22,10 @@ struct Case {
     message: String,
 }
 
-async fn check(p: &Platform, c: Case) {
-    let mut req = p
-        .http
-        .request(c.method.clone(), format!("{}{}", p.base, c.path));
-    if !c.key.is_empty() {
-        req = req.bearer_auth(&c.key);
-    }
-    for (h, v) in &c.headers {
-        req = req.header(*h, v);
-    }
-    let r = req.body(c.body).send().await.unwrap();
-    let status = r.status();
-    let retry_after = r.headers().get("retry-after").cloned();
-    let body: Value = r.json().await.unwrap_or(Value::Null);
+async fn check(g: &Gateway, c: Case) {
+    let r = g.send(c.method, &c.path, &c.key, &c.headers, c.body).await;
+    let (status, body) = (r.status, r.json());
+    let retry_after = r.headers.get("retry-after").cloned();
     assert_eq!(
         (status, body["code"].as_str(), body["message"].as_str()),
         (c.status, Some(c.code), Some(c.message.as_str())),
@@ -51,20 +43,18 @@ async fn check(p: &Platform, c: Case) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_inputs_get_exact_errors() {
-    let p = Platform::start(&[]);
-    let (key, _) = p.tenant("acme", json!({})).await;
-    let (other, _) = p.tenant("globex", json!({})).await;
-    let (limited, _) = p.tenant("tiny", json!({ "rate_per_sec": 1 })).await;
+    let p = Gateway::start(|_| {}).await;
+    let key = p.tenant("acme", json!({})).await;
+    let other = p.tenant("globex", json!({})).await;
+    let limited = p.tenant("tiny", json!({ "rate_per_sec": 1 })).await;
     p.deploy(&key, "wordcount", "wordcount", "").await;
     p.deploy(&other, "secret", "echo", "").await;
     p.deploy(&limited, "echo", "echo", "").await;
-    let (revoked, _) = {
-        let r = p
-            .req(Method::POST, "/tenants/acme/keys", &key)
-            .send()
+    let revoked = {
+        let v = p
+            .send(Method::POST, "/tenants/acme/keys", &key, &[], "")
             .await
-            .unwrap();
-        let v: Value = r.json().await.unwrap();
+            .json();
         let (id, k) = (
             v["id"].as_str().unwrap().to_string(),
             v["key"].as_str().unwrap().to_string(),
@@ -73,12 +63,16 @@ async fn bad_inputs_get_exact_errors() {
         let (s, _) = p.get(&k, "/functions").await;
         assert_eq!(s, StatusCode::OK);
         let r = p
-            .req(Method::DELETE, &format!("/tenants/acme/keys/{id}"), &key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::NO_CONTENT);
-        (k, id)
+            .send(
+                Method::DELETE,
+                &format!("/tenants/acme/keys/{id}"),
+                &key,
+                &[],
+                "",
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        k
     };
     // Use up tiny's one invocation per second right before its case.
     let invoke = |path: &str, k: &str, body: &[u8], headers: Vec<(&'static str, String)>| Case {
@@ -156,19 +150,11 @@ async fn bad_inputs_get_exact_errors() {
     let burst = || invoke("/invoke/echo", &limited, b"{}", async_());
     let mut refused = 0;
     for _ in 0..5 {
-        let mut c = burst();
-        let r = p
-            .http
-            .post(format!("{}{}", p.base, c.path))
-            .bearer_auth(&c.key)
-            .header("prefer", "respond-async")
-            .body(std::mem::take(&mut c.body))
-            .send()
-            .await
-            .unwrap();
-        if r.status() == StatusCode::TOO_MANY_REQUESTS {
-            assert_eq!(r.headers()["retry-after"], "1");
-            let v: Value = r.json().await.unwrap();
+        let c = burst();
+        let r = p.send(c.method, &c.path, &c.key, &c.headers, c.body).await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(r.headers["retry-after"], "1");
+            let v = r.json();
             assert_eq!(v["code"], "quota_exceeded");
             assert_eq!(
                 v["message"],
@@ -182,22 +168,21 @@ async fn bad_inputs_get_exact_errors() {
     assert!(t["pending"].as_u64().unwrap() <= 2, "{t}");
     // Pending quota.
     let r = p
-        .req(Method::PUT, "/tenants/globex/quota", ADMIN)
-        .json(&json!({"max_pending": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+        .send(
+            Method::PUT,
+            "/tenants/globex/quota",
+            ADMIN,
+            &[("content-type", "application/json".into())],
+            json!({"max_pending": 1}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
     let (code, msg) = loop {
         let r = p
-            .req(Method::POST, "/invoke/secret", &other)
-            .header("prefer", "respond-async")
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
-        if r.status() == StatusCode::TOO_MANY_REQUESTS {
-            let v: Value = r.json().await.unwrap();
+            .send(Method::POST, "/invoke/secret", &other, &async_(), "{}")
+            .await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            let v = r.json();
             break (v["code"].clone(), v["message"].clone());
         }
     };
@@ -374,8 +359,8 @@ async fn a_tenant_sees_and_touches_nothing_of_another() {
 /// the rest is not read and the last line says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_are_limited_on_every_route() {
-    let p = Platform::start(&[("EDDY_MAX_BATCH_BYTES", "100")]);
-    let (key, _) = p.tenant("acme", json!({})).await;
+    let p = Gateway::start(|c| c.max_batch_bytes = 100).await;
+    let key = p.tenant("acme", json!({})).await;
     p.deploy(&key, "echo", "echo", "").await;
     let big = format!(r#"{{"id":"big","pad":"{}"}}"#, "x".repeat(70 << 10));
     let too_large =

@@ -12,6 +12,7 @@ mod flow;
 mod gateway;
 mod hostile;
 mod idle;
+mod in_process;
 mod metrics;
 mod otel;
 mod scaling;

@@ -245,8 +245,8 @@ impl FairGate {
 /// short guest, inline on the caller's runtime: no thread handoff, the
 /// cheapest path. While tenants share the worker, a long guest runs on
 /// execution threads of its own (one per slot, each with a single-threaded
-/// async runtime) at a lower CPU priority ([`exec_nice`]: nice 10 or more,
-/// always below the worker's bulk work; or `SCHED_IDLE` when asked), so a
+/// async runtime) at a lower CPU priority (nice 10 to 19, below the worker's
+/// bulk work: `eddy_protocol::SyncFirst::exec_nice`), so a
 /// CPU-bound burst yields the CPU to the platform's I/O (reads, completions,
 /// the gateway, Redis on the same machine) and to other tenants' short
 /// guests.
@@ -274,19 +274,6 @@ impl std::fmt::Debug for Executor {
     }
 }
 
-/// The least nice value of the execution threads (where idle scheduling is
-/// not asked for or not available).
-pub(crate) const EXEC_NICE: i32 = 10;
-
-/// The nice value of the execution threads for bulk work at `bulk_nice`:
-/// five steps below it (a third of its CPU weight, as 10 is to 5), never
-/// above [`EXEC_NICE`], at most 19. With the default bulk nice of 15 that
-/// is 19: a long guest still gives way to the reads, completions and short
-/// guests of other tenants it shares the worker with.
-pub(crate) fn exec_nice(bulk_nice: i32) -> i32 {
-    (bulk_nice + 5).clamp(EXEC_NICE, 19)
-}
-
 /// Functions whose guests typically run longer than this (µs) are isolated
 /// on the execution threads while tenants share the worker.
 pub(crate) const ISOLATE_OVER_US: u64 = 250;
@@ -295,37 +282,12 @@ pub(crate) const ISOLATE_OVER_US: u64 = 250;
 /// threads while tenants share the worker (see [`Executor::run`]).
 pub(crate) const DEMOTE_AFTER: Duration = Duration::from_millis(5);
 
-/// Lowers the calling thread's CPU priority: with `idle`, `SCHED_IDLE` (it
-/// runs only when nothing else wants the CPU, and any other thread waking up
-/// preempts it at once); otherwise, or where that is refused, `nice` (nice
-/// 10 is a weight of 110 against 1024: about a tenth of a core that normal
-/// threads keep busy; 19 is 15). Best effort: a refusal (lowering the nice
-/// value needs a privilege, so a thread spawned from a nicer one keeps
-/// its own) is logged.
+/// Sets the calling thread's nice value (10 is a weight of 110 against
+/// 1024: about a tenth of a core that normal threads keep busy; 19 is 15).
+/// Best effort: a refusal (lowering the nice value needs a privilege, so a
+/// thread spawned from a nicer one keeps its own) is logged.
 #[cfg(target_os = "linux")]
-fn lower_priority(idle: bool, nice: i32) -> &'static str {
-    if idle {
-        // The system call itself: musl's `sched_setscheduler` wrapper always
-        // fails with ENOSYS (POSIX wants it per process; Linux does it per
-        // thread), and the static image is built with musl.
-        // SAFETY: `sched_param` is plain integers (and, on musl, timespecs
-        // of the sporadic-server policy), so all zeroes is a valid value, and
-        // priority 0 is what SCHED_IDLE takes. The call acts on the calling
-        // thread (pid 0) and only reads the struct, which outlives it.
-        #[allow(unsafe_code)]
-        let done = unsafe {
-            let param: libc::sched_param = std::mem::zeroed();
-            libc::syscall(
-                libc::SYS_sched_setscheduler,
-                0,
-                libc::SCHED_IDLE,
-                &param as *const libc::sched_param,
-            )
-        } == 0;
-        if done {
-            return "idle";
-        }
-    }
+fn set_nice(nice: i32) -> &'static str {
     if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
         tracing::warn!(%error, nice, "could not lower an execution thread's priority");
         return "unchanged";
@@ -334,13 +296,13 @@ fn lower_priority(idle: bool, nice: i32) -> &'static str {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lower_priority(_idle: bool, _nice: i32) -> &'static str {
+fn set_nice(_nice: i32) -> &'static str {
     "normal"
 }
 
 /// Lowers the calling thread's CPU priority to nice `nice`, never raising
 /// it (a thread already nicer stays so): for the threads of a worker's bulk
-/// work (see [`crate::WorkerConfig::bulk_nice`]). Best effort; 0 does
+/// work (`eddy_protocol::SyncFirst::bulk_nice`). Best effort; 0 does
 /// nothing.
 pub fn lower_thread_priority(nice: i32) {
     #[cfg(target_os = "linux")]
@@ -357,19 +319,14 @@ pub fn lower_thread_priority(nice: i32) {
 
 impl Executor {
     /// `slots` execution threads (and slots per gate) at nice `nice`
-    /// (see [`exec_nice`]); `idle`: at `SCHED_IDLE` instead.
+    /// (`eddy_protocol::SyncFirst::exec_nice`).
     /// `single_thread`: the caller's runtime has one thread (`EDDY_THREADS=1`).
     /// Then long guests always go to the execution threads, shared worker or
     /// not (inline, they would hold the only thread between their 1 ms
     /// yields, and the runtime polls I/O only every few dozen polls), and
     /// short ones run inline one at a time (more would only interleave on the
     /// one thread, stretching each one's wall-clock time toward its timeout).
-    pub(crate) fn new(
-        slots: usize,
-        idle: bool,
-        nice: i32,
-        single_thread: bool,
-    ) -> std::io::Result<Self> {
+    pub(crate) fn new(slots: usize, nice: i32, single_thread: bool) -> std::io::Result<Self> {
         let slots = slots.max(1);
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -381,8 +338,8 @@ impl Executor {
             std::thread::Builder::new()
                 .name(format!("eddy-exec-{i}"))
                 .spawn(move || {
-                    // On Linux the policy and nice value are per thread.
-                    let how = lower_priority(idle, nice);
+                    // On Linux the nice value is per thread.
+                    let how = set_nice(nice);
                     tracing::debug!(priority = how, "execution thread started");
                     loop {
                         // One thread waits on the queue at a time; the
@@ -594,7 +551,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_long_guest_started_inline_gives_its_slot_back() {
-        let exec = Arc::new(Executor::new(1, false, exec_nice(0), false).unwrap());
+        let exec = Arc::new(Executor::new(1, 10, false).unwrap());
         let _ = exec.run("alice", 0, async {}).await;
         // Mallory's guest: of a function never seen here (typical 0), it
         // starts inline and runs long, yielding at every tick as guests do.
@@ -629,8 +586,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn long_guests_of_shared_workers_run_on_the_low_priority_threads() {
-        for idle in [false, true] {
-            let exec = Executor::new(2, idle, exec_nice(15), false).unwrap();
+        {
+            let exec = Executor::new(2, 19, false).unwrap();
             let long = ISOLATE_OVER_US + 1;
             // One tenant alone: inline, whatever its length.
             let t = exec.run("a", long, async { thread() }).await.unwrap();
@@ -646,15 +603,8 @@ mod tests {
                     .run("a", long, async { policy_and_nice() })
                     .await
                     .unwrap();
-                let (other, idle_policy) = (libc::SCHED_OTHER as u32, libc::SCHED_IDLE as u32);
-                if idle {
-                    // Linux lets any thread move itself to SCHED_IDLE (the
-                    // nice fallback is for other kernels); with musl too,
-                    // whose wrapper of the call is a stub.
-                    assert_eq!(policy, idle_policy, "policy {policy}, nice {nice}");
-                } else {
-                    assert_eq!((policy, nice), (other, 19));
-                }
+                let other = 0; // SCHED_OTHER
+                assert_eq!((policy, nice), (other, 19));
                 assert_eq!(policy_and_nice(), (other, 0), "the caller is untouched");
             }
             let t = exec.run("b", 0, async { thread() }).await.unwrap();
@@ -667,7 +617,7 @@ mod tests {
     async fn a_long_guest_leaves_a_single_threaded_caller_of_a_multi_threaded_worker() {
         // The worker's interactive lane: one thread of its own, sharing the
         // executor of a multi-threaded worker.
-        let exec = Arc::new(Executor::new(2, false, EXEC_NICE, false).unwrap());
+        let exec = Arc::new(Executor::new(2, 10, false).unwrap());
         let long = ISOLATE_OVER_US + 1;
         let e = exec.clone();
         let on_lane = std::thread::spawn(move || {
@@ -688,15 +638,6 @@ mod tests {
         // On the worker's own runtime the same guest alone stays inline.
         let t = exec.run("a", long, async { thread() }).await.unwrap();
         assert!(!t.starts_with("eddy-exec"), "{t}");
-    }
-
-    #[test]
-    fn long_guests_run_five_steps_below_the_bulk_work_between_10_and_19() {
-        assert_eq!(exec_nice(0), EXEC_NICE, "no bulk nice: long guests at 10");
-        assert_eq!(exec_nice(5), 10);
-        assert_eq!(exec_nice(9), 14);
-        assert_eq!(exec_nice(15), 19, "the default bulk nice");
-        assert_eq!(exec_nice(19), 19);
     }
 
     #[cfg(target_os = "linux")]
@@ -725,7 +666,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn on_one_runtime_thread_long_guests_always_leave_it_and_short_ones_take_turns() {
-        let exec = Executor::new(2, false, EXEC_NICE, true).unwrap();
+        let exec = Executor::new(2, 10, true).unwrap();
         let long = ISOLATE_OVER_US + 1;
         // One tenant alone, yet a long guest runs on an execution thread.
         let t = exec.run("a", long, async { thread() }).await.unwrap();
@@ -742,7 +683,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_short_guest_never_waits_for_a_long_one() {
-        let exec = Arc::new(Executor::new(1, false, EXEC_NICE, false).unwrap());
+        let exec = Arc::new(Executor::new(1, 10, false).unwrap());
         let long = ISOLATE_OVER_US + 1;
         let _ = exec.run("trickle", 0, async {}).await;
         // The burst's long guest holds the only isolated slot until released.

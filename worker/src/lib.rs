@@ -6,9 +6,7 @@
 //! [`eddy_queue::Queue::complete`], one atomic script gated on the XACK of the
 //! delivery: a duplicate execution (a reclaimed entry whose first worker was
 //! only slow) changes nothing.
-// One call needs `unsafe`: sched_setscheduler(2) for the execution threads
-// (fair.rs); the workspace denies it everywhere else.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod callbacks;
 mod capacity;

@@ -9,7 +9,8 @@ use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use eddy_protocol::control::WorkerInfo;
-use eddy_protocol::{Ceilings, FunctionName, TenantId, keys, trace};
+use eddy_protocol::sync_first::{INTERACTIVE_FOR, NARROW_FOR};
+use eddy_protocol::{Ceilings, FunctionName, SyncFirst, TenantId, keys, trace};
 use eddy_queue::{Completion, Delivery, DueIndex, Queue, QueueConfig};
 use eddy_runtime::{Runtime, RuntimeConfig};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
@@ -23,10 +24,14 @@ use crate::process;
 
 mod delivery;
 mod meters;
+mod reader;
+mod slots;
 mod upkeep;
 mod wake;
 
 use meters::*;
+use slots::{Share, Slots};
+use wake::Lane;
 
 /// Settings of one worker process.
 #[derive(Clone)]
@@ -37,23 +42,13 @@ pub struct WorkerConfig {
     /// Sandboxes executing guest code at once, given round-robin across
     /// tenants (0: one per CPU).
     pub exec_slots: usize,
-    /// Long guests of a shared worker run at `SCHED_IDLE` rather than at a
-    /// nice value five below `bulk_nice` (10 to 19).
-    pub exec_idle: bool,
-    /// Nice value of the threads doing the worker's bulk work (reads,
-    /// async invocations, completions, callbacks): [`Worker::run`] lowers
-    /// its calling thread to it once the interactive lane is started, and
-    /// the binary its runtime's threads. Sync invocations, somebody
-    /// waiting, run on the lane at the process's own priority, and so do
-    /// the gateway and Redis next to it. 0 leaves everything as it is.
-    /// Long guests' execution threads run five steps below it (nice 10 to
-    /// 19), so they still give way to it.
-    pub bulk_nice: i32,
-    /// Bulk work yields to sync invocations: while they keep coming (one
-    /// in the last second), the worker's bulk completions go one flush at a
-    /// time instead of two, so that a sync invocation's completion finds at
-    /// most one of them queued ahead of it in Redis.
-    pub bulk_yield: bool,
+    /// Whether bulk work yields to sync invocations
+    /// (`eddy_protocol::sync_first`): [`Worker::run`] lowers its calling
+    /// thread to [`SyncFirst::bulk_nice`] once the interactive lane is
+    /// started (the binary lowers its runtime's threads), long guests run
+    /// at [`SyncFirst::exec_nice`], and bulk completions are narrowed while
+    /// sync invocations keep coming.
+    pub sync_first: SyncFirst,
     /// How long a delivery may go without a heartbeat before another worker
     /// reclaims it.
     pub lease: Duration,
@@ -104,38 +99,6 @@ pub enum WorkerError {
     Executor(std::io::Error),
 }
 
-/// A delivery's place: one of its stream's permits (the controller's warm
-/// concurrency), one of the deliveries the stream may hold (its prefetch)
-/// and one of the worker's slots. All go back as soon as the guest has run,
-/// not after the completion's round trip to Redis: a function's concurrency
-/// counts executing instances, its throughput does not shrink with the
-/// latency of the (batched) completion, and another tenant's entry is read
-/// while a burst's completions are on their way. Completions in flight have
-/// a bound of their own (`Worker::completing`).
-struct Share {
-    permit: Option<OwnedSemaphorePermit>,
-    held: Option<Arc<AtomicUsize>>,
-    /// One of the worker's slots (`concurrency`): reading waits for one.
-    global: Option<OwnedSemaphorePermit>,
-    /// Told when the stream may take more.
-    freed: Arc<Worker>,
-}
-
-impl Drop for Share {
-    fn drop(&mut self) {
-        self.permit.take();
-        self.global.take();
-        if let Some(held) = self.held.take() {
-            held.fetch_sub(1, Ordering::AcqRel);
-        }
-        self.freed.freed.notify_one();
-    }
-}
-
-/// Entries this worker holds, per stream: started ones need their lease
-/// extended.
-type InFlight = Arc<Mutex<HashMap<String, HashSet<String>>>>;
-
 /// A running worker.
 #[derive(Debug)]
 pub struct Worker {
@@ -146,39 +109,12 @@ pub struct Worker {
     functions: Arc<Functions>,
     /// Fair execution slots (the CPU), shared by every tenant.
     executor: Executor,
-    inflight: InFlight,
-    /// Streams this worker finished deliveries of since its last trim: the
-    /// only ones that can have acknowledged entries to trim.
-    to_trim: Mutex<HashSet<String>>,
-    capacity: Mutex<Capacity>,
-    /// Invocations running now, and a wake-up for the drain waiting on 0.
-    running: AtomicUsize,
-    idle: Notify,
-    /// Signalled when an invocation ends: a stream may have room again.
-    freed: Notify,
+    /// What the reader, the lane and the upkeep share.
+    slots: Slots,
+    /// The interactive lane (see [`Worker::lane`]).
+    lane: Lane,
     /// Metric handles, registered once.
     meters: Meters,
-    /// Completions on their way to Redis. Reading pauses while all are
-    /// taken, so that a slow Redis cannot pile up finished invocations.
-    completing: Arc<Semaphore>,
-    /// The interactive lane's own connections (see [`Worker::lane`]), once
-    /// it is up.
-    lane: std::sync::OnceLock<Queue>,
-    /// The lane's runtime, once it is up: a sync invocation the reader
-    /// reads (it was blocked on the stream when the entry came, or read it
-    /// in a batch before the lane's wake-up read) runs there, not on the
-    /// bulk threads.
-    lane_rt: std::sync::OnceLock<tokio::runtime::Handle>,
-    /// Whether the lane still runs what is handed to it (false once it
-    /// stops, after the drain).
-    lane_open: AtomicBool,
-    /// Streams that took a sync invocation lately (last urgent wake-up), for
-    /// the lane's held read (see [`Worker::held_read`]), and a wake-up for
-    /// it when the first one arrives.
-    interactive: Mutex<HashMap<String, Instant>>,
-    interactive_added: Notify,
-    /// The streams the held read is waiting on now.
-    held_now: Mutex<std::collections::HashSet<String>>,
     /// The reader's runtime, where all but the lane's work runs.
     main: tokio::runtime::Handle,
     completed: AtomicU64,
@@ -186,9 +122,6 @@ pub struct Worker {
     /// Streams recently marked active by this worker (rate limit of touch).
     touched: Mutex<HashMap<String, Instant>>,
     started_at_ms: u64,
-    /// When the last sync invocation arrived, while the bulk completions
-    /// are narrowed for them (see [`Worker::saw_sync`]).
-    sync_seen: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// Without a controller, the streams marked active this recently are read.
@@ -196,14 +129,6 @@ const UNCONTROLLED_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// Tenants the due-index audit looks at per second (see `eddy_queue::due`):
 /// a constant cost per worker, a full pass in tenants ÷ this seconds.
 const AUDIT_TENANTS: usize = 16;
-
-/// How long after its last sync invocation a worker keeps its bulk
-/// completions narrowed to one flush in flight (see [`Worker::saw_sync`]).
-const NARROW_FOR: Duration = Duration::from_secs(1);
-
-/// How long after its last sync invocation a stream keeps the lane's held
-/// read (see [`Worker::held_read`]).
-const INTERACTIVE_FOR: Duration = Duration::from_secs(10);
 
 thread_local! {
     /// Set on the interactive lane's thread.
@@ -213,10 +138,6 @@ thread_local! {
 /// Whether the caller runs on the interactive lane's thread.
 fn on_lane() -> bool {
     ON_LANE.with(|l| l.get())
-}
-
-fn lock<T>(m: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
-    m.lock()
 }
 
 fn unique_consumer() -> String {
@@ -281,7 +202,7 @@ impl Worker {
         // wasmtime compiles on rayon's global pool, whose threads are
         // created once, by the first compile, at that thread's priority.
         // Create them here, before the bulk threads are lowered (see
-        // `bulk_nice`), so that a sync invocation's cold compile never
+        // `SyncFirst::bulk_nice`), so that a sync invocation's cold compile never
         // waits on threads left at the bulk work's nice value.
         let _ = rayon::current_num_threads();
         let ceilings = config.ceilings;
@@ -299,11 +220,10 @@ impl Worker {
         )
         .await?;
         // `eddy_worker_bulk_yields_total`: bulk completion flushes sent one
-        // at a time for sync invocations (see `WorkerConfig::bulk_yield`).
+        // at a time for sync invocations (see `WorkerConfig::sync_first`).
         queue.meter_narrowed_completions(metrics::counter!("eddy_worker_bulk_yields_total"));
         let consumer = config.consumer.clone().unwrap_or_else(unique_consumer);
-        let exec_idle = config.exec_idle;
-        let exec_nice = crate::fair::exec_nice(config.bulk_nice);
+        let exec_nice = config.sync_first.exec_nice();
         let exec_slots = match config.exec_slots {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -314,7 +234,7 @@ impl Worker {
             exec_slots,
             "worker started"
         );
-        let completing = Arc::new(Semaphore::new(config.concurrency.max(16) * 4));
+        let completions = config.concurrency.max(16) * 4;
         Ok(Worker {
             config,
             consumer,
@@ -323,32 +243,19 @@ impl Worker {
             functions: Arc::new(Functions::new(ceilings)),
             executor: Executor::new(
                 exec_slots,
-                exec_idle,
                 exec_nice,
                 tokio::runtime::Handle::current().runtime_flavor()
                     == tokio::runtime::RuntimeFlavor::CurrentThread,
             )
             .map_err(WorkerError::Executor)?,
-            inflight: Arc::default(),
-            to_trim: Mutex::default(),
-            capacity: Mutex::default(),
-            running: AtomicUsize::new(0),
-            idle: Notify::new(),
-            freed: Notify::new(),
-            completing,
+            slots: Slots::new(completions),
+            lane: Lane::default(),
             meters: Meters::new(),
-            lane: std::sync::OnceLock::new(),
-            lane_rt: std::sync::OnceLock::new(),
-            lane_open: AtomicBool::new(false),
-            interactive: Mutex::default(),
-            interactive_added: Notify::new(),
-            held_now: Mutex::default(),
             main: tokio::runtime::Handle::current(),
             completed: AtomicU64::new(0),
             draining: Arc::new(AtomicBool::new(false)),
             touched: Mutex::default(),
             started_at_ms: eddy_protocol::now_ms(),
-            sync_seen: Mutex::default(),
         })
     }
 
@@ -373,7 +280,7 @@ impl Worker {
         let lane = this.clone().lane(maint_rx.clone(), lane_may_stop)?;
         // The lane was started at this thread's priority; the reader's
         // loop, here, is bulk work.
-        crate::fair::lower_thread_priority(this.config.bulk_nice);
+        crate::fair::lower_thread_priority(this.config.sync_first.bulk_nice());
         let endpoints = this.config.listen.map(|addr| {
             tokio::spawn(crate::http::serve(
                 addr,
@@ -384,107 +291,15 @@ impl Worker {
             ))
         });
 
-        let slots = Arc::new(Semaphore::new(this.config.concurrency.max(1)));
-        let mut conn = None;
-        let mut backoff = Duration::from_millis(50);
         this.discover().await;
         this.heartbeat().await;
+        let slots = Arc::new(Semaphore::new(this.config.concurrency.max(1)));
+        this.read_loop(slots, &mut shutdown).await;
 
-        while !*shutdown.borrow() {
-            if this.completing.available_permits() == 0 {
-                // Finished invocations wait for Redis: read nothing more.
-                tokio::select! {
-                    _ = this.freed.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
-            // Wait for a free slot first: read only what can start now.
-            let first = tokio::select! {
-                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                _ = shutdown.changed() => break,
-            };
-            let free = slots.available_permits() + 1;
-            let (streams, most, full) = lock(&this.capacity).readable(this.default_concurrency());
-            if streams.is_empty() {
-                // Nothing readable: no streams, or every one holds all it
-                // may. Wait for an invocation to end (or for news).
-                drop(first);
-                tokio::select! {
-                    _ = this.freed.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
-            if conn.is_none() {
-                match this.queue.blocking_connection().await {
-                    Ok(c) => conn = Some(c),
-                    Err(error) => {
-                        warn!(%error, "connecting the reader; retrying");
-                        drop(first);
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
-                        continue;
-                    }
-                }
-            }
-            let Some(c) = conn.as_mut() else { continue };
-            // The read is never cancelled midway (a cancelled XREADGROUP may
-            // still deliver entries nobody sees); its short block bounds how
-            // long a drain, or a new assignment, waits for it.
-            let count = free.max(1).min(most.max(1));
-            // While some stream is full (its share and prefetch are in use),
-            // block only briefly: a long block on the other streams would
-            // keep the full one waiting after its invocations end.
-            let block_ms = if full { 2 } else { 200 };
-            let read = this
-                .queue
-                .read(c, &this.consumer, &streams, count, block_ms)
-                .await;
-            let (deliveries, malformed) = match read {
-                Ok(r) => {
-                    backoff = Duration::from_millis(50);
-                    r
-                }
-                Err(error) => {
-                    warn!(%error, "reading streams; reconnecting");
-                    conn = None;
-                    drop(first);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    continue;
-                }
-            };
-            this.quarantine(malformed).await;
-            // The slot waited for above only gated the read; each delivery
-            // takes its stream's share first and a global slot second, so a
-            // backlog of one stream queues on its own share, not in front of
-            // other tenants' work.
-            drop(first);
-            for d in deliveries {
-                let stopping = *shutdown.borrow();
-                match stopping {
-                    false => this.dispatch(d, Some(slots.clone())).await,
-                    true => {
-                        this.hold(&d);
-                        this.give_back(&d).await;
-                    }
-                }
-            }
-        }
-
-        info!(in_flight = this.running.load(Ordering::Acquire), "draining");
+        info!(in_flight = this.slots.running(), "draining");
         this.draining.store(true, Ordering::Release);
         this.heartbeat().await;
-        while this.running.load(Ordering::Acquire) > 0 {
-            let notified = this.idle.notified();
-            if this.running.load(Ordering::Acquire) == 0 {
-                break;
-            }
-            notified.await;
-        }
+        this.slots.drained().await;
         let _ = stop_maint.send(true);
         let _ = lane_done.send(true);
         let _ = maintenance.await;
@@ -493,7 +308,7 @@ impl Worker {
         if let Some(e) = endpoints {
             let _ = e.await;
         }
-        let streams = lock(&this.capacity).streams();
+        let streams = this.slots.capacity().streams();
         for stream in streams {
             if let Err(error) = this.queue.forget_consumer(&stream, &this.consumer).await {
                 warn!(%error, stream, "leaving the group");
@@ -511,27 +326,18 @@ impl Worker {
         self.config.concurrency.max(1) as u32
     }
 
-    async fn quarantine(&self, malformed: Vec<eddy_queue::Malformed>) {
-        for m in malformed {
-            warn!(stream = %m.stream, entry = %m.entry_id, reason = %m.reason, "quarantining malformed entry");
-            if let Err(error) = self.queue.quarantine(&m).await {
-                warn!(%error, "quarantine failed; the entry will be reclaimed");
-            }
-        }
-    }
-
     /// Starts one delivery: it waits for a slot of its stream (the
     /// controller's share), then runs on the global slot it holds.
     async fn dispatch(self: &Arc<Self>, d: Delivery, global: Option<Arc<Semaphore>>) {
-        self.hold(&d);
+        self.slots.hold(&d);
         if d.envelope.is_interactive() {
             self.saw_sync();
         }
-        let slot = lock(&self.capacity).permits(&d.stream);
+        let slot = self.slots.capacity().permits(&d.stream);
         if let Some((_, held)) = &slot {
             held.fetch_add(1, Ordering::AcqRel);
         }
-        self.running.fetch_add(1, Ordering::AcqRel);
+        self.slots.started();
         // Somebody waits for a sync invocation. Read here on the reader's
         // runtime (bulk threads, at a lower priority and busy with a burst),
         // it goes to the lane and takes none of the reader's global slots,
@@ -539,8 +345,8 @@ impl Worker {
         // The other way round, an async invocation read on the lane (its
         // held read, or a wake-up's read of a stream's oldest entry) is
         // bulk work: it runs on the reader's runtime.
-        let lane = match (&d.envelope.reply_to, self.lane_rt.get()) {
-            (Some(_), Some(lane)) if !on_lane() && self.lane_open.load(Ordering::Acquire) => {
+        let lane = match (&d.envelope.reply_to, self.lane.runtime()) {
+            (Some(_), Some(lane)) if !on_lane() => {
                 self.meters.lane_handoffs.increment(1);
                 Some(lane.clone())
             }
@@ -557,7 +363,7 @@ impl Worker {
                 permit: None,
                 held: None,
                 global: None,
-                freed: w.clone(),
+                worker: w.clone(),
             };
             if let Some((permits, held)) = slot {
                 share.held = Some(held);
@@ -568,11 +374,7 @@ impl Worker {
             }
             w.handle(d, share).await;
             w.completed.fetch_add(1, Ordering::Relaxed);
-            w.freed.notify_one();
-            let left = w.running.fetch_sub(1, Ordering::AcqRel) - 1;
-            if left == 0 {
-                w.idle.notify_waiters();
-            }
+            w.slots.ended();
         });
         match lane {
             Some(lane) => drop(lane.spawn(task)),

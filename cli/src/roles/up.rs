@@ -219,58 +219,60 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the gateway's tokio runtime")?;
-    let result = worker_runtime(process.threads(), args.worker.bulk_nice)?.block_on(async {
-        let shutdown = shutdown_signal()?;
-        let worker = Worker::start(args.worker.config(url.clone())?)
-            .await
-            .context("starting the worker")?;
-        let listen = SocketAddr::from(([127, 0, 0, 1], 8080));
-        let url_for_controller = url.clone();
-        let controller_key = Some(admin_key.clone());
-        let config = args
-            .gateway
-            .config(url, &args.worker.common, Some(admin_key), listen)?;
-        // The gateway gets a runtime of its own, as it has a process of its
-        // own in production: its requests do not queue behind the worker's
-        // tasks on the same threads.
-        let validator = validator(&args.worker.common)?;
-        let mut gateway_stop = shutdown.clone();
-        let (addr, gateway) = gateway_rt
-            .spawn(async move {
-                let state = AppState::connect(config, validator, metrics())
+    let result =
+        worker_runtime(process.threads(), args.worker.common.sync_first())?.block_on(async {
+            let shutdown = shutdown_signal()?;
+            let worker = Worker::start(args.worker.config(url.clone())?)
+                .await
+                .context("starting the worker")?;
+            let listen = SocketAddr::from(([127, 0, 0, 1], 8080));
+            let url_for_controller = url.clone();
+            let controller_key = Some(admin_key.clone());
+            let config = args
+                .gateway
+                .config(url, &args.worker.common, Some(admin_key), listen)?;
+            // The gateway gets a runtime of its own, as it has a process of its
+            // own in production: its requests do not queue behind the worker's
+            // tasks on the same threads.
+            let validator = validator(&args.worker.common)?;
+            let mut gateway_stop = shutdown.clone();
+            let (addr, gateway) = gateway_rt
+                .spawn(async move {
+                    let state = AppState::connect(config, validator, metrics())
+                        .await
+                        .context("connecting the gateway")?;
+                    eddy_gateway::bind(state, async move {
+                        let _ = gateway_stop.wait_for(|s| *s).await;
+                    })
                     .await
-                    .context("connecting the gateway")?;
-                eddy_gateway::bind(state, async move {
-                    let _ = gateway_stop.wait_for(|s| *s).await;
+                    .context("binding the gateway")
                 })
                 .await
-                .context("binding the gateway")
-            })
-            .await
-            .context("gateway start")??;
-        eprintln!("eddy up: gateway on http://{addr}");
-        let controller_config = args.controller.config(
-            url_for_controller.clone(),
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            controller_key,
-        );
-        let controller = tokio::spawn(eddy_controller::serve(controller_config, shutdown.clone()));
-        eprintln!(
-            "eddy up: worker {} running; Ctrl-C drains and stops",
-            worker.consumer()
-        );
-        eprintln!("eddy up: ready");
-        worker.run(shutdown).await.context("running the worker")?;
-        gateway
-            .await
-            .context("gateway task")?
-            .context("serving HTTP")?;
-        controller
-            .await
-            .context("controller task")?
-            .context("running the controller")?;
-        anyhow::Ok(ExitCode::SUCCESS)
-    });
+                .context("gateway start")??;
+            eprintln!("eddy up: gateway on http://{addr}");
+            let controller_config = args.controller.config(
+                url_for_controller.clone(),
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                controller_key,
+            );
+            let controller =
+                tokio::spawn(eddy_controller::serve(controller_config, shutdown.clone()));
+            eprintln!(
+                "eddy up: worker {} running; Ctrl-C drains and stops",
+                worker.consumer()
+            );
+            eprintln!("eddy up: ready");
+            worker.run(shutdown).await.context("running the worker")?;
+            gateway
+                .await
+                .context("gateway task")?
+                .context("serving HTTP")?;
+            controller
+                .await
+                .context("controller task")?
+                .context("running the controller")?;
+            anyhow::Ok(ExitCode::SUCCESS)
+        });
     drop(redis);
     result
 }

@@ -328,7 +328,8 @@ async fn invoke_traced(
     // While it waits, this gateway's bulk enqueues (the group commits of
     // async invocations, a bulk load's chunks) are paced: Redis serves this
     // call's round trips with at most one of them ahead.
-    let _bulk_paced = (sync && state.config.bulk_yield).then(|| state.queue.hold_bulk_enqueues());
+    let _bulk_paced =
+        (sync && state.config.sync_first.bulk_yields).then(|| state.queue.hold_bulk_enqueues());
     let started = std::time::Instant::now();
     // Its own span: the round trip to Redis, apart from what follows it
     // (the worker's read, the run, the reply) in a trace.

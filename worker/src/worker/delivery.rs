@@ -4,35 +4,12 @@
 use super::*;
 
 impl Worker {
-    pub(super) fn hold(&self, d: &Delivery) {
-        let mut held = lock(&self.inflight);
-        // The stream's name is copied only the first time.
-        match held.get_mut(&d.stream) {
-            Some(ids) => {
-                ids.insert(d.entry_id.clone());
-            }
-            None => {
-                held.insert(d.stream.clone(), HashSet::from([d.entry_id.clone()]));
-            }
-        }
-    }
-
-    pub(super) fn let_go(&self, d: &Delivery) {
-        if let Some(set) = lock(&self.inflight).get_mut(&d.stream) {
-            set.remove(&d.entry_id);
-        }
-        let mut due = lock(&self.to_trim);
-        if !due.contains(&d.stream) {
-            due.insert(d.stream.clone());
-        }
-    }
-
     /// Hands a delivery that will not be started back to the group.
     pub(super) async fn give_back(&self, d: &Delivery) {
         if let Err(error) = self.queue.release(d).await {
             warn!(%error, entry = %d.entry_id, "release failed; the entry will be reclaimed after its lease");
         }
-        self.let_go(d);
+        self.slots.let_go(d);
     }
 
     /// Runs one delivery to its completion, in the invocation's span (a
@@ -76,7 +53,7 @@ impl Worker {
         self.handle_traced(&d, traceparent, share)
             .instrument(span)
             .await;
-        self.let_go(&d);
+        self.slots.let_go(&d);
     }
 
     pub(super) async fn handle_traced(
@@ -104,7 +81,7 @@ impl Worker {
         // None: a transient failure before running. The entry stays pending
         // and comes back through reclaim after its lease.
         let Some(mut c) = completion else { return };
-        let _completing = self.completing.clone().acquire_owned().await.ok();
+        let _completing = self.slots.completion_slot().await;
         // Callbacks continue this attempt's trace (or the caller's, when
         // this process does not export).
         c.traceparent = traceparent.or_else(|| d.envelope.traceparent.clone());

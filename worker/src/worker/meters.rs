@@ -124,7 +124,9 @@ impl Meters {
     /// dead letters.
     pub(super) fn record(&self, d: &Delivery, c: &Completion) {
         let env = &d.envelope;
-        let f = lock(&self.functions)
+        let f = self
+            .functions
+            .lock()
             .entry((env.tenant.clone(), env.function.clone()))
             .or_default()
             .clone();
@@ -159,7 +161,9 @@ impl Meters {
     /// Forgets the handles of a released function (they live on in the
     /// recorder).
     pub(super) fn forget(&self, tenant: &TenantId, function: &FunctionName) {
-        lock(&self.functions).remove(&(tenant.clone(), function.clone()));
+        self.functions
+            .lock()
+            .remove(&(tenant.clone(), function.clone()));
     }
 }
 

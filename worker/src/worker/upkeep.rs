@@ -7,10 +7,10 @@ impl Worker {
     pub(super) async fn refresh_assignment(&self) {
         match self.queue.leader().await {
             Ok(Some(_)) => match self.queue.assignment(&self.consumer).await {
-                Ok(a) => lock(&self.capacity).set_assigned(Some(a)),
+                Ok(a) => self.slots.capacity().set_assigned(Some(a)),
                 Err(error) => debug!(%error, "reading the assignment"),
             },
-            Ok(None) => lock(&self.capacity).set_assigned(None),
+            Ok(None) => self.slots.capacity().set_assigned(None),
             Err(error) => debug!(%error, "reading the leader"),
         }
     }
@@ -20,18 +20,11 @@ impl Worker {
         let (free, waiting) = self.executor.load();
         metrics::gauge!("eddy_worker_exec_slots_free").set(free as f64);
         metrics::gauge!("eddy_worker_exec_waiting").set(waiting as f64);
-        let mut per_stream: std::collections::BTreeMap<String, u32> =
-            std::collections::BTreeMap::new();
-        for (s, ids) in lock(&self.inflight).iter() {
-            if !ids.is_empty() {
-                per_stream.insert(s.clone(), ids.len() as u32);
-            }
-        }
         let info = WorkerInfo {
             id: self.consumer.clone(),
             concurrency: self.config.concurrency as u32,
-            in_flight: self.running.load(Ordering::Acquire) as u32,
-            streams: per_stream,
+            in_flight: self.slots.running() as u32,
+            streams: self.slots.held_counts(),
             completed: self.completed.load(Ordering::Relaxed),
             draining: self.draining.load(Ordering::Acquire),
             started_at_ms: self.started_at_ms,
@@ -48,7 +41,7 @@ impl Worker {
     pub(crate) async fn touch(&self, streams: impl IntoIterator<Item = String>) {
         let now = Instant::now();
         let due: Vec<String> = {
-            let mut t = lock(&self.touched);
+            let mut t = self.touched.lock();
             streams
                 .into_iter()
                 .filter(|s| match t.get(s) {
@@ -70,7 +63,7 @@ impl Worker {
     /// without a controller is for small setups: it reads all of them).
     pub(super) async fn discover(&self) {
         self.refresh_assignment().await;
-        if lock(&self.capacity).controlled() {
+        if self.slots.capacity().controlled() {
             return;
         }
         let since = eddy_protocol::now_ms().saturating_sub(UNCONTROLLED_WINDOW.as_millis() as u64);
@@ -85,13 +78,13 @@ impl Worker {
                 // A stream seen for the first time gets its group made sure
                 // of (deploy creates it; a lost stream key is re-created for
                 // a function that still exists).
-                let known = lock(&self.capacity).discovered().to_vec();
+                let known = self.slots.capacity().discovered().to_vec();
                 for s in streams.iter().filter(|s| known.binary_search(s).is_err()) {
                     if let Err(error) = self.queue.ensure_group(s).await {
                         debug!(%error, stream = %s, "creating the consumer group");
                     }
                 }
-                lock(&self.capacity).set_discovered(streams);
+                self.slots.capacity().set_discovered(streams);
             }
             Err(error) => warn!(%error, "discovering streams"),
         }
@@ -120,9 +113,7 @@ impl Worker {
                 _ = stop.changed() => return,
             }
             n += 1;
-            self.meters
-                .in_flight
-                .set(self.running.load(Ordering::Acquire) as f64);
+            self.meters.in_flight.set(self.slots.running() as f64);
             if n.is_multiple_of(extend_every) {
                 self.extend_leases().await;
             }
@@ -140,7 +131,7 @@ impl Worker {
                 self.heartbeat().await;
                 // Streams no longer read for a while: release their loaded
                 // functions (scale to zero frees the memory).
-                let gone = lock(&self.capacity).expire(Duration::from_secs(2));
+                let gone = self.slots.capacity().expire(Duration::from_secs(2));
                 for s in gone {
                     if let Some((t, f)) = keys::parse_stream(&s) {
                         self.meters.forget(&t, &f);
@@ -170,7 +161,7 @@ impl Worker {
             if n.is_multiple_of(trim_every) {
                 // Only streams with deliveries finished here since the last
                 // trim: an idle stream costs no round trip.
-                let streams = std::mem::take(&mut *lock(&self.to_trim));
+                let streams = self.slots.take_to_trim();
                 for s in &streams {
                     if let Err(error) = self.queue.trim(s).await {
                         debug!(%error, stream = s, "trimming");
@@ -193,12 +184,7 @@ impl Worker {
     }
 
     pub(super) async fn extend_leases(&self) {
-        let held: Vec<(String, Vec<String>)> = lock(&self.inflight)
-            .iter()
-            .filter(|(_, ids)| !ids.is_empty())
-            .map(|(s, ids)| (s.clone(), ids.iter().cloned().collect()))
-            .collect();
-        for (stream, ids) in held {
+        for (stream, ids) in self.slots.held() {
             if let Err(error) = self.queue.extend(&stream, &self.consumer, &ids).await {
                 warn!(%error, stream, "extending leases");
             }
@@ -228,23 +214,20 @@ impl Worker {
     /// Takes over entries whose lease ran out and runs them here.
     pub(super) async fn reclaim(self: &Arc<Self>) {
         let min_idle = self.config.lease.as_millis() as u64;
-        let streams = lock(&self.capacity).streams();
+        let streams = self.slots.capacity().streams();
         for stream in streams {
             match self
                 .queue
                 .reclaim(&stream, &self.consumer, min_idle, 64)
                 .await
             {
-                Ok((deliveries, malformed)) => {
-                    for m in malformed {
-                        let _ = self.queue.quarantine(&m).await;
-                    }
-                    for d in deliveries {
+                Ok(read) => {
+                    for d in &read.0 {
                         info!(invocation = %d.envelope.id, deliveries = d.deliveries, "reclaimed");
-                        // Reclaimed work runs beside the reader's global slots:
-                        // it is rare, and it was due long ago.
-                        self.dispatch(d, None).await;
                     }
+                    // Reclaimed work runs beside the reader's global slots:
+                    // it is rare, and it was due long ago.
+                    self.take(read, None, || false).await;
                 }
                 Err(error) => debug!(%error, stream, "reclaiming"),
             }

@@ -4,6 +4,64 @@
 use super::*;
 use eddy_protocol::messages::{AssignmentsChanged, ModulesFreed, Wake};
 use eddy_queue::Event;
+use reader::StreamReader;
+
+/// The interactive lane's state (see [`Worker::lane`]).
+#[derive(Debug, Default)]
+pub(super) struct Lane {
+    /// The lane's own connections, once it is up.
+    queue: std::sync::OnceLock<Queue>,
+    /// The lane's runtime, once it is up: a sync invocation the reader
+    /// reads (it was blocked on the stream when the entry came, or read it
+    /// in a batch before the lane's wake-up read) runs there, not on the
+    /// bulk threads.
+    rt: std::sync::OnceLock<tokio::runtime::Handle>,
+    /// Whether the lane still runs what is handed to it (false once it
+    /// stops, after the drain).
+    open: AtomicBool,
+    /// Streams that took a sync invocation lately (last urgent wake-up), for
+    /// the held read (see [`Worker::held_read`]), and a wake-up for it when
+    /// the first one arrives.
+    recent: Mutex<HashMap<String, Instant>>,
+    added: Notify,
+    /// The streams the held read is waiting on now.
+    held_now: Mutex<HashSet<String>>,
+    /// When the last sync invocation arrived, while the bulk completions
+    /// are narrowed for them (see [`Worker::saw_sync`]).
+    sync_seen: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Lane {
+    /// The lane's runtime while it takes work.
+    pub(super) fn runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.rt.get().filter(|_| self.open.load(Ordering::Acquire))
+    }
+
+    /// Notes a sync invocation of `stream`. Whether the held read needs
+    /// no other read for it: it waits on the stream already, so Redis
+    /// handed it the entry with the enqueue (or the reader got it, and
+    /// hands it over).
+    fn note_sync(&self, stream: &str) -> bool {
+        let new = self
+            .recent
+            .lock()
+            .insert(stream.to_string(), Instant::now())
+            .is_none();
+        if new {
+            self.added.notify_one();
+            return false;
+        }
+        self.held_now.lock().contains(stream)
+    }
+
+    /// The streams that took a sync invocation in the last
+    /// [`INTERACTIVE_FOR`].
+    fn recent(&self) -> Vec<String> {
+        let mut recent = self.recent.lock();
+        recent.retain(|_, at| at.elapsed() < INTERACTIVE_FOR);
+        recent.keys().cloned().collect()
+    }
+}
 
 impl Worker {
     /// A sync invocation arrived. Until [`NARROW_FOR`] after the last one,
@@ -14,10 +72,13 @@ impl Worker {
     /// even read, so only a narrowing that outlasts one call helps the
     /// next; while sync traffic lasts it costs the bulk some throughput.
     pub(super) fn saw_sync(self: &Arc<Self>) {
-        if !self.config.bulk_yield {
+        if !self.config.sync_first.bulk_yields {
             return;
         }
-        let first = lock(&self.sync_seen)
+        let first = self
+            .lane
+            .sync_seen
+            .lock()
             .replace(tokio::time::Instant::now())
             .is_none();
         if !first {
@@ -28,7 +89,7 @@ impl Worker {
         self.main.spawn(async move {
             loop {
                 let until = {
-                    let mut seen = lock(&w.sync_seen);
+                    let mut seen = w.lane.sync_seen.lock();
                     match *seen {
                         Some(at) if at.elapsed() < NARROW_FOR => at + NARROW_FOR,
                         _ => {
@@ -68,9 +129,9 @@ impl Worker {
                     match Queue::connect(&self.config.redis_url, config).await {
                         Ok(q) => {
                             q.start_batching();
-                            let _ = self.lane.set(q);
-                            let _ = self.lane_rt.set(tokio::runtime::Handle::current());
-                            self.lane_open.store(true, Ordering::Release);
+                            let _ = self.lane.queue.set(q);
+                            let _ = self.lane.rt.set(tokio::runtime::Handle::current());
+                            self.lane.open.store(true, Ordering::Release);
                         }
                         Err(error) => {
                             warn!(%error, "connecting the interactive lane; sync invocations share the reader's connections");
@@ -80,7 +141,7 @@ impl Worker {
                     self.clone().listen(stop).await;
                     let _ = held.await;
                     let _ = may_stop.wait_for(|s| *s).await;
-                    self.lane_open.store(false, Ordering::Release);
+                    self.lane.open.store(false, Ordering::Release);
                 });
             })
             .map_err(WorkerError::Executor)
@@ -89,7 +150,7 @@ impl Worker {
     /// The connections for a delivery: the lane's for one somebody waits
     /// for (once the lane is up), the worker's own otherwise.
     pub(super) fn queue_for(&self, d: &Delivery) -> &Queue {
-        match (&d.envelope.reply_to, self.lane.get()) {
+        match (&d.envelope.reply_to, self.lane.queue.get()) {
             (Some(_), Some(lane)) => lane,
             _ => &self.queue,
         }
@@ -97,7 +158,7 @@ impl Worker {
 
     /// Wake-ups and assignment changes, as they are published.
     pub(super) async fn listen(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let q = self.lane.get().unwrap_or(&self.queue).clone();
+        let q = self.lane.queue.get().unwrap_or(&self.queue).clone();
         let mut wake = q.subscribe::<Wake>();
         let mut assign = q.subscribe::<AssignmentsChanged>();
         let mut freed = q.subscribe::<ModulesFreed>();
@@ -151,24 +212,15 @@ impl Worker {
             return;
         }
         let permits = {
-            let mut cap = lock(&self.capacity);
+            let mut cap = self.slots.capacity();
             let here = cap.permits(&stream).is_some();
             match (urgent, here, cap.controlled()) {
                 // Urgent, read here: read it now (and hold a read on the
-                // stream from now on).
+                // stream from now on), unless the held read has it: another
+                // read would only cost Redis a command.
                 (true, true, _) => {
-                    let new = lock(&self.interactive)
-                        .insert(stream.clone(), Instant::now())
-                        .is_none();
-                    if !new && lock(&self.held_now).contains(&stream) {
-                        // The held read waits on the stream: Redis handed it
-                        // the entry with the enqueue (or the reader got it,
-                        // and hands it over). Another read would only cost
-                        // Redis a command.
+                    if self.lane.note_sync(&stream) {
                         return;
-                    }
-                    if new {
-                        self.interactive_added.notify_one();
                     }
                 }
                 // Urgent, but a controller gave the stream to other workers
@@ -191,22 +243,12 @@ impl Worker {
         // An urgent wake-up is for one invocation: read one (the stream's
         // oldest; with a backlog the sync one waits its turn in it).
         let free = if urgent { 1 } else { free };
-        match self
-            .lane
-            .get()
-            .unwrap_or(&self.queue)
-            .read_now(&self.consumer, &stream, free, urgent)
-            .await
-        {
-            Ok((deliveries, malformed)) => {
-                self.quarantine(malformed).await;
-                for d in deliveries {
-                    // Wake-ups run beside the reader's global slots (bounded
-                    // by the stream's own permits): they are few, and the
-                    // point is to start now.
-                    self.dispatch(d, None).await;
-                }
-            }
+        let q = self.lane.queue.get().unwrap_or(&self.queue);
+        match q.read_now(&self.consumer, &stream, free, urgent).await {
+            // Wake-ups run beside the reader's global slots (bounded by the
+            // stream's own permits): they are few, and the point is to
+            // start now.
+            Ok(read) => self.take(read, None, || false).await,
             Err(error) => debug!(%error, stream, "reading a woken stream"),
         }
     }
@@ -221,23 +263,19 @@ impl Worker {
     /// then the handoff). What it reads is dispatched like any delivery:
     /// a sync one runs on the lane, anything else on the reader's runtime.
     pub(super) async fn held_read(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let Some(q) = self.lane.get().cloned() else {
+        let Some(q) = self.lane.queue.get().cloned() else {
             return;
         };
-        let mut conn = None;
+        let mut reader = StreamReader::new("lane");
         loop {
             if *stop.borrow() || self.draining.load(Ordering::Acquire) {
                 return;
             }
             // One lock at a time: `woken` takes the capacity's and then
-            // this one.
-            let recent: Vec<String> = {
-                let mut interactive = lock(&self.interactive);
-                interactive.retain(|_, at| at.elapsed() < INTERACTIVE_FOR);
-                interactive.keys().cloned().collect()
-            };
+            // the lane's.
+            let recent = self.lane.recent();
             let streams: Vec<String> = {
-                let cap = lock(&self.capacity);
+                let cap = self.slots.capacity();
                 recent
                     .into_iter()
                     .filter(|s| {
@@ -248,46 +286,19 @@ impl Worker {
             };
             if streams.is_empty() {
                 tokio::select! {
-                    _ = self.interactive_added.notified() => {}
+                    _ = self.lane.added.notified() => {}
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                     _ = stop.changed() => return,
                 }
                 continue;
             }
-            if conn.is_none() {
-                match q.blocking_connection().await {
-                    Ok(c) => conn = Some(c),
-                    Err(error) => {
-                        debug!(%error, "connecting the lane's held read");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
-                    }
-                }
-            }
-            let Some(c) = conn.as_mut() else { continue };
-            // Never cancelled midway (see the reader); the short block
-            // bounds how long a drain or a new stream waits for it.
-            *lock(&self.held_now) = streams.iter().cloned().collect();
-            let read = q.read(c, &self.consumer, &streams, 1, 200).await;
-            lock(&self.held_now).clear();
-            match read {
-                Ok((deliveries, malformed)) => {
-                    self.quarantine(malformed).await;
-                    for d in deliveries {
-                        self.meters.lane_held_reads.increment(1);
-                        if self.draining.load(Ordering::Acquire) {
-                            self.hold(&d);
-                            self.give_back(&d).await;
-                        } else {
-                            self.dispatch(d, None).await;
-                        }
-                    }
-                }
-                Err(error) => {
-                    debug!(%error, "the lane's held read; reconnecting");
-                    conn = None;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+            *self.lane.held_now.lock() = streams.iter().cloned().collect();
+            let read = reader.read(&q, &self.consumer, &streams, 1, 200).await;
+            self.lane.held_now.lock().clear();
+            if let Some(read) = read {
+                self.meters.lane_held_reads.increment(read.0.len() as u64);
+                self.take(read, None, || self.draining.load(Ordering::Acquire))
+                    .await;
             }
         }
     }
