@@ -315,7 +315,7 @@ pub struct DeadLetter {
     pub function: Option<String>,
     /// `failed` (non-retryable error) or `dead` (retries or deliveries
     /// exhausted).
-    pub status: String,
+    pub status: InvocationStatus,
     pub class: ErrorClass,
     pub error: String,
     pub attempts: Option<u32>,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use eddy_protocol::{Envelope, ErrorClass, FunctionName, TenantId, keys};
+use eddy_protocol::{Envelope, ErrorClass, FunctionName, InvocationStatus, TenantId, keys};
 use redis::AsyncCommands;
 use redis::streams::StreamRangeReply;
 
@@ -69,10 +69,11 @@ impl Queue {
             .conn()
             .xrange_count(keys::dead_letters(tenant), "-", "+", count)
             .await?;
-        Ok(reply
+        reply
             .ids
             .iter()
             .map(|e| {
+                let what = format!("dead letter {}", e.id);
                 let f: HashMap<&str, String> = e
                     .map
                     .iter()
@@ -83,18 +84,27 @@ impl Queue {
                     })
                     .collect();
                 let env: Option<Envelope> = f.get("e").and_then(|e| serde_json::from_str(e).ok());
-                DeadLetter {
+                let status = f.get("status").map_or("", String::as_str);
+                let status = match InvocationStatus::parse(status) {
+                    Some(s @ (InvocationStatus::Failed | InvocationStatus::Dead)) => s,
+                    _ => {
+                        return Err(Error::Corrupt(format!(
+                            "{what}: status `{status}` is neither failed nor dead"
+                        )));
+                    }
+                };
+                Ok(DeadLetter {
                     entry_id: e.id.clone(),
                     invocation_id: f.get("id").cloned().unwrap_or_default(),
                     function: env.as_ref().map(|e| e.function.to_string()),
-                    status: f.get("status").cloned().unwrap_or_default(),
+                    status,
                     class: ErrorClass::parse(f.get("class").map_or("", String::as_str)),
                     error: f.get("error").cloned().unwrap_or_default(),
                     attempts: env.as_ref().map(|e| e.attempt),
-                    at_ms: f.get("at").and_then(|a| a.parse().ok()).unwrap_or(0),
-                }
+                    at_ms: crate::fields::number(&what, "at", f.get("at"))?.unwrap_or(0),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Puts dead letter `entry_id` back into its stream as a fresh first

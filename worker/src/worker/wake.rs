@@ -208,7 +208,8 @@ impl Worker {
     /// has the stream: under load the reader's next read may be a round
     /// trip or two away, and it reads whatever stream has work, in turn.
     pub(super) async fn woken(self: &Arc<Self>, stream: String, urgent: bool) {
-        if self.draining.load(Ordering::Acquire) || keys::parse_stream(&stream).is_none() {
+        // `stream` is a stream key: `Wake` decoding checked it.
+        if self.draining.load(Ordering::Acquire) {
             return;
         }
         let permits = {
