@@ -363,7 +363,7 @@ async fn tick(
     // Live workers; the dead are removed so that their share moves.
     let mut alive: Vec<WorkerInfo> = Vec::new();
     for w in workers_now {
-        if now_ms.saturating_sub(w.seen_at_ms) > config.worker_timeout.as_millis() as u64 {
+        if w.is_stale(now_ms, config.worker_timeout) {
             warn!(worker = %w.id, "worker missed its heartbeats; moving its assignments");
             queue.unregister(&w.id).await?;
         } else {

@@ -33,6 +33,14 @@ pub struct WorkerInfo {
     pub rss_bytes: u64,
 }
 
+impl WorkerInfo {
+    /// Whether its last heartbeat, at `now_ms`, is older than `timeout`
+    /// (normally [`WORKER_TIMEOUT`]).
+    pub fn is_stale(&self, now_ms: u64, timeout: std::time::Duration) -> bool {
+        now_ms.saturating_sub(self.seen_at_ms) > timeout.as_millis() as u64
+    }
+}
+
 /// Streams assigned to one worker, with the concurrency for each.
 pub type Assignment = BTreeMap<String, u32>;
 

@@ -9,7 +9,8 @@
 //!   and a worker reads and runs it on its **interactive lane**, a thread of
 //!   its own at the process's priority with Redis connections of its own,
 //!   which keeps a blocking read open on the streams that took a sync
-//!   invocation in the last [`INTERACTIVE_FOR`] (`eddy_worker`, `wake.rs`);
+//!   invocation in the last [`INTERACTIVE_FOR`] and have room for one more
+//!   (`eddy_worker`, `wake.rs`);
 //! - sync enqueues and completions go on an **urgent connection**, which
 //!   Redis serves in turn with the batches on the ordinary one
 //!   (`eddy_queue::Queue`).

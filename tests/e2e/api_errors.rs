@@ -167,14 +167,9 @@ async fn bad_inputs_get_exact_errors() {
     let (_, t) = p.get(&limited, "/tenants/tiny").await;
     assert!(t["pending"].as_u64().unwrap() <= 2, "{t}");
     // Pending quota.
+    let quota = json!({"max_pending": 1});
     let r = p
-        .send(
-            Method::PUT,
-            "/tenants/globex/quota",
-            ADMIN,
-            &[("content-type", "application/json".into())],
-            json!({"max_pending": 1}).to_string(),
-        )
+        .send_json(Method::PUT, "/tenants/globex/quota", ADMIN, quota)
         .await;
     assert_eq!(r.status, StatusCode::OK);
     let (code, msg) = loop {

@@ -1,8 +1,9 @@
 //! The gateway in the test's own process: `eddy_gateway::app(state)` called
 //! request by request with `oneshot`, as the gateway's server does for each
-//! request it reads, against a `redis-server` of the test's own and with the
-//! real module validator. No socket and no `eddy` process: for the tables of
-//! what the API answers to bad input.
+//! request it reads (with the peer's address; without the server's deadline
+//! on reading a body), against a `redis-server` of the test's own and with
+//! the real module validator. No socket and no `eddy` process: for the tables
+//! of what the API answers to bad input.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
@@ -62,7 +63,13 @@ impl Gateway {
         headers: &[(&str, String)],
         body: impl Into<Body>,
     ) -> Reply {
-        let mut req = Request::builder().method(method).uri(path);
+        // The peer, as the server hands it on (the failed-key throttle
+        // counts by it).
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .extension(axum::extract::ConnectInfo(peer));
         if !key.is_empty() {
             req = req.header("authorization", format!("Bearer {key}"));
         }
@@ -88,18 +95,16 @@ impl Gateway {
         (r.status, r.json())
     }
 
+    /// Sends `body` as JSON.
+    pub async fn send_json(&self, method: Method, path: &str, key: &str, body: Value) -> Reply {
+        let json = [("content-type", "application/json".to_string())];
+        self.send(method, path, key, &json, body.to_string()).await
+    }
+
     /// Creates a tenant; returns its key.
     pub async fn tenant(&self, id: &str, quota: Value) -> String {
-        let body = json!({ "id": id, "quota": quota }).to_string();
-        let r = self
-            .send(
-                Method::POST,
-                "/tenants",
-                ADMIN,
-                &[("content-type", "application/json".into())],
-                body,
-            )
-            .await;
+        let body = json!({ "id": id, "quota": quota });
+        let r = self.send_json(Method::POST, "/tenants", ADMIN, body).await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         r.json()["key"].as_str().unwrap().to_string()
     }

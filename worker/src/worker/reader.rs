@@ -6,8 +6,8 @@ use super::*;
 use eddy_queue::BlockingConn;
 
 /// A blocking reader's own connection (a blocked `XREADGROUP` holds it),
-/// made on first use and again after an error, with a backoff from 50 ms
-/// to 2 s while Redis is away.
+/// made on first use and again after an error; after an error the reader
+/// backs off from 50 ms to 2 s while Redis is away.
 pub(super) struct StreamReader {
     conn: Option<BlockingConn>,
     backoff: Duration,
@@ -27,11 +27,20 @@ impl StreamReader {
         }
     }
 
+    /// Connects unless connected.
+    pub(super) async fn connect(&mut self, queue: &Queue) -> eddy_queue::Result<()> {
+        if self.conn.is_none() {
+            self.conn = Some(queue.blocking_connection().await?);
+        }
+        Ok(())
+    }
+
     /// Up to `count` new entries of `streams`, blocking up to `block_ms`
     /// for the first. The read is never cancelled midway (a cancelled
     /// `XREADGROUP` may still deliver entries nobody sees): the short
-    /// block bounds how long a drain, or a new read set, waits for it.
-    /// `None` after a failure, once its backoff has passed.
+    /// block bounds how long a drain, or a new read set, waits for it. An
+    /// error drops the connection; [`StreamReader::back_off`] before the
+    /// next try.
     pub(super) async fn read(
         &mut self,
         queue: &Queue,
@@ -39,31 +48,26 @@ impl StreamReader {
         streams: &[String],
         count: usize,
         block_ms: u64,
-    ) -> Option<(Vec<Delivery>, Vec<eddy_queue::Malformed>)> {
-        if self.conn.is_none() {
-            match queue.blocking_connection().await {
-                Ok(conn) => self.conn = Some(conn),
-                Err(error) => return self.failed(error).await,
-            }
-        }
-        let conn = self.conn.as_mut()?;
-        match queue.read(conn, consumer, streams, count, block_ms).await {
-            Ok(read) => {
-                self.backoff = FIRST_BACKOFF;
-                Some(read)
-            }
-            Err(error) => {
-                self.conn = None;
-                self.failed(error).await
-            }
-        }
+    ) -> eddy_queue::Result<(Vec<Delivery>, Vec<eddy_queue::Malformed>)> {
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => queue.blocking_connection().await?,
+        };
+        // Kept only after a read that worked.
+        let read = queue
+            .read(&mut conn, consumer, streams, count, block_ms)
+            .await?;
+        self.conn = Some(conn);
+        self.backoff = FIRST_BACKOFF;
+        Ok(read)
     }
 
-    async fn failed<T>(&mut self, error: eddy_queue::Error) -> Option<T> {
+    /// After a failed connection or read: logs it and waits, each time
+    /// twice as long, up to 2 s.
+    pub(super) async fn back_off(&mut self, error: eddy_queue::Error) {
         warn!(%error, reader = self.name, "reading streams; reconnecting");
         tokio::time::sleep(self.backoff).await;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        None
     }
 }
 
@@ -116,8 +120,14 @@ impl Worker {
             // backlog of one stream queues on its own share, not in front of
             // other tenants' work.
             drop(first);
-            if let Some(read) = read {
-                self.take(read, Some(&slots), || *shutdown.borrow()).await;
+            match read {
+                Ok(read) => self.take(read, Some(&slots), || *shutdown.borrow()).await,
+                Err(error) => {
+                    tokio::select! {
+                        _ = reader.back_off(error) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
             }
         }
     }

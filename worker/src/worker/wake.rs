@@ -293,13 +293,29 @@ impl Worker {
                 }
                 continue;
             }
-            *self.lane.held_now.lock() = streams.iter().cloned().collect();
-            let read = reader.read(&q, &self.consumer, &streams, 1, 200).await;
-            self.lane.held_now.lock().clear();
-            if let Some(read) = read {
-                self.meters.lane_held_reads.increment(read.0.len() as u64);
-                self.take(read, None, || self.draining.load(Ordering::Acquire))
-                    .await;
+            // Connected first: while the read is not held (no connection,
+            // or backing off after an error), wake-ups read for themselves.
+            let read = match reader.connect(&q).await {
+                Ok(()) => {
+                    *self.lane.held_now.lock() = streams.iter().cloned().collect();
+                    let read = reader.read(&q, &self.consumer, &streams, 1, 200).await;
+                    self.lane.held_now.lock().clear();
+                    read
+                }
+                Err(error) => Err(error),
+            };
+            match read {
+                Ok(read) => {
+                    self.meters.lane_held_reads.increment(read.0.len() as u64);
+                    self.take(read, None, || self.draining.load(Ordering::Acquire))
+                        .await;
+                }
+                Err(error) => {
+                    tokio::select! {
+                        _ = reader.back_off(error) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
             }
         }
     }

@@ -352,8 +352,7 @@ impl SamplerMemory {
                     Some(p) => p.rate,
                     None => None,
                 };
-                let stale = now_ms.saturating_sub(w.seen_at_ms)
-                    > eddy_protocol::control::WORKER_TIMEOUT.as_millis() as u64;
+                let stale = w.is_stale(now_ms, eddy_protocol::control::WORKER_TIMEOUT);
                 self.workers.insert(
                     w.id.clone(),
                     WorkerProbe {
