@@ -7,9 +7,11 @@ WASM_DIR := functions/target/wasm32-wasip2/release
 setup:
 	@scripts/setup.sh
 
-## The guests: SDK, example processors and misbehaving fixtures (wasm32-wasip2).
+## The guests: SDK, example processors and misbehaving fixtures (wasm32-wasip2),
+## and the JavaScript processors (componentize-js, installed into functions/js).
 functions: setup
 	cd functions && $(CARGO) build --release --target wasm32-wasip2
+	scripts/js-guests.sh
 
 build: functions
 	$(CARGO) build --release --workspace

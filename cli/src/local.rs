@@ -38,6 +38,14 @@ pub struct RunArgs {
     /// Memory limit, in MiB.
     #[arg(long, default_value_t = 64)]
     memory_mb: u64,
+    /// An origin the processor may call over HTTP, as a function's
+    /// `allowed_hosts` (repeatable, or comma-separated).
+    #[arg(long = "allow-host", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
+    /// Internal addresses or networks outbound requests may reach anyway
+    /// (e.g. `127.0.0.1` for a server on this machine), as a worker's.
+    #[arg(long, env = "EDDY_OUTBOUND_ALLOWLIST", default_value = "")]
+    outbound_allowlist: String,
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
@@ -72,13 +80,20 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 
 /// The runtime a worker with `ceilings` runs: `eddy check` and `eddy run`
 /// refuse what the platform would.
-fn runtime(cache_dir: PathBuf, ceilings: &crate::roles::CeilingArgs) -> Result<Runtime> {
-    Runtime::new(eddy_worker::runtime_config(
-        &ceilings.parse()?,
-        cache_dir,
-        16,
-        eddy_worker::default_guest_memory(),
-    ))
+fn runtime(
+    cache_dir: PathBuf,
+    ceilings: &crate::roles::CeilingArgs,
+    outbound_allowlist: eddy_protocol::callback::Allowlist,
+) -> Result<Runtime> {
+    Runtime::new(eddy_runtime::RuntimeConfig {
+        outbound_allowlist,
+        ..eddy_worker::runtime_config(
+            &ceilings.parse()?,
+            cache_dir,
+            16,
+            eddy_worker::default_guest_memory(),
+        )
+    })
     .context("starting the runtime")
 }
 
@@ -88,7 +103,7 @@ fn read_module(path: &PathBuf) -> Result<Vec<u8>> {
 
 pub fn check(args: CheckArgs) -> Result<ExitCode> {
     let bytes = read_module(&args.module)?;
-    let runtime = runtime(args.cache_dir, &args.ceilings)?;
+    let runtime = runtime(args.cache_dir, &args.ceilings, Default::default())?;
     match runtime.load(&bytes) {
         Ok(p) => {
             println!(
@@ -136,12 +151,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             .unwrap_or("processor")
             .to_string(),
     };
-    let limits = Limits {
+    let mut limits = Limits {
         timeout: Duration::from_millis(args.timeout_ms),
         memory_bytes: args.memory_mb << 20,
         ..Limits::default()
     };
-    let runtime = runtime(args.cache_dir, &args.ceilings)?;
+    limits.outbound.allowed_hosts = eddy_protocol::AllowedHosts::parse(&args.allowed_hosts)
+        .map_err(|e| anyhow::anyhow!("--allow-host: {e}"))?;
+    let allowlist = eddy_protocol::callback::Allowlist::parse(&args.outbound_allowlist)
+        .map_err(|e| anyhow::anyhow!("EDDY_OUTBOUND_ALLOWLIST: {e}"))?;
+    let runtime = runtime(args.cache_dir, &args.ceilings, allowlist)?;
     let processor = match runtime.load(&bytes) {
         Ok(p) => p,
         Err(e) => bail!("{}: {e}", args.module.display()),
@@ -156,6 +175,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         content_type: args.content_type,
         payload,
         config: args.config,
+        traceparent: None,
     };
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -212,6 +232,7 @@ fn report_json(report: &Report, load: Duration) -> serde_json::Value {
             "run": report.timings.run.as_micros() as u64,
         },
         "epoch_ticks": report.epoch_ticks,
+        "outbound": report.outbound.iter().map(|o| &o.call).collect::<Vec<_>>(),
     })
 }
 
@@ -223,6 +244,9 @@ fn print_report(report: &Report, load: Duration) {
             l.source.as_str(),
             l.message
         );
+    }
+    for o in &report.outbound {
+        println!("http {} ({} µs)", o.call, o.call.duration_us);
     }
     for e in &report.emits {
         println!(

@@ -152,6 +152,12 @@ pub struct WorkerArgs {
     /// (its cgroup's memory limit, else the machine's memory).
     #[arg(long, env = "EDDY_GUEST_MEMORY_MB", default_value_t = 0)]
     guest_memory_mb: u64,
+    /// Internal addresses or networks processors' outbound HTTP may reach
+    /// anyway (comma-separated, e.g. `10.0.0.0/8`); every other internal,
+    /// loopback or special-purpose address is refused at connect time,
+    /// whatever a function's allowed_hosts say.
+    #[arg(long, env = "EDDY_OUTBOUND_ALLOWLIST", default_value = "")]
+    outbound_allowlist: String,
 }
 
 /// The bound on per-function metric labels.
@@ -182,6 +188,7 @@ pub struct CeilingArgs {
     /// backoff_base_ms (60000), backoff_max_ms (3600000), max_concurrency
     /// (1000), idle_timeout_ms (3600000), max_output_bytes (4 MiB),
     /// max_emits (1000), max_emit_bytes (1 MiB), max_log_bytes (1 MiB),
+    /// max_outbound_requests (1000), max_outbound_bytes (256 MiB),
     /// max_depth (64), max_invocations (10000000), core_instances (50),
     /// memories (4), tables (16), table_elements (20000), completion_bytes
     /// (6 MiB). Gateways and workers should be given the same ceilings.
@@ -352,6 +359,8 @@ impl WorkerArgs {
             consumer: self.consumer.clone(),
             record_ttl: Duration::from_secs(self.common.record_ttl_s),
             callbacks: self.callbacks.config(&self.common)?,
+            outbound_allowlist: Allowlist::parse(&self.outbound_allowlist)
+                .map_err(|e| anyhow::anyhow!("EDDY_OUTBOUND_ALLOWLIST: {e}"))?,
             listen: self.common.metrics_listen,
             metrics: metrics(),
         })

@@ -68,7 +68,7 @@ pub enum CallbackError {
 pub const MAX_URL_BYTES: usize = 2048;
 
 /// Addresses or networks (`127.0.0.1`, `10.0.0.0/8`, `::1`) allowed as
-/// callback targets even though they are internal.
+/// callback or outbound targets even though they are internal.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Allowlist(Vec<(IpAddr, u8)>);
 
@@ -200,11 +200,17 @@ fn internal(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// What kind of internal address `ip` is, when it is one and `allow` does
+/// not let it through: the one rule for callbacks and outbound requests.
+pub fn refused(ip: IpAddr, allow: &Allowlist) -> Option<&'static str> {
+    internal(ip).filter(|_| !allow.contains(ip))
+}
+
 /// Refuses `ip` if it is internal and not allowlisted.
 pub fn check_ip(ip: IpAddr, allow: &Allowlist) -> Result<(), CallbackError> {
-    match internal(ip) {
-        Some(kind) if !allow.contains(ip) => Err(CallbackError::Forbidden(ip, kind)),
-        _ => Ok(()),
+    match refused(ip, allow) {
+        Some(kind) => Err(CallbackError::Forbidden(ip, kind)),
+        None => Ok(()),
     }
 }
 

@@ -34,6 +34,10 @@ pub struct Ceilings {
     pub max_emits: u32,
     pub max_emit_bytes: u64,
     pub max_log_bytes: u64,
+    /// Outbound requests of one invocation.
+    pub max_outbound_requests: u32,
+    /// Outbound body bytes (sent and received) of one invocation.
+    pub max_outbound_bytes: u64,
     /// `run.max_depth`.
     pub max_depth: u32,
     /// `run.max_invocations`.
@@ -66,6 +70,8 @@ impl Default for Ceilings {
             max_emits: 1_000,
             max_emit_bytes: 1 << 20,
             max_log_bytes: 1 << 20,
+            max_outbound_requests: 1_000,
+            max_outbound_bytes: 256 << 20,
             max_depth: 64,
             max_invocations: 10_000_000,
             // A componentize-py processor has 14 core modules, 1 memory and
@@ -112,6 +118,16 @@ macro_rules! for_each_setting {
         $m!("max_emits", $c.max_emits, $ceil.max_emits);
         $m!("max_emit_bytes", $c.max_emit_bytes, $ceil.max_emit_bytes);
         $m!("max_log_bytes", $c.max_log_bytes, $ceil.max_log_bytes);
+        $m!(
+            "max_outbound_requests",
+            $c.max_outbound_requests,
+            $ceil.max_outbound_requests
+        );
+        $m!(
+            "max_outbound_bytes",
+            $c.max_outbound_bytes,
+            $ceil.max_outbound_bytes
+        );
         $m!("max_depth", $c.run.max_depth, $ceil.max_depth);
         $m!(
             "max_invocations",
@@ -124,7 +140,7 @@ macro_rules! for_each_setting {
 impl Ceilings {
     /// Every ceiling by its key, in the order `--help` lists them: the one
     /// list that parsing and printing go by.
-    fn slots(&mut self) -> [(&'static str, Slot<'_>); 18] {
+    fn slots(&mut self) -> [(&'static str, Slot<'_>); 20] {
         use Slot::{Narrow, Wide};
         [
             ("timeout_ms", Wide(&mut self.timeout_ms)),
@@ -138,6 +154,11 @@ impl Ceilings {
             ("max_emits", Narrow(&mut self.max_emits)),
             ("max_emit_bytes", Wide(&mut self.max_emit_bytes)),
             ("max_log_bytes", Wide(&mut self.max_log_bytes)),
+            (
+                "max_outbound_requests",
+                Narrow(&mut self.max_outbound_requests),
+            ),
+            ("max_outbound_bytes", Wide(&mut self.max_outbound_bytes)),
             ("max_depth", Narrow(&mut self.max_depth)),
             ("max_invocations", Wide(&mut self.max_invocations)),
             ("core_instances", Narrow(&mut self.core_instances)),
@@ -309,6 +330,10 @@ mod tests {
             ("max_emits", |f| f.max_emits = 100_000_000),
             ("max_emit_bytes", |f| f.max_emit_bytes = 1 << 40),
             ("max_log_bytes", |f| f.max_log_bytes = 1 << 40),
+            ("max_outbound_requests", |f| {
+                f.max_outbound_requests = u32::MAX
+            }),
+            ("max_outbound_bytes", |f| f.max_outbound_bytes = 1 << 40),
             ("max_depth", |f| f.run.max_depth = u32::MAX),
             ("max_invocations", |f| f.run.max_invocations = u64::MAX),
         ];

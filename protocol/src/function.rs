@@ -33,6 +33,14 @@ pub struct FunctionConfig {
     pub max_emit_bytes: u64,
     /// Captured log bytes of one invocation.
     pub max_log_bytes: u64,
+    /// Requests one invocation may make through `wasi:http`.
+    pub max_outbound_requests: u32,
+    /// Request and response body bytes of one invocation's outbound
+    /// requests together.
+    pub max_outbound_bytes: u64,
+    /// Origins the processor may call (see [`crate::outbound`]); none by
+    /// default.
+    pub allowed_hosts: Vec<String>,
     /// Limits of runs rooted at this function.
     pub run: RunLimits,
     /// Values handed to the processor as `invocation.config`.
@@ -53,9 +61,21 @@ impl Default for FunctionConfig {
             max_emits: 1_000,
             max_emit_bytes: 1 << 20,
             max_log_bytes: 64 << 10,
+            max_outbound_requests: 100,
+            max_outbound_bytes: 16 << 20,
+            allowed_hosts: Vec::new(),
             run: RunLimits::default(),
             values: BTreeMap::new(),
         }
+    }
+}
+
+impl FunctionConfig {
+    /// Checks what the types do not: every `allowed_hosts` entry parses.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::outbound::AllowedHosts::parse(&self.allowed_hosts)
+            .map(|_| ())
+            .map_err(|e| format!("allowed_hosts: {e}"))
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`function`]: function specs, versions and their configuration.
 //! - [`ceilings`]: the operator's maxima for every function setting.
 //! - [`record`]: invocation records, results and run records.
+//! - [`outbound`]: the origins a function may call, and its record of calls.
 //! - [`keys`]: every Redis key name.
 //! - [`sync_first`]: how work somebody waits for goes ahead of bulk work.
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@ pub mod keys;
 pub mod labels;
 pub mod messages;
 pub mod names;
+pub mod outbound;
 pub mod record;
 pub mod sync_first;
 pub mod tenant;
@@ -28,6 +30,7 @@ pub use ceilings::{CeilingError, Ceilings};
 pub use envelope::{Envelope, LazyRun};
 pub use function::{Backlog, FunctionConfig, FunctionSpec, FunctionVersions, RunLimits};
 pub use names::{FunctionName, NameError, TenantId};
+pub use outbound::{AllowedHosts, OutboundCall};
 pub use record::{
     DeadLetter, ErrorClass, ErrorInfo, InvocationRecord, InvocationStatus, LogEntry, Outcome,
     PhaseTimings, RunRecord, RunStatus,

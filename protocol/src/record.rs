@@ -194,6 +194,9 @@ pub struct Outcome {
     /// Ids of the follow-ups this invocation emitted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub follow_ups: Vec<String>,
+    /// Its outbound HTTP requests, in the order they were made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<crate::OutboundCall>,
     /// The worker that ran it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,

@@ -1,4 +1,5 @@
-//! Fresh-instance invocation, cold load from the artifact cache, and compile.
+//! Fresh-instance invocation, cold load from the artifact cache, compile,
+//! and one outbound HTTP request to a server on loopback.
 //!
 //! Needs the guests built (`make functions`). Run with `make bench-runtime`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -27,6 +28,7 @@ fn input(function: &str, payload: &[u8]) -> Input {
         content_type: "application/json".into(),
         payload: payload.to_vec(),
         config: Vec::new(),
+        traceparent: None,
     }
 }
 
@@ -37,6 +39,8 @@ fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: dir.path().to_path_buf(),
+        // The outbound bench's server is on loopback.
+        outbound_allowlist: eddy_protocol::callback::Allowlist::parse("127.0.0.1").unwrap(),
         ..RuntimeConfig::default()
     })
     .unwrap();
@@ -80,6 +84,33 @@ fn benches(c: &mut Criterion) {
     }
     g.finish();
 
+    // One GET to a server on loopback (a new connection each time, as every
+    // invocation makes its own), against the same guest refused before any
+    // connection: the difference is what the request costs.
+    let port = http_server();
+    let fetch = runtime.load(&wasm("fx_fetch")).unwrap();
+    let mut allowed = limits.clone();
+    allowed.outbound.allowed_hosts =
+        eddy_protocol::AllowedHosts::parse(&[format!("http://127.0.0.1:{port}")]).unwrap();
+    let body = format!(r#"{{"url":"http://127.0.0.1:{port}/doc","ignore_errors":true}}"#);
+    let mut g = c.benchmark_group("outbound");
+    for (name, limits) in [("get_local", &allowed), ("denied", &limits)] {
+        let once = || {
+            tokio.block_on(async {
+                let a = runtime.admit("t", limits).await;
+                runtime
+                    .invoke(&fetch, input("fetch", body.as_bytes()), limits, a)
+                    .await
+            })
+        };
+        let r = once();
+        assert!(r.result.is_ok(), "{:?}", r.result);
+        assert_eq!(r.outbound.len(), 1);
+        assert_eq!(r.outbound[0].call.error.is_none(), name == "get_local");
+        g.bench_function(name, |b| b.iter(once));
+    }
+    g.finish();
+
     let bytes = wasm("wordcount");
     let sha = runtime.load(&bytes).unwrap().sha256().to_string();
     let mut g = c.benchmark_group("load");
@@ -91,6 +122,31 @@ fn benches(c: &mut Criterion) {
         b.iter(|| runtime.compile(&bytes).unwrap())
     });
     g.finish();
+}
+
+/// A minimal HTTP/1.1 server on a loopback port: answers every request
+/// with `hello world` and closes the connection.
+fn http_server() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: close\r\n\r\nhello world",
+            );
+        }
+    });
+    port
 }
 
 criterion_group!(runtime_benches, benches);

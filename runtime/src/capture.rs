@@ -92,6 +92,9 @@ pub enum LogSource {
     Stdout,
     /// The guest's stderr.
     Stderr,
+    /// Eddy, about what the guest asked of it (an outbound request it
+    /// refused, for one).
+    Host,
 }
 
 impl LogSource {
@@ -101,6 +104,7 @@ impl LogSource {
             LogSource::Log => "log",
             LogSource::Stdout => "stdout",
             LogSource::Stderr => "stderr",
+            LogSource::Host => "host",
         }
     }
 }
@@ -200,6 +204,16 @@ impl Capture {
             message,
         });
         true
+    }
+
+    /// Adds a line of Eddy's own. Not charged to the guest's budget: the
+    /// callers bound how many there are (one per outbound request at most).
+    pub(crate) fn note(&self, level: LogLevel, message: String) {
+        self.lock().lines.push(LogLine {
+            level,
+            source: LogSource::Host,
+            message,
+        });
     }
 
     fn write(&self, source: LogSource, bytes: &[u8]) -> bool {

@@ -18,6 +18,10 @@ pub enum LimitKind {
     Logs,
     /// The operator's `completion_bytes`: output, logs and follow-ups together.
     Completion,
+    /// `max_outbound_requests`.
+    OutboundRequests,
+    /// `max_outbound_bytes`.
+    OutboundBytes,
 }
 
 impl LimitKind {
@@ -29,6 +33,8 @@ impl LimitKind {
             LimitKind::EmitBytes => "emit-bytes",
             LimitKind::Logs => "log-bytes",
             LimitKind::Completion => "completion-bytes",
+            LimitKind::OutboundRequests => "outbound-requests",
+            LimitKind::OutboundBytes => "outbound-bytes",
         }
     }
 }

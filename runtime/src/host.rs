@@ -3,11 +3,13 @@
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::eddy::processor::{host, types};
 use crate::capture::{Capture, LogLevel};
 use crate::error::LimitKind;
 use crate::limits::{ComponentLimits, Limits};
+use crate::outbound::Outbound;
 
 /// A follow-up invocation requested by a processor through `emit`.
 ///
@@ -142,6 +144,8 @@ pub(crate) struct HostState {
     pub(crate) max_emit_bytes: usize,
     /// The first limit a host call refused, kept even if the guest ignores it.
     pub(crate) limit_hit: Option<LimitHit>,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) outbound: Outbound,
 }
 
 impl HostState {
@@ -151,6 +155,7 @@ impl HostState {
         memory_bytes: u64,
         limits: &Limits,
         shape: ComponentLimits,
+        outbound: Outbound,
     ) -> Self {
         HostState {
             wasi,
@@ -173,6 +178,8 @@ impl HostState {
             max_emits: limits.max_emits,
             max_emit_bytes: limits.max_emit_bytes,
             limit_hit: None,
+            http: WasiHttpCtx::new(),
+            outbound,
         }
     }
 
@@ -188,6 +195,16 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.outbound,
+            table: &mut self.table,
+            ctx: &mut self.http,
         }
     }
 }

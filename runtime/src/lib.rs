@@ -7,8 +7,9 @@
 //! stdout/stderr) and the classification of every failure into an
 //! [`InvokeError`].
 //!
-//! It never touches Redis or the network: `invoke` takes bytes and limits and
-//! returns output, logs and follow-ups. The worker does the I/O.
+//! It never touches Redis: `invoke` takes bytes and limits and returns
+//! output, logs, follow-ups and the outbound requests made. Its only network
+//! I/O is a guest's own outbound HTTP, behind the checks in `outbound.rs`.
 
 mod bindings;
 mod cache;
@@ -16,6 +17,7 @@ mod capture;
 mod error;
 mod host;
 mod limits;
+mod outbound;
 mod pool;
 mod runtime;
 mod ticker;
@@ -25,6 +27,7 @@ pub use capture::{LogLevel, LogLine, LogSource};
 pub use error::{ErrorClass, InvokeError, LimitKind, LoadError};
 pub use host::Emit;
 pub use limits::{ComponentLimits, EMIT_COST, LOG_LINE_COST, Limits};
+pub use outbound::{OutboundLimits, OutboundReport};
 pub use pool::{Admission, Pool};
 pub use runtime::{Input, Output, Processor, Report, Runtime, RuntimeConfig, Timings, sha256_hex};
 

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::outbound::OutboundLimits;
+
 /// What one invocation may use. Each limit, when hit, ends the invocation with
 /// a classified [`InvokeError`](crate::InvokeError) that names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,8 @@ pub struct Limits {
     /// Output, logs and follow-ups together, as the completion will carry
     /// them (see [`Report::completion_bytes`](crate::Report::completion_bytes)).
     pub max_completion_bytes: usize,
+    /// Outbound HTTP: allowed origins, requests and body bytes.
+    pub outbound: OutboundLimits,
 }
 
 /// What every log line costs on top of its text: an empty line is not free
@@ -68,6 +72,11 @@ impl Default for Limits {
             max_emit_bytes: 1 << 20,
             max_log_bytes: 64 << 10,
             max_completion_bytes: 6 << 20,
+            outbound: OutboundLimits {
+                allowed_hosts: Default::default(),
+                max_requests: 100,
+                max_bytes: 16 << 20,
+            },
         }
     }
 }

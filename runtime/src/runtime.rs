@@ -21,6 +21,11 @@ use crate::host::{
     Emit, GuestFault, HostState, LimitHit, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, truncate,
 };
 use crate::limits::{ComponentLimits, EMIT_COST, LOG_LINE_COST, Limits};
+use crate::outbound::{Net, Outbound, OutboundReport};
+
+/// What an outbound request's record entry costs besides its method,
+/// origin and error: its numbers and field names as JSON.
+const OUTBOUND_CALL_COST: usize = 96;
 use crate::pool::{Admission, Pool};
 use crate::ticker::Ticker;
 
@@ -43,6 +48,9 @@ pub struct RuntimeConfig {
     pub max_module_bytes: usize,
     /// Granularity of wall-clock timeouts.
     pub epoch_tick: Duration,
+    /// Internal addresses guests may still reach over outbound HTTP (see
+    /// `outbound.rs`); empty: none.
+    pub outbound_allowlist: eddy_protocol::callback::Allowlist,
 }
 
 impl Default for RuntimeConfig {
@@ -55,6 +63,7 @@ impl Default for RuntimeConfig {
             guest_memory_bytes: 4 << 30,
             max_module_bytes: 64 << 20,
             epoch_tick: Duration::from_millis(1),
+            outbound_allowlist: Default::default(),
         }
     }
 }
@@ -70,6 +79,9 @@ pub struct Input {
     pub content_type: String,
     pub payload: Vec<u8>,
     pub config: Vec<(String, String)>,
+    /// The invocation's trace context; its outbound requests carry children
+    /// of it.
+    pub traceparent: Option<String>,
 }
 
 /// A processor's successful result.
@@ -101,6 +113,8 @@ pub struct Report {
     pub timings: Timings,
     /// Epoch ticks that passed while it ran.
     pub epoch_ticks: u64,
+    /// Its outbound HTTP requests, in order.
+    pub outbound: Vec<OutboundReport>,
 }
 
 impl Report {
@@ -122,7 +136,17 @@ impl Report {
             .iter()
             .map(|e| e.payload.len() + e.function.len() + e.content_type.len() + EMIT_COST)
             .sum();
-        output + logs + emits
+        let outbound: usize = self
+            .outbound
+            .iter()
+            .map(|o| {
+                o.call.method.len()
+                    + o.call.origin.len()
+                    + o.call.error.as_ref().map_or(0, String::len)
+                    + OUTBOUND_CALL_COST
+            })
+            .sum();
+        output + logs + emits + outbound
     }
 }
 
@@ -168,6 +192,7 @@ pub struct Runtime {
     cache: ArtifactCache,
     ticker: Ticker,
     pool: Pool,
+    net: Arc<Net>,
     config: RuntimeConfig,
 }
 
@@ -235,6 +260,8 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| LoadError::Host(format!("linking WASI: {e}")))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| LoadError::Host(format!("linking wasi:http: {e}")))?;
         bindings::Processor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| LoadError::Host(format!("linking the eddy host: {e}")))?;
 
@@ -247,6 +274,7 @@ impl Runtime {
             cache,
             ticker,
             pool: Pool::new(n, config.guest_memory_bytes),
+            net: Arc::new(Net::new(config.outbound_allowlist.clone()).map_err(LoadError::Host)?),
             config,
         })
     }
@@ -370,7 +398,21 @@ impl Runtime {
         // The budget is what the pool reserved (cut to the tenant's share
         // when the limit is above it).
         let memory = limits.memory_bytes.min(admission.bytes());
-        let state = HostState::new(wasi, capture.clone(), memory, limits, self.config.component);
+        let outbound = Outbound::new(
+            self.net.clone(),
+            limits.outbound.clone(),
+            capture.clone(),
+            tokio::time::Instant::now() + limits.timeout,
+            input.traceparent.clone(),
+        );
+        let state = HostState::new(
+            wasi,
+            capture.clone(),
+            memory,
+            limits,
+            self.config.component,
+            outbound,
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         // The guest meets the epoch every tick: it yields to the async
@@ -419,6 +461,11 @@ impl Runtime {
         drop(running);
 
         let state = store.data_mut();
+        // A limit an outbound request hit ends the invocation, even if the
+        // guest carried on after the error it got.
+        if let Some(hit) = state.outbound.limit_hit() {
+            state.limit_hit.get_or_insert(hit);
+        }
         let result = match outcome {
             Err(_elapsed) => Err(InvokeError::Timeout {
                 limit: limits.timeout,
@@ -444,10 +491,23 @@ impl Runtime {
                 payload: out.payload,
             }),
         };
+        let result = match (result, state.limit_hit.clone()) {
+            // A request stopped at the deadline: the guest got an error
+            // and may have ended before its next epoch check.
+            _ if state.outbound.timed_out() => Err(InvokeError::Timeout {
+                limit: limits.timeout,
+            }),
+            (Ok(_), Some(hit)) => Err(InvokeError::LimitExceeded {
+                limit: hit.limit,
+                detail: hit.detail,
+            }),
+            (result, _) => result,
+        };
         let emits = match result {
             Ok(_) => std::mem::take(&mut state.emits),
             Err(_) => Vec::new(),
         };
+        let outbound = state.outbound.take();
         drop(store);
         drop(admission);
         let mut report = Report {
@@ -456,6 +516,7 @@ impl Runtime {
             logs: capture.take(),
             timings,
             epoch_ticks,
+            outbound,
         };
         let size = report.completion_bytes();
         if size > limits.max_completion_bytes {

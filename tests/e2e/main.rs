@@ -15,5 +15,6 @@ mod idle;
 mod in_process;
 mod metrics;
 mod otel;
+mod outbound;
 mod scaling;
 mod ui;

@@ -40,6 +40,19 @@ pub fn wasm(name: &str) -> Vec<u8> {
     })
 }
 
+/// A JavaScript processor of `functions/js`, built by componentize-js.
+pub fn js_wasm(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../functions/js/target")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}. Build the guests first: `make functions`",
+            path.display()
+        )
+    })
+}
+
 /// A hand-written hostile component of `functions/fixtures/hostile`,
 /// compiled from its text format.
 pub fn hostile(name: &str) -> Vec<u8> {

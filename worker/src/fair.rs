@@ -332,8 +332,10 @@ impl Executor {
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..slots {
             let rx = rx.clone();
+            // I/O too: a guest's outbound HTTP connections are driven by
+            // the runtime its invocation runs on.
             let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
+                .enable_all()
                 .build()?;
             std::thread::Builder::new()
                 .name(format!("eddy-exec-{i}"))

@@ -76,6 +76,13 @@ fn limits_of(spec: &FunctionSpec, ceilings: &Ceilings) -> Limits {
         max_emit_bytes: usize::try_from(c.max_emit_bytes).unwrap_or(usize::MAX),
         max_log_bytes: usize::try_from(c.max_log_bytes).unwrap_or(usize::MAX),
         max_completion_bytes: usize::try_from(ceilings.completion_bytes).unwrap_or(usize::MAX),
+        outbound: eddy_runtime::OutboundLimits {
+            // Checked when the version was deployed; a spec that does not
+            // parse here allows nothing.
+            allowed_hosts: eddy_protocol::AllowedHosts::parse(&c.allowed_hosts).unwrap_or_default(),
+            max_requests: c.max_outbound_requests,
+            max_bytes: c.max_outbound_bytes,
+        },
     }
 }
 

@@ -100,6 +100,7 @@ pub(crate) async fn run(
         content_type: env.content_type.clone(),
         payload: delivery.payload.clone(),
         config: loaded.config.clone(),
+        traceparent: traceparent.map(str::to_string),
     };
     // The CPU part: once this tenant's turn for an execution slot comes
     // (tenants take turns); see `fair.rs` for where it runs.
@@ -159,8 +160,14 @@ pub(crate) async fn run(
             })
             .collect(),
         worker: Some(worker.to_string()),
+        outbound: report.outbound.iter().map(|o| o.call.clone()).collect(),
         ..Outcome::default()
     };
+    if traceparent.is_some() {
+        for o in &report.outbound {
+            crate::telemetry::outbound_span(o);
+        }
+    }
     let disposition = decide(
         env,
         &loaded.spec.config,

@@ -44,3 +44,38 @@ pub(crate) fn queue_wait(parent: &tracing::Span, enqueued_at_ms: u64, dequeued: 
         )],
     );
 }
+
+/// The client span of one outbound request, under the current span (the
+/// invocation's execution), with the span id its `traceparent` carried, so
+/// that the server's spans hang under it.
+pub(crate) fn outbound_span(o: &eddy_runtime::OutboundReport) {
+    let tracer = opentelemetry::global::tracer("eddy");
+    let call = &o.call;
+    let end = o.started + Duration::from_micros(call.duration_us);
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", call.method.clone()),
+        KeyValue::new("url.origin", call.origin.clone()),
+        KeyValue::new("eddy.bytes_out", call.bytes_out as i64),
+        KeyValue::new("eddy.bytes_in", call.bytes_in as i64),
+    ];
+    if let Some(status) = call.status {
+        attributes.push(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
+    }
+    if let Some(error) = &call.error {
+        attributes.push(KeyValue::new("error.type", error.clone()));
+    }
+    let mut builder = tracer
+        .span_builder("outbound")
+        .with_kind(SpanKind::Client)
+        .with_start_time(o.started)
+        .with_attributes(attributes);
+    builder.span_id = o
+        .span_id
+        .as_deref()
+        .and_then(|id| opentelemetry::trace::SpanId::from_hex(id).ok());
+    let mut span = builder.start_with_context(&tracer, &tracing::Span::current().context());
+    span.end_with_timestamp(end);
+}

@@ -69,6 +69,8 @@ pub struct WorkerConfig {
     pub record_ttl: Duration,
     /// Callback delivery.
     pub callbacks: CallbackConfig,
+    /// Internal addresses guests' outbound requests may reach anyway.
+    pub outbound_allowlist: eddy_protocol::callback::Allowlist,
     /// Where `/healthz`, `/readyz` and `/metrics` are served (none: not).
     pub listen: Option<std::net::SocketAddr>,
     /// Renders `/metrics`.
@@ -206,12 +208,15 @@ impl Worker {
         // waits on threads left at the bulk work's nice value.
         let _ = rayon::current_num_threads();
         let ceilings = config.ceilings;
-        let runtime = Runtime::new(runtime_config(
-            &config.ceilings,
-            config.cache_dir.clone(),
-            config.max_instances.max(config.concurrency as u32),
-            config.guest_memory,
-        ))?;
+        let runtime = Runtime::new(RuntimeConfig {
+            outbound_allowlist: config.outbound_allowlist.clone(),
+            ..runtime_config(
+                &config.ceilings,
+                config.cache_dir.clone(),
+                config.max_instances.max(config.concurrency as u32),
+                config.guest_memory,
+            )
+        })?;
         let queue = Queue::connect(
             &config.redis_url,
             QueueConfig {

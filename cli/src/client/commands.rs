@@ -90,6 +90,11 @@ pub fn deploy_query(a: &DeployArgs) -> Vec<(&'static str, String)> {
     put("max_log_bytes", s(a.max_log_bytes));
     put("max_depth", s32(a.max_depth));
     put("max_invocations", s(a.max_invocations));
+    put("max_outbound_requests", s32(a.max_outbound_requests));
+    put("max_outbound_bytes", s(a.max_outbound_bytes));
+    if !a.allowed_hosts.is_empty() {
+        put("allowed_hosts", Some(a.allowed_hosts.join(",")));
+    }
     q
 }
 

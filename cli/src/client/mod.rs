@@ -121,6 +121,18 @@ pub struct DeployArgs {
     /// Most invocations of a run rooted here.
     #[arg(long)]
     pub max_invocations: Option<u64>,
+    /// Outbound HTTP requests one invocation may make.
+    #[arg(long)]
+    pub max_outbound_requests: Option<u32>,
+    /// Outbound request and response body bytes of one invocation.
+    #[arg(long)]
+    pub max_outbound_bytes: Option<u64>,
+    /// An origin the processor may call over HTTP, e.g.
+    /// `https://api.example.com`, `http://10.1.2.3:8080`,
+    /// `https://*.example.com` (repeatable, or comma-separated; replaces the
+    /// current list). None by default.
+    #[arg(long = "allow-host", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
     /// Config value the processor sees, `key=value` (repeatable). Merged into
     /// the current version's values.
     #[arg(long = "config", short = 'c', value_parser = parse_kv)]

@@ -107,6 +107,9 @@ pub use wit::eddy::processor::types::{EmitOptions, Error, Invocation, Level, Out
 
 use wit::eddy::processor::host;
 
+#[cfg(feature = "http")]
+pub mod http;
+
 /// Common MIME types.
 pub mod mime {
     /// `application/json`, the default content type of follow-ups.

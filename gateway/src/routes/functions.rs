@@ -35,6 +35,10 @@ pub struct DeployQuery {
     max_log_bytes: Option<u64>,
     max_depth: Option<u32>,
     max_invocations: Option<u64>,
+    max_outbound_requests: Option<u32>,
+    max_outbound_bytes: Option<u64>,
+    /// Origins the processor may call, comma-separated (replaces the list).
+    allowed_hosts: Option<String>,
 }
 
 /// Merges a JSON object into `base` (objects recursively, everything else
@@ -61,6 +65,13 @@ fn merge(base: &FunctionConfig, patch: Value) -> ApiResult<FunctionConfig> {
         .map_err(|e| ApiError::BadRequest(format!("invalid function config: {e}")))
 }
 
+/// Refuses a config the types admit but Eddy cannot use.
+fn valid(config: &FunctionConfig) -> ApiResult<()> {
+    config
+        .validate()
+        .map_err(|e| ApiError::BadRequest(format!("invalid function config: {e}")))
+}
+
 fn apply_query(config: &mut FunctionConfig, q: DeployQuery) {
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = q.$f { config.$f = v; } )* };
@@ -76,8 +87,18 @@ fn apply_query(config: &mut FunctionConfig, q: DeployQuery) {
         max_output_bytes,
         max_emits,
         max_emit_bytes,
-        max_log_bytes
+        max_log_bytes,
+        max_outbound_requests,
+        max_outbound_bytes
     );
+    if let Some(hosts) = q.allowed_hosts {
+        config.allowed_hosts = hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
+            .collect();
+    }
     if let Some(v) = q.max_depth {
         config.run.max_depth = v;
     }
@@ -128,6 +149,7 @@ pub async fn deploy(
         None => base,
     };
     apply_query(&mut config, query);
+    valid(&config)?;
     ceilings.check(&config)?;
     let validator = state.validator.clone();
     let bytes = module.clone();
@@ -168,6 +190,7 @@ pub async fn patch(
         })?;
     let ceilings = &state.config.ceilings;
     let config = merge(&ceilings.clamp(current.config.clone()), patch)?;
+    valid(&config)?;
     ceilings.check(&config)?;
     let module = state
         .queue

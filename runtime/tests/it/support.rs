@@ -44,6 +44,7 @@ pub fn input(function: &str, payload: &str) -> Input {
         content_type: "application/json".into(),
         payload: payload.as_bytes().to_vec(),
         config: Vec::new(),
+        traceparent: None,
     }
 }
 

@@ -24,10 +24,14 @@ pub(super) enum Count {
     DeadLetters,
     /// `eddy_cold_starts_total`
     ColdStarts,
+    /// `eddy_outbound_requests_total{result=...}`: a response came, or not
+    /// (refused, limit, timeout, I/O).
+    OutboundOk,
+    OutboundFailed,
 }
 
 impl Count {
-    const ALL: [Count; 7] = [
+    const ALL: [Count; 9] = [
         Count::Succeeded,
         Count::Retried,
         Count::Failed,
@@ -35,6 +39,8 @@ impl Count {
         Count::Retries,
         Count::DeadLetters,
         Count::ColdStarts,
+        Count::OutboundOk,
+        Count::OutboundFailed,
     ];
 }
 
@@ -65,6 +71,10 @@ impl FnMetrics {
                 Count::ColdStarts => {
                     metrics::counter!("eddy_cold_starts_total", "tenant" => t, "function" => f)
                 }
+                Count::OutboundOk => metrics::counter!("eddy_outbound_requests_total",
+                    "tenant" => t, "function" => f, "result" => "ok"),
+                Count::OutboundFailed => metrics::counter!("eddy_outbound_requests_total",
+                    "tenant" => t, "function" => f, "result" => "failed"),
             }
         })
     }
@@ -77,6 +87,9 @@ pub(super) struct Phases {
     slot_wait: metrics::Histogram,
     instantiate: metrics::Histogram,
     run: metrics::Histogram,
+    /// `eddy_outbound_seconds`: each outbound request, request to the end
+    /// of its response.
+    outbound: metrics::Histogram,
 }
 
 impl Phases {
@@ -88,6 +101,7 @@ impl Phases {
             slot_wait: h("slot_wait"),
             instantiate: h("instantiate"),
             run: h("run"),
+            outbound: metrics::histogram!("eddy_outbound_seconds"),
         }
     }
 }
@@ -156,6 +170,14 @@ impl Meters {
         p.slot_wait.record(t.slot_wait_us as f64 / 1e6);
         p.instantiate.record(t.instantiate_us as f64 / 1e6);
         p.run.record(t.run_us as f64 / 1e6);
+        for o in &c.outcome.outbound {
+            count(if o.error.is_none() {
+                Count::OutboundOk
+            } else {
+                Count::OutboundFailed
+            });
+            p.outbound.record(o.duration_us as f64 / 1e6);
+        }
     }
 
     /// Forgets the handles of a released function (they live on in the

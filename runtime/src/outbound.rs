@@ -1,0 +1,639 @@
+//! Outbound HTTP for guests: `wasi:http/outgoing-handler`, behind the
+//! function's `allowed_hosts`, the operator's SSRF guard and the
+//! invocation's limits.
+//!
+//! Every request, in order:
+//! 1. counts against `max_outbound_requests`;
+//! 2. must match the function's `allowed_hosts` (none by default);
+//! 3. resolves its host, drops every address the SSRF guard refuses
+//!    (internal and special-purpose ones, unless the operator's
+//!    `EDDY_OUTBOUND_ALLOWLIST` lets them through) and connects to one of
+//!    the addresses it checked, never to a name resolved again (DNS
+//!    rebinding);
+//! 4. streams its body and the response's through a meter that stops both
+//!    at `max_outbound_bytes` and at the invocation's deadline.
+//!
+//! Redirects are not followed here: the guest gets the 3xx, and a request
+//! it makes to the new location passes the same checks. A refused or failed
+//! request is an error code the guest sees (`HTTP-request-denied`,
+//! `destination-IP-prohibited`, ...), not a trap; Eddy adds a `host` line
+//! to the invocation's log naming the origin and the reason, and the
+//! request's entry in the record says the same. A limit hit ends the
+//! invocation as `limit-exceeded` even if the guest carries on.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use eddy_protocol::callback::{Allowlist, refused};
+use eddy_protocol::outbound::{AllowedHosts, OutboundCall, default_port, origin};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::capture::{Capture, LogLevel};
+use crate::error::LimitKind;
+use crate::host::LimitHit;
+
+/// What every invocation's outbound requests share in a process: the
+/// operator's allowlist and the TLS roots.
+pub(crate) struct Net {
+    allowlist: Allowlist,
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl Net {
+    pub(crate) fn new(allowlist: Allowlist) -> Result<Self, String> {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+        };
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Net {
+            allowlist,
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        })
+    }
+}
+
+/// A function's outbound policy, as [`crate::Limits`] carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboundLimits {
+    /// Origins the guest may call; empty: none.
+    pub allowed_hosts: AllowedHosts,
+    /// Requests one invocation may make.
+    pub max_requests: u32,
+    /// Request and response body bytes of one invocation together.
+    pub max_bytes: u64,
+}
+
+/// One outbound request as the runtime reports it.
+#[derive(Debug, Clone)]
+pub struct OutboundReport {
+    /// What goes into the invocation's record.
+    pub call: OutboundCall,
+    /// When it started (for its span).
+    pub started: SystemTime,
+    /// The span id sent in its `traceparent`, when the invocation had one.
+    pub span_id: Option<String>,
+}
+
+/// Everything one invocation's requests wrote down; shared with their
+/// futures, which outlive the host call that started them.
+#[derive(Debug, Default)]
+struct Ledger {
+    calls: Vec<OutboundReport>,
+    bytes: u64,
+    limit_hit: Option<LimitHit>,
+    /// A request was stopped at the invocation's deadline: the invocation
+    /// timed out, whatever the guest did with the error.
+    timed_out: bool,
+}
+
+/// The `WasiHttpHooks` of one invocation.
+pub(crate) struct Outbound {
+    net: Arc<Net>,
+    limits: OutboundLimits,
+    ledger: Arc<Mutex<Ledger>>,
+    capture: Capture,
+    deadline: tokio::time::Instant,
+    /// The invocation's trace context: each request gets a child of it.
+    traceparent: Option<String>,
+}
+
+/// Most bytes of a guest's outgoing body buffered in the host per request
+/// (wasmtime's default is 1 MiB; a guest may hold `max_requests` of them).
+const OUTGOING_CHUNK: usize = 64 << 10;
+
+/// Largest read buffer of one connection (hyper's default is ~400 KiB).
+const READ_BUFFER: usize = 64 << 10;
+
+impl Outbound {
+    pub(crate) fn new(
+        net: Arc<Net>,
+        limits: OutboundLimits,
+        capture: Capture,
+        deadline: tokio::time::Instant,
+        traceparent: Option<String>,
+    ) -> Self {
+        Outbound {
+            net,
+            limits,
+            ledger: Arc::default(),
+            capture,
+            deadline,
+            traceparent,
+        }
+    }
+
+    /// The limit an outbound request hit, if any.
+    pub(crate) fn limit_hit(&self) -> Option<LimitHit> {
+        self.ledger.lock().limit_hit.clone()
+    }
+
+    /// Whether a request was stopped at the invocation's deadline.
+    pub(crate) fn timed_out(&self) -> bool {
+        self.ledger.lock().timed_out
+    }
+
+    /// The requests made, in order.
+    pub(crate) fn take(&self) -> Vec<OutboundReport> {
+        std::mem::take(&mut self.ledger.lock().calls)
+    }
+}
+
+/// A request's entry in the ledger, with what it needs to finish it.
+#[derive(Clone)]
+struct Entry {
+    ledger: Arc<Mutex<Ledger>>,
+    capture: Capture,
+    index: usize,
+    started: Instant,
+    max_bytes: u64,
+}
+
+impl Entry {
+    /// Ends the request with `why`, tells the guest `code`.
+    fn fail(&self, why: String, limit: Option<LimitKind>, code: Error) -> Error {
+        let mut ledger = self.ledger.lock();
+        let call = &mut ledger.calls[self.index].call;
+        call.duration_us = self.started.elapsed().as_micros() as u64;
+        let line = format!("outbound {} {}: {why}", call.method, call.origin);
+        if call.error.is_none() {
+            call.error = Some(why.clone());
+        }
+        if let Some(limit) = limit {
+            ledger
+                .limit_hit
+                .get_or_insert(LimitHit { limit, detail: why });
+        }
+        drop(ledger);
+        self.capture.note(LogLevel::Warn, line);
+        code
+    }
+
+    /// Ends the request at the invocation's deadline.
+    fn expire(&self, code: Error) -> Error {
+        self.ledger.lock().timed_out = true;
+        self.fail("stopped at the invocation's deadline".into(), None, code)
+    }
+
+    fn finish(&self) {
+        let mut ledger = self.ledger.lock();
+        ledger.calls[self.index].call.duration_us = self.started.elapsed().as_micros() as u64;
+    }
+
+    fn status(&self, status: u16) {
+        self.ledger.lock().calls[self.index].call.status = Some(status);
+    }
+
+    /// Charges `n` body bytes; an error once the invocation's budget is
+    /// spent.
+    fn charge(&self, n: usize, outgoing: bool) -> Result<(), Error> {
+        let mut ledger = self.ledger.lock();
+        let n = n as u64;
+        ledger.bytes = ledger.bytes.saturating_add(n);
+        let over = ledger.bytes > self.max_bytes;
+        let call = &mut ledger.calls[self.index].call;
+        if outgoing {
+            call.bytes_out += n;
+        } else {
+            call.bytes_in += n;
+        }
+        drop(ledger);
+        if over {
+            let why = format!(
+                "the invocation's outbound bodies exceed the limit of {} bytes",
+                self.max_bytes
+            );
+            let code = if outgoing {
+                Error::HttpRequestBodySize(None)
+            } else {
+                Error::HttpResponseBodySize(None)
+            };
+            return Err(self.fail(why, Some(LimitKind::OutboundBytes), code));
+        }
+        Ok(())
+    }
+}
+
+/// A body that charges every data frame to the invocation's byte budget
+/// and stops at its deadline.
+struct Metered<B> {
+    inner: B,
+    entry: Entry,
+    outgoing: bool,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    done: bool,
+}
+
+impl<B> Body for Metered<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Error>,
+{
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                self.done = true;
+                self.entry.finish();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.done = true;
+                let e: Error = e.into();
+                let why = format!("the body failed: {e}");
+                Poll::Ready(Some(Err(self.entry.fail(why, None, e))))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref()
+                    && let Err(e) = self.entry.charge(data.len(), self.outgoing)
+                {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => {
+                if self.deadline.as_mut().poll(cx).is_ready() {
+                    self.done = true;
+                    let code = if self.outgoing {
+                        Error::ConnectionWriteTimeout
+                    } else {
+                        Error::ConnectionReadTimeout
+                    };
+                    return Poll::Ready(Some(Err(self.entry.expire(code))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A fresh span id, as 16 lower-case hex digits (never all zero).
+fn span_id() -> String {
+    let id: u64 = rand::random::<u64>() | 1;
+    format!("{id:016x}")
+}
+
+/// The `traceparent` of a child of `parent` with span id `span`.
+fn child_traceparent(parent: &str, span: &str) -> Option<String> {
+    let mut parts = parent.split('-');
+    let (_version, trace, _span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    Some(format!("00-{trace}-{span}-{flags}"))
+}
+
+type Sent = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ),
+    Error,
+>;
+
+impl WasiHttpHooks for Outbound {
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        OUTGOING_CHUNK
+    }
+
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Box<dyn Future<Output = Sent> + Send> {
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+        let host = uri.host().unwrap_or_default().to_ascii_lowercase();
+        let port = uri.port_u16().unwrap_or_else(|| default_port(&scheme));
+        let span = self.traceparent.as_ref().map(|_| span_id());
+        let entry = {
+            let mut ledger = self.ledger.lock();
+            ledger.calls.push(OutboundReport {
+                call: OutboundCall {
+                    method: request.method().to_string(),
+                    origin: origin(&scheme, &host, port),
+                    ..OutboundCall::default()
+                },
+                started: SystemTime::now(),
+                span_id: span.clone(),
+            });
+            Entry {
+                ledger: self.ledger.clone(),
+                capture: self.capture.clone(),
+                index: ledger.calls.len() - 1,
+                started: Instant::now(),
+                max_bytes: self.limits.max_bytes,
+            }
+        };
+        let made = entry.index + 1;
+        if made > self.limits.max_requests as usize {
+            let why = format!(
+                "the invocation made more than {} outbound requests",
+                self.limits.max_requests
+            );
+            let e = entry.fail(
+                why,
+                Some(LimitKind::OutboundRequests),
+                Error::ConnectionLimitReached,
+            );
+            return Box::new(async move { Err(e) });
+        }
+        if !self.limits.allowed_hosts.allows(&scheme, &host, port) {
+            let why = format!(
+                "denied: `{}` is not in this function's allowed_hosts",
+                origin(&scheme, &host, port)
+            );
+            let e = entry.fail(why, None, Error::HttpRequestDenied);
+            return Box::new(async move { Err(e) });
+        }
+        if let (Some(parent), Some(span)) = (&self.traceparent, &span)
+            && !request.headers().contains_key("traceparent")
+            && let Some(tp) = child_traceparent(parent, span)
+            && let Ok(value) = http::HeaderValue::from_str(&tp)
+        {
+            request.headers_mut().insert("traceparent", value);
+        }
+        let net = self.net.clone();
+        let deadline = self.deadline;
+        Box::new(async move {
+            let sent = tokio::time::timeout_at(
+                deadline,
+                send(
+                    net, request, options, &scheme, &host, port, &entry, deadline,
+                ),
+            )
+            .await;
+            match sent {
+                Ok(sent) => sent,
+                Err(_) => Err(entry.expire(Error::ConnectionTimeout)),
+            }
+        })
+    }
+}
+
+/// The addresses `host` may be reached at: every resolved address the
+/// guard lets through, or why there is none.
+async fn resolve(
+    net: &Net,
+    host: &str,
+    port: u16,
+    entry: &Entry,
+) -> Result<Vec<SocketAddr>, Error> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let all: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => match tokio::net::lookup_host((bare, port)).await {
+            Ok(addrs) => addrs.collect(),
+            Err(e) => {
+                return Err(entry.fail(
+                    format!("could not resolve `{bare}`: {e}"),
+                    None,
+                    Error::DnsError {
+                        rcode: Some(e.to_string()),
+                        info_code: None,
+                    },
+                ));
+            }
+        },
+    };
+    let mut refusal = None;
+    let allowed: Vec<SocketAddr> = all
+        .into_iter()
+        .filter(|a| match refused(a.ip(), &net.allowlist) {
+            Some(kind) => {
+                refusal.get_or_insert((a.ip(), kind));
+                false
+            }
+            None => true,
+        })
+        .collect();
+    if allowed.is_empty() {
+        let why = match refusal {
+            Some((ip, kind)) if ip.to_string() == bare => format!(
+                "refused: {ip} is {kind}, which the operator does not allow (EDDY_OUTBOUND_ALLOWLIST)"
+            ),
+            Some((ip, kind)) => format!(
+                "refused: `{bare}` resolves to {ip}, {kind}, which the operator does not allow (EDDY_OUTBOUND_ALLOWLIST)"
+            ),
+            None => format!("`{bare}` resolves to no address"),
+        };
+        let code = if refusal.is_some() {
+            Error::DestinationIpProhibited
+        } else {
+            Error::DestinationNotFound
+        };
+        return Err(entry.fail(why, None, code));
+    }
+    Ok(allowed)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    net: Arc<Net>,
+    request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    scheme: &str,
+    host: &str,
+    port: u16,
+    entry: &Entry,
+    deadline: tokio::time::Instant,
+) -> Sent {
+    let addrs = resolve(&net, host, port, entry).await?;
+    let connect_timeout = options.and_then(|o| o.connect_timeout);
+    let mut last = None;
+    let mut stream = None;
+    for addr in addrs {
+        let connect = TcpStream::connect(addr);
+        let result = match connect_timeout {
+            Some(t) => tokio::time::timeout(t, connect)
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
+            None => connect.await,
+        };
+        match result {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    let Some(tcp) = stream else {
+        let why = match last {
+            Some((addr, e)) => format!("could not connect to {addr}: {e}"),
+            None => "could not connect".into(),
+        };
+        return Err(entry.fail(why, None, Error::ConnectionRefused));
+    };
+    let _ = tcp.set_nodelay(true);
+    let (parts, body) = request.into_parts();
+    let body = Metered {
+        inner: body,
+        entry: entry.clone(),
+        outgoing: true,
+        deadline: Box::pin(tokio::time::sleep_until(deadline)),
+        done: false,
+    };
+    let mut request = http::Request::from_parts(parts, body);
+    // The connection is to the origin itself: the request line carries the
+    // path only.
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(path)
+        .build()
+        .map_err(|e| entry.fail(format!("bad path: {e}"), None, Error::HttpRequestUriInvalid))?;
+    let conn = if scheme == "https" {
+        let name = match host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            Ok(ip) => rustls::pki_types::ServerName::from(ip),
+            Err(_) => rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
+                entry.fail(format!("bad TLS name: {e}"), None, Error::TlsProtocolError)
+            })?,
+        };
+        let tls = net
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| entry.fail(format!("TLS: {e}"), None, Error::TlsProtocolError))?;
+        handshake(TokioIo::new(tls), entry).await?
+    } else {
+        handshake(TokioIo::new(tcp), entry).await?
+    };
+    let (mut sender, conn) = conn;
+    // The connection is driven here until the response's head is in, then
+    // handed to wasmtime, which drops it with the store.
+    let first_byte = options.and_then(|o| o.first_byte_timeout);
+    let mut conn = Some(conn);
+    let mut response = std::pin::pin!(sender.send_request(request));
+    let head = std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = response.as_mut().poll(cx) {
+            return Poll::Ready(r.map_err(Error::from));
+        }
+        if let Some(c) = conn.as_mut()
+            && let Poll::Ready(r) = c.as_mut().poll(cx)
+        {
+            conn = None;
+            return match r {
+                Ok(()) => response.as_mut().poll(cx).map_err(Error::from),
+                Err(e) => Poll::Ready(Err(e)),
+            };
+        }
+        Poll::Pending
+    });
+    let response = match first_byte {
+        Some(t) => tokio::time::timeout(t, head).await.map_err(|_| {
+            entry.fail(
+                format!("no response within {} ms", t.as_millis()),
+                None,
+                Error::ConnectionReadTimeout,
+            )
+        })?,
+        None => head.await,
+    }
+    .map_err(|e| entry.fail(format!("{e:?}"), None, e))?;
+    entry.status(response.status().as_u16());
+    if let Some(len) = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let spent = entry.ledger.lock().bytes;
+        if spent.saturating_add(len) > entry.max_bytes {
+            let why = format!(
+                "the response's {len} bytes would take the invocation's outbound bodies past the limit of {} bytes",
+                entry.max_bytes
+            );
+            return Err(entry.fail(
+                why,
+                Some(LimitKind::OutboundBytes),
+                Error::HttpResponseBodySize(Some(len)),
+            ));
+        }
+    }
+    let entry = entry.clone();
+    let response = response.map(move |incoming| {
+        Metered {
+            inner: incoming.map_err(Error::from),
+            entry,
+            outgoing: false,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            done: false,
+        }
+        .boxed_unsync()
+    });
+    let io: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async move {
+        match conn {
+            Some(conn) => conn.await,
+            None => Ok(()),
+        }
+    });
+    Ok((response, io))
+}
+
+type Driver = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
+/// An HTTP/1 client connection over `io`: its sender and its driver.
+async fn handshake<T>(
+    io: TokioIo<T>,
+    entry: &Entry,
+) -> Result<
+    (
+        hyper::client::conn::http1::SendRequest<Metered<WasiBody>>,
+        Driver,
+    ),
+    Error,
+>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let mut builder = hyper::client::conn::http1::Builder::new();
+    builder.max_buf_size(READ_BUFFER);
+    let (sender, conn) = builder.handshake(io).await.map_err(|e| {
+        entry.fail(
+            format!("HTTP handshake: {e}"),
+            None,
+            Error::HttpProtocolError,
+        )
+    })?;
+    let driver: Driver = Box::pin(async move { conn.await.map_err(Error::from) });
+    Ok((sender, driver))
+}
