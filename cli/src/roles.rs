@@ -188,7 +188,8 @@ pub struct CeilingArgs {
     /// backoff_base_ms (60000), backoff_max_ms (3600000), max_concurrency
     /// (1000), idle_timeout_ms (3600000), max_output_bytes (4 MiB),
     /// max_emits (1000), max_emit_bytes (1 MiB), max_log_bytes (1 MiB),
-    /// max_outbound_requests (1000), max_outbound_bytes (256 MiB),
+    /// max_outbound_requests (1000; 0 turns outbound HTTP off),
+    /// max_outbound_bytes (256 MiB),
     /// max_depth (64), max_invocations (10000000), core_instances (50),
     /// memories (4), tables (16), table_elements (20000), completion_bytes
     /// (6 MiB). Gateways and workers should be given the same ceilings.

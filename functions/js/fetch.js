@@ -1,7 +1,8 @@
 // fetch.js: a JavaScript processor that fetches the URL its input names
 // with the standard `fetch` and answers with the status and the body.
 // Input: {"url": "..."}. A failed fetch is a non-retryable `fetch-failed`
-// error carrying what JavaScript said.
+// error naming the origin (not the path or query, which may carry tokens)
+// and what JavaScript said.
 export async function handle(invocation) {
   const input = JSON.parse(new TextDecoder().decode(invocation.payload));
   let status, body;
@@ -10,7 +11,7 @@ export async function handle(invocation) {
     status = response.status;
     body = await response.text();
   } catch (e) {
-    throw { code: 'fetch-failed', message: `fetch ${input.url}: ${e}`, retryable: false };
+    throw { code: 'fetch-failed', message: `fetch ${new URL(input.url).origin}: ${e}`, retryable: false };
   }
   return {
     contentType: 'application/json',

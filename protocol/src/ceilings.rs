@@ -191,7 +191,9 @@ impl Ceilings {
     }
 
     fn set(&mut self, key: &str, value: u64) -> Result<(), CeilingError> {
-        if value == 0 {
+        // 0 turns outbound HTTP off for every function; every other
+        // ceiling of 0 would make every function useless.
+        if value == 0 && !key.starts_with("max_outbound_") {
             return Err(CeilingError::Parse(format!("`{key}` must be at least 1")));
         }
         let mut keys = Vec::new();
@@ -292,6 +294,13 @@ mod tests {
     fn parse_sets_keys_and_refuses_nonsense() {
         let c = Ceilings::parse("memory_mb=128, timeout_ms=5000").unwrap();
         assert_eq!((c.memory_mb, c.timeout_ms), (128, 5000));
+        // Outbound HTTP can be turned off; a clamped default then asks for
+        // none.
+        let off = Ceilings::parse("max_outbound_requests=0").unwrap();
+        assert_eq!(
+            off.clamp(FunctionConfig::default()).max_outbound_requests,
+            0
+        );
         for (spec, want) in [
             ("memory=1", "unknown ceiling `memory` (one of: timeout_ms,"),
             ("memory_mb", "`memory_mb`: expected key=value"),

@@ -33,18 +33,35 @@ pub struct FunctionConfig {
     pub max_emit_bytes: u64,
     /// Captured log bytes of one invocation.
     pub max_log_bytes: u64,
+    // The outbound settings are left out of the JSON at their defaults, so
+    // that workers of the previous release (which refuse unknown fields)
+    // still read the specs of functions that do not use them.
     /// Requests one invocation may make through `wasi:http`.
+    #[serde(skip_serializing_if = "is_default_requests")]
     pub max_outbound_requests: u32,
     /// Request and response body bytes of one invocation's outbound
     /// requests together.
+    #[serde(skip_serializing_if = "is_default_bytes")]
     pub max_outbound_bytes: u64,
     /// Origins the processor may call (see [`crate::outbound`]); none by
     /// default.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed_hosts: Vec<String>,
     /// Limits of runs rooted at this function.
     pub run: RunLimits,
     /// Values handed to the processor as `invocation.config`.
     pub values: BTreeMap<String, String>,
+}
+
+const DEFAULT_OUTBOUND_REQUESTS: u32 = 100;
+const DEFAULT_OUTBOUND_BYTES: u64 = 16 << 20;
+
+fn is_default_requests(n: &u32) -> bool {
+    *n == DEFAULT_OUTBOUND_REQUESTS
+}
+
+fn is_default_bytes(n: &u64) -> bool {
+    *n == DEFAULT_OUTBOUND_BYTES
 }
 
 impl Default for FunctionConfig {
@@ -61,8 +78,8 @@ impl Default for FunctionConfig {
             max_emits: 1_000,
             max_emit_bytes: 1 << 20,
             max_log_bytes: 64 << 10,
-            max_outbound_requests: 100,
-            max_outbound_bytes: 16 << 20,
+            max_outbound_requests: DEFAULT_OUTBOUND_REQUESTS,
+            max_outbound_bytes: DEFAULT_OUTBOUND_BYTES,
             allowed_hosts: Vec::new(),
             run: RunLimits::default(),
             values: BTreeMap::new(),
@@ -140,5 +157,14 @@ mod tests {
         assert_eq!(c.memory_mb, 64);
         let e = serde_json::from_str::<FunctionConfig>(r#"{"timeout": 5}"#).unwrap_err();
         assert!(e.to_string().starts_with("unknown field `timeout`"), "{e}");
+        // Settings a previous release does not know stay out at their
+        // defaults, and come back from their absence.
+        let json = serde_json::to_string(&FunctionConfig::default()).unwrap();
+        assert!(
+            !json.contains("outbound") && !json.contains("allowed_hosts"),
+            "{json}"
+        );
+        let back: FunctionConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, FunctionConfig::default());
     }
 }

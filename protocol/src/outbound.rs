@@ -63,11 +63,15 @@ pub fn default_port(scheme: &str) -> u16 {
     if scheme == "https" { 443 } else { 80 }
 }
 
-/// Lower-cases a host and takes the brackets off an IPv6 address.
-fn normal_host(host: &str) -> String {
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase()
+/// A host as the checks compare it: lower case, without a trailing dot,
+/// an IPv6 address without its brackets. Idempotent.
+pub fn normal_host(host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(&host);
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_ok() => v6.to_string(),
+        _ => host.to_string(),
+    }
 }
 
 fn same_host(pattern: &str, host: &str) -> bool {
@@ -79,10 +83,15 @@ fn same_host(pattern: &str, host: &str) -> bool {
 }
 
 /// A DNS name as `allowed_hosts` takes it: ASCII labels of letters, digits
-/// and `-` (internationalized names in their `xn--` form).
+/// and `-` (internationalized names in their `xn--` form), the last one not
+/// all digits (`10.1` is an address to the resolver, not a name).
 fn is_dns_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
+        && !s
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
         && s.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
@@ -110,6 +119,8 @@ impl AllowedHost {
             _ => return Err(bad("the scheme must be http, https or *")),
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let rest = rest.replace(".:", ":");
+        let rest = rest.strip_suffix('.').unwrap_or(&rest);
         if rest.contains(['/', '?', '#', '@']) {
             return Err(bad(
                 "an allowed host is an origin (scheme://host[:port]), without a path, query or user",
@@ -347,6 +358,9 @@ mod tests {
             ("http", "[::1]", 9000, true),
             ("http", "::1", 9000, true),
             ("http", "[0:0::1]", 9000, true),
+            ("https", "api.example.com.", 443, true),
+            ("https", "[api.example.com]", 443, false),
+            ("https", "10.1.2.3", 443, false),
         ] {
             assert_eq!(
                 hosts.allows(scheme, host, port),

@@ -19,7 +19,17 @@
 //! `destination-IP-prohibited`, ...), not a trap; Eddy adds a `host` line
 //! to the invocation's log naming the origin and the reason, and the
 //! request's entry in the record says the same. A limit hit ends the
-//! invocation as `limit-exceeded` even if the guest carries on.
+//! invocation as `limit-exceeded`, and a request stopped at the deadline as
+//! `timeout`, whether the guest carried on or returned an error of its own.
+//!
+//! What a guest can make the host hold is bounded: at most
+//! [`MAX_IN_FLIGHT`] requests of one invocation are on the wire at once
+//! (the others wait for a slot, within the deadline), each with at most
+//! [`READ_BUFFER`] and [`OUTGOING_CHUNK`] of buffers; the record keeps
+//! `max_requests` entries plus the first refused one, with hosts of at
+//! most 253 bytes; and at most [`MAX_LOOKUPS`] name lookups of the whole
+//! process run at once (`getaddrinfo` blocks a thread and cannot be
+//! cancelled).
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -29,7 +39,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use eddy_protocol::callback::{Allowlist, refused};
-use eddy_protocol::outbound::{AllowedHosts, OutboundCall, default_port, origin};
+use eddy_protocol::outbound::{AllowedHosts, OutboundCall, default_port, normal_host, origin};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
@@ -46,7 +56,21 @@ use crate::host::LimitHit;
 pub(crate) struct Net {
     allowlist: Allowlist,
     tls: tokio_rustls::TlsConnector,
+    lookups: Arc<tokio::sync::Semaphore>,
 }
+
+/// Name lookups running at once in a process.
+const MAX_LOOKUPS: usize = 32;
+
+/// Requests of one invocation on the wire at once.
+const MAX_IN_FLIGHT: usize = 8;
+
+/// Longest host name a request may name (DNS's limit; an IPv6 literal is
+/// shorter).
+const MAX_HOST: usize = 253;
+
+/// Longest method kept in the record.
+const MAX_METHOD: usize = 32;
 
 impl Net {
     pub(crate) fn new(allowlist: Allowlist) -> Result<Self, String> {
@@ -63,6 +87,7 @@ impl Net {
         Ok(Net {
             allowlist,
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            lookups: Arc::new(tokio::sync::Semaphore::new(MAX_LOOKUPS)),
         })
     }
 }
@@ -94,6 +119,8 @@ pub struct OutboundReport {
 #[derive(Debug, Default)]
 struct Ledger {
     calls: Vec<OutboundReport>,
+    /// Requests the guest asked for, refused ones included.
+    attempts: u64,
     bytes: u64,
     limit_hit: Option<LimitHit>,
     /// A request was stopped at the invocation's deadline: the invocation
@@ -110,6 +137,7 @@ pub(crate) struct Outbound {
     deadline: tokio::time::Instant,
     /// The invocation's trace context: each request gets a child of it.
     traceparent: Option<String>,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// Most bytes of a guest's outgoing body buffered in the host per request
@@ -134,6 +162,7 @@ impl Outbound {
             capture,
             deadline,
             traceparent,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         }
     }
 
@@ -147,9 +176,52 @@ impl Outbound {
         self.ledger.lock().timed_out
     }
 
-    /// The requests made, in order.
+    /// The requests made, in order. Tasks still finishing a request after
+    /// this find their entry gone and record nothing.
     pub(crate) fn take(&self) -> Vec<OutboundReport> {
         std::mem::take(&mut self.ledger.lock().calls)
+    }
+
+    /// Records a new request; `None` past the request limit, after the
+    /// first refused one (which is recorded, with its reason).
+    fn begin(&self, method: &str, origin: String, span: Option<String>) -> Result<Entry, Error> {
+        let mut ledger = self.ledger.lock();
+        ledger.attempts += 1;
+        let over = ledger.attempts > u64::from(self.limits.max_requests);
+        if over && ledger.attempts > u64::from(self.limits.max_requests) + 1 {
+            return Err(Error::ConnectionLimitReached);
+        }
+        let mut method = method.to_string();
+        method.truncate(MAX_METHOD);
+        ledger.calls.push(OutboundReport {
+            call: OutboundCall {
+                method,
+                origin,
+                ..OutboundCall::default()
+            },
+            started: SystemTime::now(),
+            span_id: span,
+        });
+        let entry = Entry {
+            ledger: self.ledger.clone(),
+            capture: self.capture.clone(),
+            index: ledger.calls.len() - 1,
+            started: Instant::now(),
+            max_bytes: self.limits.max_bytes,
+        };
+        drop(ledger);
+        if over {
+            let why = format!(
+                "the invocation made more than {} outbound requests",
+                self.limits.max_requests
+            );
+            return Err(entry.fail(
+                why,
+                Some(LimitKind::OutboundRequests),
+                Error::ConnectionLimitReached,
+            ));
+        }
+        Ok(entry)
     }
 }
 
@@ -164,20 +236,26 @@ struct Entry {
 }
 
 impl Entry {
-    /// Ends the request with `why`, tells the guest `code`.
+    /// Records why the request failed (the first reason only, with one
+    /// `host` log line) and hands back `code` for the guest.
     fn fail(&self, why: String, limit: Option<LimitKind>, code: Error) -> Error {
         let mut ledger = self.ledger.lock();
-        let call = &mut ledger.calls[self.index].call;
+        if let Some(limit) = limit {
+            ledger.limit_hit.get_or_insert(LimitHit {
+                limit,
+                detail: why.clone(),
+            });
+        }
+        let Some(report) = ledger.calls.get_mut(self.index) else {
+            return code;
+        };
+        let call = &mut report.call;
+        if call.error.is_some() {
+            return code;
+        }
         call.duration_us = self.started.elapsed().as_micros() as u64;
         let line = format!("outbound {} {}: {why}", call.method, call.origin);
-        if call.error.is_none() {
-            call.error = Some(why.clone());
-        }
-        if let Some(limit) = limit {
-            ledger
-                .limit_hit
-                .get_or_insert(LimitHit { limit, detail: why });
-        }
+        call.error = Some(why);
         drop(ledger);
         self.capture.note(LogLevel::Warn, line);
         code
@@ -189,13 +267,24 @@ impl Entry {
         self.fail("stopped at the invocation's deadline".into(), None, code)
     }
 
-    fn finish(&self) {
-        let mut ledger = self.ledger.lock();
-        ledger.calls[self.index].call.duration_us = self.started.elapsed().as_micros() as u64;
+    fn call(&self, f: impl FnOnce(&mut OutboundCall)) {
+        if let Some(report) = self.ledger.lock().calls.get_mut(self.index) {
+            f(&mut report.call);
+        }
     }
 
+    fn finish(&self) {
+        let us = self.started.elapsed().as_micros() as u64;
+        self.call(|c| c.duration_us = us);
+    }
+
+    /// The response's head is in.
     fn status(&self, status: u16) {
-        self.ledger.lock().calls[self.index].call.status = Some(status);
+        let us = self.started.elapsed().as_micros() as u64;
+        self.call(|c| {
+            c.status = Some(status);
+            c.duration_us = us;
+        });
     }
 
     /// Charges `n` body bytes; an error once the invocation's budget is
@@ -205,11 +294,12 @@ impl Entry {
         let n = n as u64;
         ledger.bytes = ledger.bytes.saturating_add(n);
         let over = ledger.bytes > self.max_bytes;
-        let call = &mut ledger.calls[self.index].call;
-        if outgoing {
-            call.bytes_out += n;
-        } else {
-            call.bytes_in += n;
+        if let Some(report) = ledger.calls.get_mut(self.index) {
+            if outgoing {
+                report.call.bytes_out += n;
+            } else {
+                report.call.bytes_in += n;
+            }
         }
         drop(ledger);
         if over {
@@ -236,6 +326,9 @@ struct Metered<B> {
     outgoing: bool,
     deadline: Pin<Box<tokio::time::Sleep>>,
     done: bool,
+    /// The request's in-flight slot, given back when the response body
+    /// ends or is dropped.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl<B> Body for Metered<B>
@@ -320,9 +413,34 @@ type Sent = Result<
     Error,
 >;
 
+/// `host`, in brackets when it is an IPv6 address.
+fn bracketed(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+/// `host[:port]` for the `Host` header.
+fn host_header(scheme: &str, host: &str, port: u16) -> String {
+    let host = bracketed(host);
+    if port == default_port(scheme) {
+        host
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 impl WasiHttpHooks for Outbound {
     fn p2_outgoing_body_chunk_size(&mut self) -> usize {
         OUTGOING_CHUNK
+    }
+
+    /// `send` sets it from the checked host, never from the guest's
+    /// authority (which may carry userinfo).
+    fn set_host_header(&mut self) -> bool {
+        false
     }
 
     fn send_request(
@@ -333,48 +451,61 @@ impl WasiHttpHooks for Outbound {
     ) -> Box<dyn Future<Output = Sent> + Send> {
         let uri = request.uri();
         let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
-        let host = uri.host().unwrap_or_default().to_ascii_lowercase();
-        let port = uri.port_u16().unwrap_or_else(|| default_port(&scheme));
-        let span = self.traceparent.as_ref().map(|_| span_id());
-        let entry = {
-            let mut ledger = self.ledger.lock();
-            ledger.calls.push(OutboundReport {
-                call: OutboundCall {
-                    method: request.method().to_string(),
-                    origin: origin(&scheme, &host, port),
-                    ..OutboundCall::default()
-                },
-                started: SystemTime::now(),
-                span_id: span.clone(),
-            });
-            Entry {
-                ledger: self.ledger.clone(),
-                capture: self.capture.clone(),
-                index: ledger.calls.len() - 1,
-                started: Instant::now(),
-                max_bytes: self.limits.max_bytes,
-            }
+        let raw = uri.host().unwrap_or_default();
+        let host = if raw.len() > MAX_HOST {
+            String::new()
+        } else {
+            normal_host(raw)
         };
-        let made = entry.index + 1;
-        if made > self.limits.max_requests as usize {
-            let why = format!(
-                "the invocation made more than {} outbound requests",
-                self.limits.max_requests
+        let port = uri.port_u16().unwrap_or_else(|| default_port(&scheme));
+        let shown = if raw.len() > MAX_HOST {
+            format!("{scheme}://<a host of {} bytes>", raw.len())
+        } else {
+            origin(&scheme, &bracketed(&host), port)
+        };
+        let span = self.traceparent.as_ref().map(|_| span_id());
+        let method = request.method().clone();
+        let entry = match self.begin(method.as_str(), shown.clone(), span.clone()) {
+            Ok(entry) => entry,
+            Err(e) => return Box::new(async move { Err(e) }),
+        };
+        let refuse = |why: String, code: Error| -> Box<dyn Future<Output = Sent> + Send> {
+            let e = entry.fail(why, None, code);
+            Box::new(async move { Err(e) })
+        };
+        if host.is_empty() {
+            return refuse(
+                format!("the host must be 1 to {MAX_HOST} bytes"),
+                Error::HttpRequestUriInvalid,
             );
-            let e = entry.fail(
-                why,
-                Some(LimitKind::OutboundRequests),
-                Error::ConnectionLimitReached,
+        }
+        if method == http::Method::CONNECT || method == http::Method::TRACE {
+            return refuse(
+                format!("{method} requests are not allowed"),
+                Error::HttpRequestMethodInvalid,
             );
-            return Box::new(async move { Err(e) });
+        }
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        if !path.starts_with('/') {
+            return refuse(
+                "the path must start with `/`".into(),
+                Error::HttpRequestUriInvalid,
+            );
         }
         if !self.limits.allowed_hosts.allows(&scheme, &host, port) {
-            let why = format!(
-                "denied: `{}` is not in this function's allowed_hosts",
-                origin(&scheme, &host, port)
+            return refuse(
+                format!("denied: `{shown}` is not in this function's allowed_hosts"),
+                Error::HttpRequestDenied,
             );
-            let e = entry.fail(why, None, Error::HttpRequestDenied);
-            return Box::new(async move { Err(e) });
+        }
+        // The connection is to the origin itself: the request line carries
+        // the path only, and `Host` names the host that was checked.
+        *request.uri_mut() = match http::Uri::builder().path_and_query(path).build() {
+            Ok(uri) => uri,
+            Err(e) => return refuse(format!("bad path: {e}"), Error::HttpRequestUriInvalid),
+        };
+        if let Ok(value) = http::HeaderValue::from_str(&host_header(&scheme, &host, port)) {
+            request.headers_mut().insert(http::header::HOST, value);
         }
         if let (Some(parent), Some(span)) = (&self.traceparent, &span)
             && !request.headers().contains_key("traceparent")
@@ -383,15 +514,26 @@ impl WasiHttpHooks for Outbound {
         {
             request.headers_mut().insert("traceparent", value);
         }
-        let net = self.net.clone();
-        let deadline = self.deadline;
+        let target = Target {
+            net: self.net.clone(),
+            https: scheme == "https",
+            host,
+            port,
+            head: method == http::Method::HEAD,
+            deadline: self.deadline,
+        };
+        let slots = self.in_flight.clone();
         Box::new(async move {
-            let sent = tokio::time::timeout_at(
-                deadline,
-                send(
-                    net, request, options, &scheme, &host, port, &entry, deadline,
-                ),
-            )
+            let deadline = target.deadline;
+            let sent = tokio::time::timeout_at(deadline, async {
+                // One of the invocation's in-flight slots, held until the
+                // response body is done.
+                let slot = slots
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Error::InternalError(None))?;
+                send(&target, request, options, &entry, slot).await
+            })
             .await;
             match sent {
                 Ok(sent) => sent,
@@ -401,30 +543,45 @@ impl WasiHttpHooks for Outbound {
     }
 }
 
-/// The addresses `host` may be reached at: every resolved address the
-/// guard lets through, or why there is none.
-async fn resolve(
-    net: &Net,
-    host: &str,
+/// Where a checked request goes.
+struct Target {
+    net: Arc<Net>,
+    https: bool,
+    /// As [`normal_host`] made it.
+    host: String,
     port: u16,
-    entry: &Entry,
-) -> Result<Vec<SocketAddr>, Error> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let all: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => match tokio::net::lookup_host((bare, port)).await {
-            Ok(addrs) => addrs.collect(),
-            Err(e) => {
-                return Err(entry.fail(
-                    format!("could not resolve `{bare}`: {e}"),
-                    None,
-                    Error::DnsError {
-                        rcode: Some(e.to_string()),
-                        info_code: None,
-                    },
-                ));
+    head: bool,
+    deadline: tokio::time::Instant,
+}
+
+/// The addresses the target may be reached at: every resolved address the
+/// guard lets through, or why there is none. A name's refused addresses
+/// are not named to the tenant: that would tell it the operator's network.
+async fn resolve(target: &Target, entry: &Entry) -> Result<Vec<SocketAddr>, Error> {
+    let (net, host, port) = (&target.net, target.host.as_str(), target.port);
+    let literal = host.parse::<IpAddr>().ok();
+    let all: Vec<SocketAddr> = match literal {
+        Some(ip) => vec![SocketAddr::new(ip, port)],
+        None => {
+            let _lookup = net
+                .lookups
+                .acquire()
+                .await
+                .map_err(|_| Error::InternalError(None))?;
+            match tokio::net::lookup_host((host, port)).await {
+                Ok(addrs) => addrs.collect(),
+                Err(e) => {
+                    return Err(entry.fail(
+                        format!("could not resolve `{host}`: {e}"),
+                        None,
+                        Error::DnsError {
+                            rcode: Some(e.to_string()),
+                            info_code: None,
+                        },
+                    ));
+                }
             }
-        },
+        }
     };
     let mut refusal = None;
     let allowed: Vec<SocketAddr> = all
@@ -437,38 +594,41 @@ async fn resolve(
             None => true,
         })
         .collect();
-    if allowed.is_empty() {
-        let why = match refusal {
-            Some((ip, kind)) if ip.to_string() == bare => format!(
-                "refused: {ip} is {kind}, which the operator does not allow (EDDY_OUTBOUND_ALLOWLIST)"
-            ),
-            Some((ip, kind)) => format!(
-                "refused: `{bare}` resolves to {ip}, {kind}, which the operator does not allow (EDDY_OUTBOUND_ALLOWLIST)"
-            ),
-            None => format!("`{bare}` resolves to no address"),
-        };
-        let code = if refusal.is_some() {
-            Error::DestinationIpProhibited
-        } else {
-            Error::DestinationNotFound
-        };
-        return Err(entry.fail(why, None, code));
+    if !allowed.is_empty() {
+        return Ok(allowed);
     }
-    Ok(allowed)
+    let why = match (literal, refusal) {
+        (Some(ip), Some((_, kind))) => format!(
+            "refused: {ip} is {kind}, which the operator does not allow (EDDY_OUTBOUND_ALLOWLIST)"
+        ),
+        (None, Some((ip, kind))) => {
+            tracing::debug!(host, %ip, kind, "outbound request refused");
+            format!(
+                "refused: `{host}` resolves only to internal or special-purpose addresses, which the operator does not allow (EDDY_OUTBOUND_ALLOWLIST)"
+            )
+        }
+        (_, None) => {
+            return Err(entry.fail(
+                format!("`{host}` resolves to no address"),
+                None,
+                Error::DnsError {
+                    rcode: None,
+                    info_code: None,
+                },
+            ));
+        }
+    };
+    Err(entry.fail(why, None, Error::DestinationIpProhibited))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn send(
-    net: Arc<Net>,
+    target: &Target,
     request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
-    scheme: &str,
-    host: &str,
-    port: u16,
     entry: &Entry,
-    deadline: tokio::time::Instant,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> Sent {
-    let addrs = resolve(&net, host, port, entry).await?;
+    let addrs = resolve(target, entry).await?;
     let connect_timeout = options.and_then(|o| o.connect_timeout);
     let mut last = None;
     let mut stream = None;
@@ -496,6 +656,7 @@ async fn send(
         return Err(entry.fail(why, None, Error::ConnectionRefused));
     };
     let _ = tcp.set_nodelay(true);
+    let deadline = target.deadline;
     let (parts, body) = request.into_parts();
     let body = Metered {
         inner: body,
@@ -503,32 +664,20 @@ async fn send(
         outgoing: true,
         deadline: Box::pin(tokio::time::sleep_until(deadline)),
         done: false,
+        _slot: None,
     };
-    let mut request = http::Request::from_parts(parts, body);
-    // The connection is to the origin itself: the request line carries the
-    // path only.
-    let path = request
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
-    *request.uri_mut() = http::Uri::builder()
-        .path_and_query(path)
-        .build()
-        .map_err(|e| entry.fail(format!("bad path: {e}"), None, Error::HttpRequestUriInvalid))?;
-    let conn = if scheme == "https" {
-        let name = match host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-        {
+    let request = http::Request::from_parts(parts, body);
+    let conn = if target.https {
+        let name = match target.host.parse::<IpAddr>() {
             Ok(ip) => rustls::pki_types::ServerName::from(ip),
-            Err(_) => rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
-                entry.fail(format!("bad TLS name: {e}"), None, Error::TlsProtocolError)
-            })?,
+            Err(_) => {
+                rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| {
+                    entry.fail(format!("bad TLS name: {e}"), None, Error::TlsProtocolError)
+                })?
+            }
         };
-        let tls = net
+        let tls = target
+            .net
             .tls
             .connect(name, tcp)
             .await
@@ -569,12 +718,20 @@ async fn send(
         None => head.await,
     }
     .map_err(|e| entry.fail(format!("{e:?}"), None, e))?;
-    entry.status(response.status().as_u16());
+    let status = response.status();
+    entry.status(status.as_u16());
+    // A body is coming (not for HEAD, 1xx, 204 or 304): refuse at once one
+    // whose announced length is over what is left of the budget.
+    let bodyless = target.head
+        || status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED;
     if let Some(len) = response
         .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
+        .filter(|_| !bodyless)
     {
         let spent = entry.ledger.lock().bytes;
         if spent.saturating_add(len) > entry.max_bytes {
@@ -597,6 +754,7 @@ async fn send(
             outgoing: false,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
             done: false,
+            _slot: Some(slot),
         }
         .boxed_unsync()
     });

@@ -22,12 +22,12 @@ use crate::host::{
 };
 use crate::limits::{ComponentLimits, EMIT_COST, LOG_LINE_COST, Limits};
 use crate::outbound::{Net, Outbound, OutboundReport};
+use crate::pool::{Admission, Pool};
+use crate::ticker::Ticker;
 
 /// What an outbound request's record entry costs besides its method,
 /// origin and error: its numbers and field names as JSON.
 const OUTBOUND_CALL_COST: usize = 96;
-use crate::pool::{Admission, Pool};
-use crate::ticker::Ticker;
 
 /// Process-wide runtime settings. Per-function limits are [`Limits`].
 #[derive(Debug, Clone)]
@@ -497,10 +497,13 @@ impl Runtime {
             _ if state.outbound.timed_out() => Err(InvokeError::Timeout {
                 limit: limits.timeout,
             }),
-            (Ok(_), Some(hit)) => Err(InvokeError::LimitExceeded {
-                limit: hit.limit,
-                detail: hit.detail,
-            }),
+            // The guest's own error after a refusal is the refusal's doing.
+            (Ok(_) | Err(InvokeError::Processor { .. }), Some(hit)) => {
+                Err(InvokeError::LimitExceeded {
+                    limit: hit.limit,
+                    detail: hit.detail,
+                })
+            }
             (result, _) => result,
         };
         let emits = match result {
@@ -509,6 +512,11 @@ impl Runtime {
         };
         let outbound = state.outbound.take();
         drop(store);
+        if !outbound.is_empty() {
+            // Dropping the store aborted its requests' tasks; on a
+            // current-thread runtime they go only once it runs again.
+            tokio::task::yield_now().await;
+        }
         drop(admission);
         let mut report = Report {
             result,

@@ -78,8 +78,14 @@ fn limits_of(spec: &FunctionSpec, ceilings: &Ceilings) -> Limits {
         max_completion_bytes: usize::try_from(ceilings.completion_bytes).unwrap_or(usize::MAX),
         outbound: eddy_runtime::OutboundLimits {
             // Checked when the version was deployed; a spec that does not
-            // parse here allows nothing.
-            allowed_hosts: eddy_protocol::AllowedHosts::parse(&c.allowed_hosts).unwrap_or_default(),
+            // parse here (written by another release) allows nothing.
+            allowed_hosts: eddy_protocol::AllowedHosts::parse(&c.allowed_hosts).unwrap_or_else(
+                |e| {
+                    tracing::warn!(tenant = %spec.tenant, function = %spec.name, error = %e,
+                        "allowed_hosts does not parse; outbound HTTP is denied");
+                    eddy_protocol::AllowedHosts::default()
+                },
+            ),
             max_requests: c.max_outbound_requests,
             max_bytes: c.max_outbound_bytes,
         },

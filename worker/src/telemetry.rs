@@ -65,7 +65,8 @@ pub(crate) fn outbound_span(o: &eddy_runtime::OutboundReport) {
         ));
     }
     if let Some(error) = &call.error {
-        attributes.push(KeyValue::new("error.type", error.clone()));
+        attributes.push(KeyValue::new("error.type", "outbound"));
+        attributes.push(KeyValue::new("eddy.outbound.error", error.clone()));
     }
     let mut builder = tracer
         .span_builder("outbound")

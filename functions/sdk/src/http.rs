@@ -39,7 +39,8 @@ pub struct HttpError {
     /// `destination-IP-prohibited`, `connection-refused`, ...), or
     /// `bad-url` for a URL this module cannot send.
     pub code: String,
-    /// What happened, with the URL.
+    /// What happened, with the origin (`scheme://host[:port]`; never the
+    /// path or query, which may carry tokens and end up in records).
     pub message: String,
 }
 
@@ -57,7 +58,10 @@ impl From<HttpError> for Error {
     fn from(e: HttpError) -> Error {
         let permanent = matches!(
             e.code.as_str(),
-            "HTTP-request-denied" | "destination-IP-prohibited" | "bad-url"
+            "HTTP-request-denied"
+                | "destination-IP-prohibited"
+                | "connection-limit-reached"
+                | "bad-url"
         ) || e.code.ends_with("-size");
         let message = e.to_string();
         if permanent {
@@ -96,7 +100,16 @@ fn code_name(code: &ErrorCode) -> (String, Option<String>) {
     (words.join("-"), payload)
 }
 
+/// `scheme://host[:port]` of `url`, without userinfo, path or query.
+fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    format!("{scheme}://{host}")
+}
+
 fn fail(url: &str, code: &ErrorCode) -> HttpError {
+    let url = origin_of(url);
     let (code, payload) = code_name(code);
     let message = match payload {
         Some(p) => format!("request to {url} failed: {code} {p}"),
@@ -108,7 +121,7 @@ fn fail(url: &str, code: &ErrorCode) -> HttpError {
 fn bad_url(url: &str, why: &str) -> HttpError {
     HttpError {
         code: "bad-url".into(),
-        message: format!("cannot send to `{url}`: {why}"),
+        message: format!("cannot send to {}: {why}", origin_of(url)),
     }
 }
 
@@ -266,9 +279,10 @@ impl Request {
 }
 
 fn stream_error(url: &str, e: StreamError) -> HttpError {
+    let url = origin_of(url);
     match e {
         StreamError::LastOperationFailed(io) => match wasip2::http::types::http_error_code(&io) {
-            Some(code) => fail(url, &code),
+            Some(code) => fail(&url, &code),
             None => HttpError {
                 code: "internal-error".into(),
                 message: format!(
@@ -324,4 +338,18 @@ impl Response {
 /// `GET url`, read whole.
 pub fn get(url: &str) -> Result<Response, HttpError> {
     Request::get(url).send()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_of;
+
+    #[test]
+    fn messages_name_the_origin_only() {
+        assert_eq!(
+            origin_of("https://user:pw@api.example.com:8443/v1/x?token=s3cret"),
+            "https://api.example.com:8443"
+        );
+        assert_eq!(origin_of("http://h?k=v"), "http://h");
+    }
 }
