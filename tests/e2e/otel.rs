@@ -316,3 +316,92 @@ async fn a_fanout_run_is_one_trace_from_the_handler_to_the_run_callback() {
     assert_eq!(completer.name, "invoke fanout");
     assert_eq!(completer.attrs["eddy.depth"], "2", "the run ends on a leaf");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbound_request_is_a_client_span_whose_traceparent_the_server_gets() {
+    let redis = RedisServer::start();
+    let otlp = free_port();
+    let spans: Spans = Arc::default();
+    otlp_receiver(otlp, spans.clone()).await;
+    let server = crate::outbound::server(Arc::default()).await;
+    let endpoint = format!("http://127.0.0.1:{otlp}");
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("EDDY_OUTBOUND_ALLOWLIST", "127.0.0.1"),
+    ];
+    let cache = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _gateway = EddyProcess::gateway_with(&redis.url(), cache.path(), port, &env);
+    let _worker = EddyProcess::worker(&redis.url(), cache.path(), "w1", &env);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{base}/tenants"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "id": "traced" }))
+        .send()
+        .await
+        .unwrap();
+    let key = r.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let origin = format!("http://127.0.0.1:{server}");
+    let r = http
+        .put(format!("{base}/functions/fetch?allowed_hosts={origin}"))
+        .bearer_auth(&key)
+        .body(wasm("fx-fetch"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let r = http
+        .post(format!("{base}/invoke/fetch"))
+        .bearer_auth(&key)
+        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
+        .json(&json!({ "url": format!("{origin}/doc") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let out: Value = r.json().await.unwrap();
+    // The server got a child of the invocation's trace.
+    let sent = out["last"]["traceparent_sent"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(
+        (parts.len(), parts[0], parts[1], parts[3]),
+        (4, "00", trace_id, "01"),
+        "{sent}"
+    );
+
+    wait_for(Duration::from_secs(15), "the outbound span", || {
+        spans.lock().unwrap().iter().any(|g| g.name == "outbound")
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all: Vec<Got> = spans.lock().unwrap().clone();
+    let outbound: Vec<&Got> = all.iter().filter(|g| g.name == "outbound").collect();
+    assert_eq!(outbound.len(), 1, "{all:#?}");
+    let span = outbound[0];
+    // The span the server's traceparent names, a client span under the
+    // invocation's execution.
+    assert_eq!(
+        (span.trace_id.as_str(), span.span_id.as_str(), span.kind),
+        (trace_id, parts[2], KIND_CLIENT)
+    );
+    let parent = all
+        .iter()
+        .find(|g| g.span_id == span.parent)
+        .unwrap_or_else(|| panic!("no parent of {span:#?}"));
+    assert_eq!(parent.name, "execute");
+    assert_eq!(span.attrs["url.origin"], origin);
+    assert_eq!(span.attrs["http.request.method"], "GET");
+    assert_eq!(span.attrs["http.response.status_code"], "200");
+    assert_eq!(span.attrs["eddy.bytes_in"], "11");
+    assert!(span.start <= span.end);
+}

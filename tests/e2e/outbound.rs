@@ -17,7 +17,7 @@ use crate::gateway::Platform;
 
 /// What the test server saw.
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     /// Requests that reached `/doc`.
     doc: AtomicU64,
     /// Any request at all.
@@ -27,7 +27,7 @@ struct Seen {
 /// A local HTTP server: `/doc` (a small text that echoes the
 /// `traceparent` it got), `/slow` (answers after 30 s), `/big` (2 MiB with
 /// a length), `/stream` (2 MiB chunked), `/redirect?to=URL` (302).
-async fn server(seen: Arc<Seen>) -> u16 {
+pub(crate) async fn server(seen: Arc<Seen>) -> u16 {
     use axum::routing::get;
     let s = seen.clone();
     let app = axum::Router::new()

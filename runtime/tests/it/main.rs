@@ -6,4 +6,5 @@ mod errors;
 mod examples;
 mod hostile;
 mod modules;
+mod outbound;
 mod support;
