@@ -100,42 +100,72 @@ const KIND_CLIENT: i32 = 3;
 const KIND_CONSUMER: i32 = 5;
 const STATUS_OK: i32 = 1;
 
+/// A gateway and `workers` exporting to an OTLP receiver, with a tenant.
+struct Traced {
+    spans: Spans,
+    base: String,
+    http: reqwest::Client,
+    key: String,
+    secret: String,
+    _processes: Vec<EddyProcess>,
+    _cache: tempfile::TempDir,
+    _redis: RedisServer,
+}
+
+impl Traced {
+    async fn start(env: &[(&str, &str)], workers: &[&str]) -> Self {
+        let redis = RedisServer::start();
+        let otlp = free_port();
+        let spans: Spans = Arc::default();
+        otlp_receiver(otlp, spans.clone()).await;
+        let endpoint = format!("http://127.0.0.1:{otlp}");
+        let mut all = vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ];
+        all.extend_from_slice(env);
+        let cache = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut processes = vec![EddyProcess::gateway_with(
+            &redis.url(),
+            cache.path(),
+            port,
+            &all,
+        )];
+        for name in workers {
+            processes.push(EddyProcess::worker(&redis.url(), cache.path(), name, &all));
+        }
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{base}/tenants"))
+            .bearer_auth(ADMIN)
+            .json(&json!({ "id": "traced" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let body: Value = r.json().await.unwrap();
+        Traced {
+            spans,
+            base,
+            http,
+            key: body["key"].as_str().unwrap().to_string(),
+            secret: body["webhook_secret"].as_str().unwrap().to_string(),
+            _processes: processes,
+            _cache: cache,
+            _redis: redis,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fanout_run_is_one_trace_from_the_handler_to_the_run_callback() {
-    let redis = RedisServer::start();
-    let otlp = free_port();
-    let spans: Spans = Arc::default();
-    otlp_receiver(otlp, spans.clone()).await;
-    let endpoint = format!("http://127.0.0.1:{otlp}");
-    let env = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ("EDDY_CALLBACK_ALLOWLIST", "127.0.0.1"),
-    ];
-    let cache = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _gateway = EddyProcess::gateway_with(&redis.url(), cache.path(), port, &env);
-    let _w1 = EddyProcess::worker(&redis.url(), cache.path(), "w1", &env);
-    let _w2 = EddyProcess::worker(&redis.url(), cache.path(), "w2", &env);
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-
-    let r = http
-        .post(format!("{base}/tenants"))
-        .bearer_auth(ADMIN)
-        .json(&json!({ "id": "traced" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let body: Value = r.json().await.unwrap();
-    let (key, secret) = (
-        body["key"].as_str().unwrap().to_string(),
-        body["webhook_secret"].as_str().unwrap().to_string(),
-    );
+    let t = Traced::start(&[("EDDY_CALLBACK_ALLOWLIST", "127.0.0.1")], &["w1", "w2"]).await;
+    let (spans, base, http, key, secret) = (&t.spans, &t.base, &t.http, &t.key, &t.secret);
     let r = http
         .request(Method::PUT, format!("{base}/functions/fanout"))
-        .bearer_auth(&key)
+        .bearer_auth(key)
         .body(wasm("fanout"))
         .send()
         .await
@@ -143,14 +173,14 @@ async fn a_fanout_run_is_one_trace_from_the_handler_to_the_run_callback() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let hook_port = free_port();
     let received: Received = Arc::default();
-    let _hook = receiver(hook_port, &secret, received.clone()).await;
+    let _hook = receiver(hook_port, secret, received.clone()).await;
 
     // The caller's own trace: the gateway's span must be its child.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
     let r = http
         .post(format!("{base}/invoke/fanout"))
-        .bearer_auth(&key)
+        .bearer_auth(key)
         .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
         .header("prefer", "respond-async")
         .header(
@@ -319,38 +349,13 @@ async fn a_fanout_run_is_one_trace_from_the_handler_to_the_run_callback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outbound_request_is_a_client_span_whose_traceparent_the_server_gets() {
-    let redis = RedisServer::start();
-    let otlp = free_port();
-    let spans: Spans = Arc::default();
-    otlp_receiver(otlp, spans.clone()).await;
     let server = crate::outbound::server(Arc::default()).await;
-    let endpoint = format!("http://127.0.0.1:{otlp}");
-    let env = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ("EDDY_OUTBOUND_ALLOWLIST", "127.0.0.1"),
-    ];
-    let cache = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _gateway = EddyProcess::gateway_with(&redis.url(), cache.path(), port, &env);
-    let _worker = EddyProcess::worker(&redis.url(), cache.path(), "w1", &env);
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{base}/tenants"))
-        .bearer_auth(ADMIN)
-        .json(&json!({ "id": "traced" }))
-        .send()
-        .await
-        .unwrap();
-    let key = r.json::<Value>().await.unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let t = Traced::start(&[("EDDY_OUTBOUND_ALLOWLIST", "127.0.0.1")], &["w1"]).await;
+    let (spans, base, http, key) = (&t.spans, &t.base, &t.http, &t.key);
     let origin = format!("http://127.0.0.1:{server}");
     let r = http
         .put(format!("{base}/functions/fetch?allowed_hosts={origin}"))
-        .bearer_auth(&key)
+        .bearer_auth(key)
         .body(wasm("fx-fetch"))
         .send()
         .await
@@ -360,7 +365,7 @@ async fn an_outbound_request_is_a_client_span_whose_traceparent_the_server_gets(
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     let r = http
         .post(format!("{base}/invoke/fetch"))
-        .bearer_auth(&key)
+        .bearer_auth(key)
         .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
         .json(&json!({ "url": format!("{origin}/doc") }))
         .send()

@@ -118,14 +118,21 @@ fn host_lines(record: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outbound_http_reaches_allowed_origins_only_within_the_limits() {
+/// The test's server, an `eddy up` whose workers may reach the internal
+/// addresses `allowlist` names, and a tenant: (what the server saw, its
+/// port, the platform, the tenant's key, the server's origin).
+async fn setup(allowlist: &str) -> (Arc<Seen>, u16, Platform, String, String) {
     let seen = Arc::new(Seen::default());
     let port = server(seen.clone()).await;
-    // The operator lets processors reach loopback (the test's server).
-    let p = Platform::start(&[("EDDY_OUTBOUND_ALLOWLIST", "127.0.0.0/8")]);
+    let p = Platform::start(&[("EDDY_OUTBOUND_ALLOWLIST", allowlist)]);
     let (key, _) = p.tenant("acme", json!({})).await;
-    let origin = format!("http://127.0.0.1:{port}");
+    (seen, port, p, key, format!("http://127.0.0.1:{port}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_http_reaches_allowed_origins_only_within_the_limits() {
+    // The operator lets processors reach loopback (the test's server).
+    let (seen, port, p, key, origin) = setup("127.0.0.0/8").await;
     p.deploy(
         &key,
         "fetch",
@@ -283,13 +290,9 @@ async fn outbound_http_reaches_allowed_origins_only_within_the_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_addresses_are_refused_unless_the_operator_allows_them() {
-    let seen = Arc::new(Seen::default());
-    let port = server(seen.clone()).await;
     // No EDDY_OUTBOUND_ALLOWLIST: loopback is refused whatever the
     // function allows.
-    let p = Platform::start(&[]);
-    let (key, _) = p.tenant("acme", json!({})).await;
-    let literal = format!("http://127.0.0.1:{port}");
+    let (seen, port, p, key, literal) = setup("").await;
     let name = format!("http://localhost:{port}");
     p.deploy(
         &key,
@@ -332,11 +335,7 @@ async fn internal_addresses_are_refused_unless_the_operator_allows_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_componentize_js_processor_fetches_allowed_origins_only() {
-    let seen = Arc::new(Seen::default());
-    let port = server(seen.clone()).await;
-    let p = Platform::start(&[("EDDY_OUTBOUND_ALLOWLIST", "127.0.0.1")]);
-    let (key, _) = p.tenant("acme", json!({})).await;
-    let origin = format!("http://127.0.0.1:{port}");
+    let (seen, port, p, key, origin) = setup("127.0.0.1").await;
     // Built with componentize-js's default features: `fetch` imports
     // wasi:http (scripts/js-guests.sh).
     let r = p
