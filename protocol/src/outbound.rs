@@ -63,11 +63,11 @@ pub fn default_port(scheme: &str) -> u16 {
     if scheme == "https" { 443 } else { 80 }
 }
 
-/// A host as the checks compare it: lower case, without a trailing dot,
-/// an IPv6 address without its brackets. Idempotent.
+/// A host as the checks compare it (and as it is resolved): lower case,
+/// without trailing dots, an IPv6 address without its brackets. Idempotent.
 pub fn normal_host(host: &str) -> String {
     let host = host.to_ascii_lowercase();
-    let host = host.strip_suffix('.').unwrap_or(&host);
+    let host = host.trim_end_matches('.');
     match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_ok() => v6.to_string(),
         _ => host.to_string(),
@@ -106,7 +106,8 @@ impl AllowedHost {
     pub fn parse(entry: &str) -> Result<Self, String> {
         let bad = |why: &str| format!("`{entry}`: {why}");
         if entry.len() > MAX_ENTRY_BYTES {
-            return Err(bad(&format!("longer than {MAX_ENTRY_BYTES} bytes")));
+            let start: String = entry.chars().take(32).collect();
+            return Err(format!("`{start}…`: longer than {MAX_ENTRY_BYTES} bytes"));
         }
         let (scheme, rest) = entry
             .trim()
@@ -119,8 +120,6 @@ impl AllowedHost {
             _ => return Err(bad("the scheme must be http, https or *")),
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
-        let rest = rest.replace(".:", ":");
-        let rest = rest.strip_suffix('.').unwrap_or(&rest);
         if rest.contains(['/', '?', '#', '@']) {
             return Err(bad(
                 "an allowed host is an origin (scheme://host[:port]), without a path, query or user",
@@ -142,10 +141,27 @@ impl AllowedHost {
             };
             (addr.to_ascii_lowercase(), port)
         } else {
-            match rest.rsplit_once(':') {
-                Some((h, p)) => (h.to_ascii_lowercase(), Some(p)),
-                None => (rest.to_ascii_lowercase(), None),
+            let (host, port) = match rest.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            };
+            if port.is_some_and(|p| p.contains(':')) {
+                return Err(bad(
+                    "an IPv6 address goes in brackets, e.g. http://[::1]:8080",
+                ));
             }
+            // One trailing dot (the DNS root) is the same name; `*.` alone
+            // is not a pattern.
+            let host = match host.strip_suffix('.') {
+                Some(h) if h.is_empty() || h.ends_with(['.', '*']) => {
+                    return Err(bad(
+                        "the host must be a DNS name, an address, `*` or `*.` and a name",
+                    ));
+                }
+                Some(h) => h,
+                None => host,
+            };
+            (host.to_ascii_lowercase(), port)
         };
         let port = match port {
             None => PortMatch::Default,
@@ -284,6 +300,7 @@ mod tests {
             "https://*",
             "http://[::1]:8080",
             "HTTPS://API.Example.com/",
+            "https://api.example.com.:8443",
         ] {
             assert!(AllowedHost::parse(ok).is_ok(), "{ok}");
         }
@@ -359,6 +376,7 @@ mod tests {
             ("http", "::1", 9000, true),
             ("http", "[0:0::1]", 9000, true),
             ("https", "api.example.com.", 443, true),
+            ("https", "api.example.com..", 443, true),
             ("https", "[api.example.com]", 443, false),
             ("https", "10.1.2.3", 443, false),
         ] {
@@ -369,6 +387,8 @@ mod tests {
             );
         }
         assert!(!AllowedHosts::default().allows("https", "example.com", 443));
+        assert_eq!(normal_host("API.example.com.."), "api.example.com");
+        assert_eq!(normal_host(&normal_host("[::1]")), "::1");
     }
 
     #[test]

@@ -178,7 +178,11 @@ impl HostState {
             max_emits: limits.max_emits,
             max_emit_bytes: limits.max_emit_bytes,
             limit_hit: None,
-            http: WasiHttpCtx::new(),
+            http: {
+                let mut http = WasiHttpCtx::new();
+                http.set_field_size_limit(crate::outbound::FIELD_SIZE);
+                http
+            },
             outbound,
         }
     }

@@ -23,13 +23,15 @@
 //! `timeout`, whether the guest carried on or returned an error of its own.
 //!
 //! What a guest can make the host hold is bounded: at most
-//! [`MAX_IN_FLIGHT`] requests of one invocation are on the wire at once
-//! (the others wait for a slot, within the deadline), each with at most
-//! [`READ_BUFFER`] and [`OUTGOING_CHUNK`] of buffers; the record keeps
-//! `max_requests` entries plus the first refused one, with hosts of at
+//! [`MAX_IN_FLIGHT`] requests of one invocation connect or wait for their
+//! response's head at once (the others wait for a slot, within the
+//! deadline); a response whose body is not read yet keeps its connection
+//! and a [`READ_BUFFER`] (at most `max_requests` of them); an outgoing body
+//! buffers two [`OUTGOING_CHUNK`]s, a header set [`FIELD_SIZE`]; the record
+//! keeps `max_requests` entries plus the first refused one, with hosts of at
 //! most 253 bytes; and at most [`MAX_LOOKUPS`] name lookups of the whole
-//! process run at once (`getaddrinfo` blocks a thread and cannot be
-//! cancelled).
+//! process run at once, the permit held by the lookup's own thread
+//! (`getaddrinfo` blocks it and cannot be cancelled).
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -128,6 +130,16 @@ struct Ledger {
     timed_out: bool,
 }
 
+/// See [`Outbound::tasks`].
+pub(crate) struct Tasks(Arc<Mutex<Ledger>>);
+
+impl Tasks {
+    /// Whether nothing but this handle holds the ledger any more.
+    pub(crate) fn gone(&self) -> bool {
+        Arc::strong_count(&self.0) == 1
+    }
+}
+
 /// The `WasiHttpHooks` of one invocation.
 pub(crate) struct Outbound {
     net: Arc<Net>,
@@ -140,9 +152,13 @@ pub(crate) struct Outbound {
     in_flight: Arc<tokio::sync::Semaphore>,
 }
 
-/// Most bytes of a guest's outgoing body buffered in the host per request
-/// (wasmtime's default is 1 MiB; a guest may hold `max_requests` of them).
-const OUTGOING_CHUNK: usize = 64 << 10;
+/// Bytes of a guest's outgoing body per buffered chunk (two per body;
+/// wasmtime's default is 1 MiB).
+const OUTGOING_CHUNK: usize = 16 << 10;
+
+/// Bytes one header set (`fields`) may hold (wasmtime's default is 128 KiB,
+/// and a guest may hold hundreds of them).
+pub(crate) const FIELD_SIZE: usize = 16 << 10;
 
 /// Largest read buffer of one connection (hyper's default is ~400 KiB).
 const READ_BUFFER: usize = 64 << 10;
@@ -171,6 +187,12 @@ impl Outbound {
         self.ledger.lock().limit_hit.clone()
     }
 
+    /// A handle that tells when every task of this invocation's requests
+    /// is gone (each holds the ledger).
+    pub(crate) fn tasks(&self) -> Tasks {
+        Tasks(self.ledger.clone())
+    }
+
     /// Whether a request was stopped at the invocation's deadline.
     pub(crate) fn timed_out(&self) -> bool {
         self.ledger.lock().timed_out
@@ -185,6 +207,7 @@ impl Outbound {
     /// Records a new request; `None` past the request limit, after the
     /// first refused one (which is recorded, with its reason).
     fn begin(&self, method: &str, origin: String, span: Option<String>) -> Result<Entry, Error> {
+        let off = self.limits.max_requests == 0;
         let mut ledger = self.ledger.lock();
         ledger.attempts += 1;
         let over = ledger.attempts > u64::from(self.limits.max_requests);
@@ -208,8 +231,13 @@ impl Outbound {
             index: ledger.calls.len() - 1,
             started: Instant::now(),
             max_bytes: self.limits.max_bytes,
+            deadline: self.deadline,
         };
         drop(ledger);
+        if off {
+            let why = "denied: outbound HTTP is turned off on this platform".to_string();
+            return Err(entry.fail(why, None, Error::HttpRequestDenied));
+        }
         if over {
             let why = format!(
                 "the invocation made more than {} outbound requests",
@@ -233,6 +261,7 @@ struct Entry {
     index: usize,
     started: Instant,
     max_bytes: u64,
+    deadline: tokio::time::Instant,
 }
 
 impl Entry {
@@ -240,6 +269,11 @@ impl Entry {
     /// `host` log line) and hands back `code` for the guest.
     fn fail(&self, why: String, limit: Option<LimitKind>, code: Error) -> Error {
         let mut ledger = self.ledger.lock();
+        // Whatever failed at the deadline failed because of it (a guest's
+        // own timeout may fire in the same tick).
+        if tokio::time::Instant::now() >= self.deadline {
+            ledger.timed_out = true;
+        }
         if let Some(limit) = limit {
             ledger.limit_hit.get_or_insert(LimitHit {
                 limit,
@@ -326,8 +360,7 @@ struct Metered<B> {
     outgoing: bool,
     deadline: Pin<Box<tokio::time::Sleep>>,
     done: bool,
-    /// The request's in-flight slot, given back when the response body
-    /// ends or is dropped.
+    /// The request's in-flight slot, until the response's head is in.
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
@@ -435,6 +468,16 @@ fn host_header(scheme: &str, host: &str, port: u16) -> String {
 impl WasiHttpHooks for Outbound {
     fn p2_outgoing_body_chunk_size(&mut self) -> usize {
         OUTGOING_CHUNK
+    }
+
+    // wasmtime logs every failed request at WARN by default: guests would
+    // write into the worker's own log. The record has them.
+    fn p2_error_from_hyper(
+        &mut self,
+        err: &hyper::Error,
+    ) -> wasmtime_wasi_http::p2::bindings::http::types::ErrorCode {
+        tracing::debug!(%err, "outbound request failed");
+        wasmtime_wasi_http::p2::bindings::http::types::ErrorCode::HttpProtocolError
     }
 
     /// `send` sets it from the checked host, never from the guest's
@@ -563,13 +606,25 @@ async fn resolve(target: &Target, entry: &Entry) -> Result<Vec<SocketAddr>, Erro
     let all: Vec<SocketAddr> = match literal {
         Some(ip) => vec![SocketAddr::new(ip, port)],
         None => {
-            let _lookup = net
+            let permit = net
                 .lookups
-                .acquire()
+                .clone()
+                .acquire_owned()
                 .await
                 .map_err(|_| Error::InternalError(None))?;
-            match tokio::net::lookup_host((host, port)).await {
-                Ok(addrs) => addrs.collect(),
+            let name = host.to_string();
+            // The permit goes with the thread: it is given back when
+            // `getaddrinfo` returns, not when this request gives up.
+            let lookup = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port))
+                    .map(Iterator::collect::<Vec<_>>)
+            });
+            let looked_up = lookup
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+            match looked_up {
+                Ok(addrs) => addrs,
                 Err(e) => {
                     return Err(entry.fail(
                         format!("could not resolve `{host}`: {e}"),
@@ -718,6 +773,10 @@ async fn send(
         None => head.await,
     }
     .map_err(|e| entry.fail(format!("{e:?}"), None, e))?;
+    // The head is in: the slot goes to the next request, so that a guest
+    // that waits for several heads before reading bodies does not wait on
+    // itself.
+    drop(slot);
     let status = response.status();
     entry.status(status.as_u16());
     // A body is coming (not for HEAD, 1xx, 204 or 304): refuse at once one
@@ -754,7 +813,7 @@ async fn send(
             outgoing: false,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
             done: false,
-            _slot: Some(slot),
+            _slot: None,
         }
         .boxed_unsync()
     });

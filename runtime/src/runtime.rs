@@ -511,11 +511,18 @@ impl Runtime {
             Err(_) => Vec::new(),
         };
         let outbound = state.outbound.take();
+        let tasks = store.data().outbound.tasks();
         drop(store);
         if !outbound.is_empty() {
             // Dropping the store aborted its requests' tasks; on a
-            // current-thread runtime they go only once it runs again.
-            tokio::task::yield_now().await;
+            // current-thread runtime they go only when it runs them, a
+            // few dozen per yield.
+            for _ in 0..64 {
+                if tasks.gone() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
         }
         drop(admission);
         let mut report = Report {

@@ -62,7 +62,8 @@ impl From<HttpError> for Error {
                 | "destination-IP-prohibited"
                 | "connection-limit-reached"
                 | "bad-url"
-        ) || e.code.ends_with("-size");
+        ) || e.code.ends_with("-size")
+            || e.code.ends_with("-invalid");
         let message = e.to_string();
         if permanent {
             Error::new("http", message)
@@ -93,7 +94,7 @@ fn code_name(code: &ErrorCode) -> (String, Option<String>) {
     let words: Vec<String> = words
         .into_iter()
         .map(|w| match w.as_str() {
-            "Http" | "Ip" | "Dns" | "Tls" => w.to_ascii_uppercase(),
+            "Http" | "Ip" | "Dns" | "Tls" | "Uri" => w.to_ascii_uppercase(),
             _ => w.to_ascii_lowercase(),
         })
         .collect();
@@ -235,7 +236,13 @@ impl Request {
                 .map_err(|()| refused("the request body stream is gone"))?;
             for chunk in self.body.chunks(WRITE_CHUNK) {
                 if let Err(e) = stream.blocking_write_and_flush(chunk) {
-                    return Err(stream_error(url, e));
+                    // A refused request drops its body: the response says
+                    // why, not the closed stream.
+                    pending.subscribe().block();
+                    return Err(match pending.get() {
+                        Some(Ok(Err(code))) => fail(url, &code),
+                        _ => stream_error(url, e),
+                    });
                 }
             }
         }

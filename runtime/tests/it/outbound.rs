@@ -87,3 +87,23 @@ async fn nothing_is_allowed_by_default_and_the_record_stays_bounded() {
         .count();
     assert_eq!(host_lines, 6);
 }
+
+#[tokio::test]
+async fn a_ceiling_of_zero_turns_outbound_off() {
+    let limits = allowing(&["*://*:*"], 0);
+    let report = fetch(
+        serde_json::json!({ "url": "https://api.example/x" }),
+        &limits,
+    )
+    .await;
+    assert!(
+        matches!(&report.result, Err(InvokeError::Processor { message, .. })
+            if message == "request to https://api.example failed: HTTP-request-denied"),
+        "{:?}",
+        report.result
+    );
+    assert_eq!(
+        report.outbound[0].call.error.as_deref(),
+        Some("denied: outbound HTTP is turned off on this platform")
+    );
+}
