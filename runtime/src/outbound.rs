@@ -204,16 +204,16 @@ impl Outbound {
         std::mem::take(&mut self.ledger.lock().calls)
     }
 
-    /// Records a new request; `None` past the request limit, after the
-    /// first refused one (which is recorded, with its reason).
+    /// Records a new request, or refuses it: the first request past the
+    /// limit is recorded with its reason, later ones are not recorded.
     fn begin(&self, method: &str, origin: String, span: Option<String>) -> Result<Entry, Error> {
-        let off = self.limits.max_requests == 0;
+        let max = u64::from(self.limits.max_requests);
         let mut ledger = self.ledger.lock();
         ledger.attempts += 1;
-        let over = ledger.attempts > u64::from(self.limits.max_requests);
-        if over && ledger.attempts > u64::from(self.limits.max_requests) + 1 {
+        if ledger.attempts > max + 1 {
             return Err(Error::ConnectionLimitReached);
         }
+        let over = ledger.attempts > max;
         let mut method = method.to_string();
         method.truncate(MAX_METHOD);
         ledger.calls.push(OutboundReport {
@@ -234,7 +234,7 @@ impl Outbound {
             deadline: self.deadline,
         };
         drop(ledger);
-        if off {
+        if max == 0 {
             let why = "denied: outbound HTTP is turned off on this platform".to_string();
             return Err(entry.fail(why, None, Error::HttpRequestDenied));
         }
@@ -360,8 +360,6 @@ struct Metered<B> {
     outgoing: bool,
     deadline: Pin<Box<tokio::time::Sleep>>,
     done: bool,
-    /// The request's in-flight slot, until the response's head is in.
-    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl<B> Body for Metered<B>
@@ -719,7 +717,6 @@ async fn send(
         outgoing: true,
         deadline: Box::pin(tokio::time::sleep_until(deadline)),
         done: false,
-        _slot: None,
     };
     let request = http::Request::from_parts(parts, body);
     let conn = if target.https {
@@ -813,7 +810,6 @@ async fn send(
             outgoing: false,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
             done: false,
-            _slot: None,
         }
         .boxed_unsync()
     });
