@@ -434,7 +434,8 @@ def check_references(case, objs, merged):
                     continue
                 secret = by_kind.get("Secret", {}).get(ref["name"])
                 external = {(merged["auth"]["existingSecret"], merged["auth"]["existingSecretKey"]),
-                            (merged["redis"]["existingSecret"], merged["redis"]["existingSecretKey"])}
+                            (merged["redis"]["existingSecret"], merged["redis"]["existingSecretKey"]),
+                            (merged["secrets"]["existingSecret"], merged["secrets"]["existingSecretKey"])}
                 if secret is not None:
                     if ref["key"] not in (secret.get("data") or {}) and ref["key"] not in (secret.get("stringData") or {}):
                         fail(case, f"{wname}: env {env['name']} wants key {ref['key']} that Secret/{ref['name']} lacks")

@@ -26,6 +26,14 @@ pub struct RunArgs {
     /// Function config value, `key=value` (repeatable).
     #[arg(long = "config", short = 'c', value_parser = parse_kv)]
     config: Vec<(String, String)>,
+    /// A variable the processor reads through `wasi:config/store`,
+    /// `name=value` (repeatable).
+    #[arg(long = "var", value_parser = parse_kv)]
+    vars: Vec<(String, String)>,
+    /// A secret, `name=value` (repeatable): read like a variable, redacted
+    /// from the report. Prefer `--secret name=-` to read it from stdin.
+    #[arg(long = "secret", value_parser = parse_kv)]
+    secrets: Vec<(String, String)>,
     /// Function name the processor sees (default: the module's file stem).
     #[arg(long)]
     function: Option<String>,
@@ -165,6 +173,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Ok(p) => p,
         Err(e) => bail!("{}: {e}", args.module.display()),
     };
+    let variables = local_variables(args.vars, args.secrets, args.input.as_deref() == Some("-"))?;
     let id = format!("local-{}", std::process::id());
     let input = Input {
         run_id: id.clone(),
@@ -176,6 +185,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         payload,
         config: args.config,
         traceparent: None,
+        variables: Some(std::sync::Arc::new(eddy_runtime::FixedVariables(variables))),
     };
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -195,6 +205,41 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `--var` and `--secret` as the guest sees them (a later one wins); a
+/// secret of `-` is read from stdin (one line), keeping it out of the shell
+/// history.
+fn local_variables(
+    vars: Vec<(String, String)>,
+    secrets: Vec<(String, String)>,
+    stdin_taken: bool,
+) -> Result<Vec<eddy_protocol::variables::Variable>> {
+    let mut out: Vec<eddy_protocol::variables::Variable> = Vec::new();
+    let tagged = vars
+        .into_iter()
+        .map(|v| (v, false))
+        .chain(secrets.into_iter().map(|v| (v, true)));
+    for ((name, mut value), secret) in tagged {
+        eddy_protocol::variables::check_name(&name).map_err(|e| anyhow::anyhow!(e))?;
+        if secret && value == "-" {
+            if stdin_taken {
+                bail!("--secret {name}=- and --input - cannot both read stdin");
+            }
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the secret from stdin")?;
+            value = line.trim_end_matches(['\r', '\n']).to_string();
+        }
+        out.retain(|v| v.name != name);
+        out.push(eddy_protocol::variables::Variable {
+            name,
+            value,
+            secret,
+        });
+    }
+    Ok(out)
 }
 
 fn text_or_base64(bytes: &[u8]) -> String {

@@ -66,6 +66,23 @@ impl ProcessArgs {
     }
 }
 
+/// A setting that must not show in `Debug` output (keys).
+#[derive(Clone, Default)]
+pub(crate) struct Hidden(pub(crate) String);
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
+impl std::str::FromStr for Hidden {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Hidden(s.to_string()))
+    }
+}
+
 /// What the gateway and the worker both read.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
@@ -97,6 +114,19 @@ pub struct CommonArgs {
     /// (comma-separated, e.g. `127.0.0.1,10.0.0.0/8`).
     #[arg(long, env = "EDDY_CALLBACK_ALLOWLIST", default_value = "")]
     callback_allowlist: String,
+    /// The keys that seal tenants' secrets at rest, `id:base64,...` (each
+    /// 32 random bytes: `openssl rand -base64 32`). The first seals new
+    /// secrets; all of them open. Gateways and workers need the same list;
+    /// without it secrets are refused (`eddy up` generates one into its
+    /// data dir). Rotation: put a new key first, restart, `eddy var
+    /// reseal`, then drop the old key.
+    #[arg(
+        long,
+        env = "EDDY_SECRETS_KEYS",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    secrets_keys: Hidden,
     #[command(flatten)]
     pub(crate) ceilings: CeilingArgs,
     /// An internal address where `/healthz`, `/readyz` and `/metrics` are
@@ -112,6 +142,12 @@ impl CommonArgs {
         eddy_protocol::SyncFirst {
             bulk_yields: self.bulk_yield,
         }
+    }
+
+    fn secrets(&self) -> Result<Option<Arc<eddy_protocol::variables::Keyring>>> {
+        eddy_protocol::variables::Keyring::parse(&self.secrets_keys.0)
+            .map(|k| k.map(Arc::new))
+            .map_err(|e| anyhow::anyhow!("EDDY_SECRETS_KEYS: {e}"))
     }
 
     fn allowlist(&self) -> Result<Allowlist> {
@@ -271,6 +307,7 @@ impl GatewayArgs {
             callback_allowlist: common.allowlist()?,
             record_ttl: Duration::from_secs(common.record_ttl_s),
             ceilings: common.ceilings.parse()?,
+            secrets: common.secrets()?,
             ..GatewayConfig::default()
         })
     }
@@ -362,6 +399,7 @@ impl WorkerArgs {
             callbacks: self.callbacks.config(&self.common)?,
             outbound_allowlist: Allowlist::parse(&self.outbound_allowlist)
                 .map_err(|e| anyhow::anyhow!("EDDY_OUTBOUND_ALLOWLIST: {e}"))?,
+            secrets: self.common.secrets()?,
             listen: self.common.metrics_listen,
             metrics: metrics(),
         })

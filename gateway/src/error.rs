@@ -50,7 +50,7 @@ pub enum ApiError {
     /// some of it expires (none when only modules fill it).
     #[error(
         "the tenant stores {stored} bytes; {needed} more would take it over its max_stored_bytes of {limit}{}",
-        if *retry_after == 0 { "; delete functions to make room".to_string() } else { format!("; some expire in {retry_after} s") }
+        if *retry_after == 0 { "; delete functions or variables to make room".to_string() } else { format!("; some expire in {retry_after} s") }
     )]
     StorageQuota {
         stored: u64,
@@ -69,6 +69,9 @@ pub enum ApiError {
     Unavailable,
     #[error("the queue is out of memory; retry later")]
     StorageFull,
+    /// Secrets need the operator's keys, which this gateway does not have.
+    #[error("secrets are turned off on this platform: the operator has not set EDDY_SECRETS_KEYS")]
+    SecretsDisabled,
     #[error("internal error")]
     Internal(String),
 }
@@ -105,6 +108,7 @@ impl ApiError {
             ApiError::Overloaded | ApiError::Unavailable | ApiError::StorageFull => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::SecretsDisabled => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -123,6 +127,7 @@ impl ApiError {
                 "dead letter" => "dead_letter_not_found",
                 "key" => "key_not_found",
                 "version" => "version_not_found",
+                "variable" => "variable_not_found",
                 _ => "not_found",
             },
             ApiError::BadRequest(_) => "bad_request",
@@ -142,6 +147,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Unavailable => "unavailable",
             ApiError::StorageFull => "storage_full",
+            ApiError::SecretsDisabled => "secrets_disabled",
             ApiError::Internal(_) => "internal",
         }
     }

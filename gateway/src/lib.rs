@@ -62,6 +62,8 @@ pub struct GatewayConfig {
     pub record_ttl: Duration,
     /// The operator's maxima: a deploy or `PATCH` above one is refused.
     pub ceilings: eddy_protocol::Ceilings,
+    /// The operator's keys, which seal secrets (none: secrets are refused).
+    pub secrets: Option<Arc<eddy_protocol::variables::Keyring>>,
 }
 
 impl Default for GatewayConfig {
@@ -79,6 +81,7 @@ impl Default for GatewayConfig {
             callback_allowlist: Allowlist::default(),
             record_ttl: QueueConfig::default().record_ttl,
             ceilings: eddy_protocol::Ceilings::default(),
+            secrets: None,
         }
     }
 }
@@ -290,6 +293,24 @@ pub fn app(state: AppState) -> Router {
             get(routes::records::callback_dead_letters),
         )
         .route("/status", get(routes::records::status))
+        .route("/variables", get(routes::variables::list_tenant))
+        .route(
+            "/variables/{name}",
+            put(routes::variables::set_tenant)
+                .delete(routes::variables::delete_tenant)
+                .layer(DefaultBodyLimit::max(JSON_BODY)),
+        )
+        .route(
+            "/functions/{name}/variables",
+            get(routes::variables::list_function),
+        )
+        .route(
+            "/functions/{name}/variables/{var}",
+            put(routes::variables::set_function)
+                .delete(routes::variables::delete_function)
+                .layer(DefaultBodyLimit::max(JSON_BODY)),
+        )
+        .route("/secrets/reseal", post(routes::variables::reseal))
         .route(
             "/tenants",
             post(routes::tenants::create).layer(DefaultBodyLimit::max(JSON_BODY)),

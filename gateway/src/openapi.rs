@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::routes::{functions, health, invoke, records, tenants};
+use crate::routes::{functions, health, invoke, records, tenants, variables};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,8 @@ use crate::routes::{functions, health, invoke, records, tenants};
         invoke::invoke, invoke::batch,
         records::invocation, records::run, records::dead_letters, records::redrive, records::callback_dead_letters, records::status,
         tenants::create, tenants::get, tenants::set_quota, tenants::create_key, tenants::list_keys, tenants::revoke_key,
+        variables::list_tenant, variables::set_tenant, variables::delete_tenant,
+        variables::list_function, variables::set_function, variables::delete_function, variables::reseal,
     ),
     components(schemas(crate::ErrorBody)),
     modifiers(&Security),

@@ -56,6 +56,17 @@ pub fn function_prefix(tenant: &TenantId) -> String {
     format!("eddy:{}:fn:", tag(tenant))
 }
 
+/// Hash of a tenant's variables, for all its functions: name → stored form
+/// (`variables::Stored`).
+pub fn variables(tenant: &TenantId) -> String {
+    format!("eddy:{}:vars", tag(tenant))
+}
+
+/// Hash of one function's own variables (they override the tenant's).
+pub fn function_variables(tenant: &TenantId, function: &FunctionName) -> String {
+    format!("eddy:{}:vars:{function}", tag(tenant))
+}
+
 /// Set of a tenant's function names.
 pub fn functions(tenant: &TenantId) -> String {
     format!("eddy:{}:fns", tag(tenant))
@@ -238,6 +249,8 @@ mod tests {
             module(&t, "ab"),
             module_refs(&t),
             stored(&t),
+            variables(&t),
+            function_variables(&t, &f),
         ] {
             assert!(key.contains("{t:acme}"), "{key}");
             assert_eq!(key.matches('{').count(), 1, "{key}");

@@ -7,6 +7,7 @@
 //! - [`ceilings`]: the operator's maxima for every function setting.
 //! - [`record`]: invocation records, results and run records.
 //! - [`outbound`]: the origins a function may call, and its record of calls.
+//! - [`variables`]: variables and secrets, and the sealing of secrets.
 //! - [`keys`]: every Redis key name.
 //! - [`sync_first`]: how work somebody waits for goes ahead of bulk work.
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod record;
 pub mod sync_first;
 pub mod tenant;
 pub mod trace;
+pub mod variables;
 
 pub use ceilings::{CeilingError, Ceilings};
 pub use envelope::{Envelope, LazyRun};

@@ -27,6 +27,7 @@ mod replies;
 mod retries;
 mod scripts;
 mod tenants;
+mod variables;
 
 use std::time::Duration;
 
@@ -41,10 +42,12 @@ pub use consume::{Delivery, Malformed};
 pub use control::StreamStats;
 pub use due::{Claim, DUE_LEASE_MS, DueIndex, MARK_HORIZON_MS};
 pub use eddy_protocol::callback::{Callback, DeadCallback};
+pub use eddy_protocol::variables::Resealed;
 pub use eddy_protocol::{ApiKey, Backlog, DeadLetter, FunctionVersions, Quota, TenantInfo};
 pub use invocations::{Completed, Completion, Disposition, Enqueued, FollowUp};
 pub use replies::{Event, Reply};
 pub use tenants::{hash_key, random_hex};
+pub use variables::FunctionVariables;
 
 /// Which count quota refused an invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +74,10 @@ pub enum Error {
     /// The function does not exist.
     #[error("function `{0}` not found")]
     NoFunction(String),
+    /// A scope (the tenant, or one function) has the most variables it may
+    /// have.
+    #[error("at most {0} variables per scope")]
+    TooManyVariables(usize),
     /// A tenant quota refused the invocation.
     #[error("quota exceeded: {which:?} (limit {limit})")]
     Quota { which: QuotaKind, limit: u64 },

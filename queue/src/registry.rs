@@ -336,6 +336,7 @@ impl Queue {
                 .key(&stream)
                 .key(keys::module_refs(tenant))
                 .key(keys::tenant(tenant))
+                .key(keys::function_variables(tenant, name))
                 .arg(name.as_str());
             for v in &versions {
                 script

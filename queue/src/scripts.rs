@@ -18,6 +18,11 @@ pub(crate) static COMPLETE: LazyLock<Script> = with_stored!("lua/complete.lua");
 pub(crate) static DEPLOY: LazyLock<Script> = with_stored!("lua/deploy.lua");
 pub(crate) static DELETE_FUNCTION: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/delete_function.lua")));
+pub(crate) static SET_VARIABLE: LazyLock<Script> = with_stored!("lua/set_variable.lua");
+pub(crate) static DELETE_VARIABLE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/delete_variable.lua")));
+pub(crate) static RESEAL_VARIABLE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/reseal_variable.lua")));
 pub(crate) static PROMOTE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
 pub(crate) static REDRIVE: LazyLock<Script> = with_stored!("lua/redrive.lua");
@@ -43,7 +48,7 @@ mod tests {
     use eddy_protocol::ErrorClass;
 
     /// Every script, as its source.
-    const SOURCES: [&str; 15] = [
+    const SOURCES: [&str; 18] = [
         include_str!("lua/stored.lua"),
         include_str!("lua/enqueue.lua"),
         include_str!("lua/complete.lua"),
@@ -59,6 +64,9 @@ mod tests {
         include_str!("lua/due_claim.lua"),
         include_str!("lua/due_settle.lua"),
         include_str!("lua/due_audit.lua"),
+        include_str!("lua/set_variable.lua"),
+        include_str!("lua/delete_variable.lua"),
+        include_str!("lua/reseal_variable.lua"),
     ];
 
     #[test]

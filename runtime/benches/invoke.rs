@@ -29,6 +29,7 @@ fn input(function: &str, payload: &[u8]) -> Input {
         payload: payload.to_vec(),
         config: Vec::new(),
         traceparent: None,
+        variables: None,
     }
 }
 

@@ -10,6 +10,7 @@ use crate::capture::{Capture, LogLevel};
 use crate::error::LimitKind;
 use crate::limits::{ComponentLimits, Limits};
 use crate::outbound::Outbound;
+use crate::variables::Vars;
 
 /// A follow-up invocation requested by a processor through `emit`.
 ///
@@ -146,6 +147,8 @@ pub(crate) struct HostState {
     pub(crate) limit_hit: Option<LimitHit>,
     pub(crate) http: WasiHttpCtx,
     pub(crate) outbound: Outbound,
+    /// `wasi:config/store`.
+    pub(crate) vars: Vars,
 }
 
 impl HostState {
@@ -156,6 +159,7 @@ impl HostState {
         limits: &Limits,
         shape: ComponentLimits,
         outbound: Outbound,
+        vars: Vars,
     ) -> Self {
         HostState {
             wasi,
@@ -184,6 +188,7 @@ impl HostState {
                 http
             },
             outbound,
+            vars,
         }
     }
 

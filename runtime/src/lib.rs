@@ -21,6 +21,7 @@ mod outbound;
 mod pool;
 mod runtime;
 mod ticker;
+mod variables;
 
 pub use cache::ArtifactCache;
 pub use capture::{LogLevel, LogLine, LogSource};
@@ -30,6 +31,7 @@ pub use limits::{ComponentLimits, EMIT_COST, LOG_LINE_COST, Limits};
 pub use outbound::{OutboundLimits, OutboundReport};
 pub use pool::{Admission, Pool};
 pub use runtime::{Input, Output, Processor, Report, Runtime, RuntimeConfig, Timings, sha256_hex};
+pub use variables::{Entry, FixedVariables, REDACTED, VariableSource};
 
 /// Result type of this crate's fallible set-up functions.
 pub type Result<T, E = LoadError> = std::result::Result<T, E>;

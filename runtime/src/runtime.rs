@@ -24,6 +24,7 @@ use crate::limits::{ComponentLimits, EMIT_COST, LOG_LINE_COST, Limits};
 use crate::outbound::{Net, Outbound, OutboundReport};
 use crate::pool::{Admission, Pool};
 use crate::ticker::Ticker;
+use crate::variables::{Redactor, VariableSource, Vars};
 
 /// What an outbound request's record entry costs besides its method,
 /// origin and error: its numbers and field names as JSON.
@@ -82,6 +83,9 @@ pub struct Input {
     /// The invocation's trace context; its outbound requests carry children
     /// of it.
     pub traceparent: Option<String>,
+    /// Where `wasi:config/store` reads come from; none: the guest sees no
+    /// variables.
+    pub variables: Option<Arc<dyn VariableSource>>,
 }
 
 /// A processor's successful result.
@@ -264,6 +268,8 @@ impl Runtime {
             .map_err(|e| LoadError::Host(format!("linking wasi:http: {e}")))?;
         bindings::Processor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| LoadError::Host(format!("linking the eddy host: {e}")))?;
+        crate::variables::add_to_linker(&mut linker)
+            .map_err(|e| LoadError::Host(format!("linking wasi:config: {e}")))?;
 
         let cache = ArtifactCache::open(&config.cache_dir, &engine)?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick)
@@ -412,6 +418,7 @@ impl Runtime {
             limits,
             self.config.component,
             outbound,
+            Vars::new(input.variables.clone()),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
@@ -461,6 +468,15 @@ impl Runtime {
         drop(running);
 
         let state = store.data_mut();
+        // The secrets the guest read leave everything the report quotes;
+        // its own error first, before it is cut to size.
+        let redactor = Redactor::new(state.vars.revealed());
+        let redact = |mut s: String| {
+            if let Some(r) = &redactor {
+                r.redact(&mut s);
+            }
+            s
+        };
         // A limit an outbound request hit ends the invocation, even if the
         // guest carried on after the error it got.
         if let Some(hit) = state.outbound.limit_hit() {
@@ -472,8 +488,8 @@ impl Runtime {
             }),
             Ok(Err(error)) => Err(classify(&error, state, limits)),
             Ok(Ok(Err(e))) => Err(InvokeError::Processor {
-                code: truncate(e.code, MAX_ERROR_CODE),
-                message: truncate(e.message, MAX_ERROR_MESSAGE),
+                code: truncate(redact(e.code), MAX_ERROR_CODE),
+                message: truncate(redact(e.message), MAX_ERROR_MESSAGE),
                 retryable: e.retryable,
             }),
             Ok(Ok(Ok(out))) if out.payload.len() > limits.max_output_bytes => {
@@ -510,7 +526,7 @@ impl Runtime {
             Ok(_) => std::mem::take(&mut state.emits),
             Err(_) => Vec::new(),
         };
-        let outbound = state.outbound.take();
+        let mut outbound = state.outbound.take();
         let tasks = store.data().outbound.tasks();
         drop(store);
         if !outbound.is_empty() {
@@ -525,10 +541,15 @@ impl Runtime {
             }
         }
         drop(admission);
+        let mut logs = capture.take();
+        let mut result = result;
+        if let Some(r) = &redactor {
+            redact_report(&mut result, &mut logs, &mut outbound, r);
+        }
         let mut report = Report {
             result,
             emits,
-            logs: capture.take(),
+            logs,
             timings,
             epoch_ticks,
             outbound,
@@ -545,6 +566,58 @@ impl Runtime {
             });
         }
         report
+    }
+}
+
+/// Takes the secrets the guest read out of everything the invocation
+/// reports but its output and follow-ups (its data, passed on as they are).
+fn redact_report(
+    result: &mut Result<Output, InvokeError>,
+    logs: &mut [LogLine],
+    outbound: &mut [OutboundReport],
+    r: &Redactor,
+) {
+    // The last line of stdout and of stderr may have been cut off (the
+    // budget ran out, the guest trapped) in the middle of a secret.
+    let last = |source| logs.iter().rposition(|l: &LogLine| l.source == source);
+    let cut = [last(LogSource::Stdout), last(LogSource::Stderr)];
+    for (i, line) in logs.iter_mut().enumerate() {
+        if cut.contains(&Some(i)) {
+            r.redact_tail(&mut line.message);
+        } else {
+            r.redact(&mut line.message);
+        }
+    }
+    for o in outbound {
+        r.redact(&mut o.call.method);
+        r.redact(&mut o.call.origin);
+        if let Some(e) = &mut o.call.error {
+            r.redact(e);
+        }
+    }
+    match result {
+        Ok(_) => {}
+        // Done before it was cut to size.
+        Err(InvokeError::Processor { .. }) => {}
+        Err(InvokeError::Trap {
+            trap,
+            guest_message,
+            backtrace,
+        }) => {
+            r.redact(trap);
+            if let Some(m) = guest_message {
+                r.redact_tail(m);
+            }
+            if let Some(b) = backtrace {
+                r.redact(b);
+            }
+        }
+        Err(InvokeError::LimitExceeded { detail: s, .. })
+        | Err(InvokeError::InvalidModule(s))
+        | Err(InvokeError::Host(s)) => r.redact(s),
+        Err(InvokeError::Timeout { .. })
+        | Err(InvokeError::OutOfMemory { .. })
+        | Err(InvokeError::StackOverflow) => {}
     }
 }
 

@@ -517,6 +517,11 @@ async fn deploy_invoke_sync_async_with_callback_and_a_run() {
         "/functions/{name}",
         "/runs/{id}",
         "/tenants",
+        "/variables",
+        "/variables/{name}",
+        "/functions/{name}/variables",
+        "/functions/{name}/variables/{var}",
+        "/secrets/reseal",
     ] {
         assert!(doc["paths"].get(route).is_some(), "{route}");
     }

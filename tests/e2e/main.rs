@@ -17,4 +17,5 @@ mod metrics;
 mod otel;
 mod outbound;
 mod scaling;
+mod secrets;
 mod ui;

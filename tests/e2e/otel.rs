@@ -18,18 +18,19 @@ use eddy_tests::*;
 
 /// One exported span, flattened.
 #[derive(Debug, Clone)]
-struct Got {
+pub(crate) struct Got {
     service: String,
     trace_id: String,
     span_id: String,
     parent: String,
-    name: String,
+    pub(crate) name: String,
     kind: i32,
     start: u64,
     end: u64,
-    attrs: HashMap<String, String>,
+    pub(crate) attrs: HashMap<String, String>,
     events: Vec<(String, HashMap<String, String>)>,
     status: i32,
+    pub(crate) status_message: String,
 }
 
 fn attrs(kvs: &[KeyValue]) -> HashMap<String, String> {
@@ -47,10 +48,10 @@ fn attrs(kvs: &[KeyValue]) -> HashMap<String, String> {
         .collect()
 }
 
-type Spans = Arc<Mutex<Vec<Got>>>;
+pub(crate) type Spans = Arc<Mutex<Vec<Got>>>;
 
 /// An OTLP/HTTP trace endpoint: `POST /v1/traces` with protobuf bodies.
-async fn otlp_receiver(port: u16, spans: Spans) {
+pub(crate) async fn otlp_receiver(port: u16, spans: Spans) {
     let app = axum::Router::new().route(
         "/v1/traces",
         axum::routing::post(move |body: bytes::Bytes| {
@@ -80,7 +81,12 @@ async fn otlp_receiver(port: u16, spans: Spans) {
                                     .iter()
                                     .map(|e| (e.name.clone(), attrs(&e.attributes)))
                                     .collect(),
-                                status: s.status.map(|st| st.code).unwrap_or(0),
+                                status: s.status.as_ref().map(|st| st.code).unwrap_or(0),
+                                status_message: s
+                                    .status
+                                    .as_ref()
+                                    .map(|st| st.message.clone())
+                                    .unwrap_or_default(),
                             });
                         }
                     }

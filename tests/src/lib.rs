@@ -286,6 +286,10 @@ fn signal(child: &Child, sig: libc::c_int) {
         .status();
 }
 
+/// The `env` entry of [`EddyProcess::spawn`] that sends the process's
+/// stderr (its log) to a file.
+pub const STDERR_TO: &str = "test:stderr-to";
+
 /// A real `eddy` process.
 #[derive(Debug)]
 pub struct EddyProcess {
@@ -295,10 +299,20 @@ pub struct EddyProcess {
 
 impl EddyProcess {
     /// `eddy <role>` with the role's environment (`cmd`), then `env` on top;
-    /// stdout dropped, stderr shown.
+    /// stdout dropped, stderr shown, or appended to the file named by the
+    /// entry [`STDERR_TO`] of `env` (not passed on).
     pub fn spawn(mut cmd: Command, env: &[(&str, &str)], name: String) -> Self {
         cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
         for (k, v) in env {
+            if *k == STDERR_TO {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(v)
+                    .unwrap();
+                cmd.stderr(file);
+                continue;
+            }
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap_or_else(|e| {

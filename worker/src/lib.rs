@@ -15,6 +15,7 @@ mod functions;
 mod http;
 mod process;
 mod telemetry;
+mod variables;
 mod worker;
 
 pub use callbacks::{CallbackConfig, sign};

@@ -80,6 +80,7 @@ fn error_info(e: &InvokeError) -> ErrorInfo {
 }
 
 /// Runs `delivery` on `loaded` and decides what becomes of it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     runtime: &Arc<eddy_runtime::Runtime>,
     loaded: &Loaded,
@@ -88,6 +89,7 @@ pub(crate) async fn run(
     worker: &str,
     traceparent: Option<&str>,
     executor: &Executor,
+    variables: Arc<dyn eddy_runtime::VariableSource>,
 ) -> Completion {
     let env = &delivery.envelope;
     let queue_wait_ms = eddy_protocol::now_ms().saturating_sub(env.enqueued_at_ms);
@@ -101,6 +103,7 @@ pub(crate) async fn run(
         payload: delivery.payload.clone(),
         config: loaded.config.clone(),
         traceparent: traceparent.map(str::to_string),
+        variables: Some(variables),
     };
     // The CPU part: once this tenant's turn for an execution slot comes
     // (tenants take turns); see `fair.rs` for where it runs.

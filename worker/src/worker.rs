@@ -71,6 +71,9 @@ pub struct WorkerConfig {
     pub callbacks: CallbackConfig,
     /// Internal addresses guests' outbound requests may reach anyway.
     pub outbound_allowlist: eddy_protocol::callback::Allowlist,
+    /// The operator's keys, which open secrets for guests (none: a guest
+    /// that reads a function's secrets gets an error).
+    pub secrets: Option<Arc<eddy_protocol::variables::Keyring>>,
     /// Where `/healthz`, `/readyz` and `/metrics` are served (none: not).
     pub listen: Option<std::net::SocketAddr>,
     /// Renders `/metrics`.
@@ -124,6 +127,8 @@ pub struct Worker {
     /// Streams recently marked active by this worker (rate limit of touch).
     touched: Mutex<HashMap<String, Instant>>,
     started_at_ms: u64,
+    /// Functions' variables read lately (see `variables.rs`).
+    variables: Arc<crate::variables::Cache>,
 }
 
 /// Without a controller, the streams marked active this recently are read.
@@ -261,6 +266,7 @@ impl Worker {
             draining: Arc::new(AtomicBool::new(false)),
             touched: Mutex::default(),
             started_at_ms: eddy_protocol::now_ms(),
+            variables: Default::default(),
         })
     }
 

@@ -111,6 +111,20 @@ bundled Redis and an external one, and a cluster only when external.
 {{- end }}
 
 {{/* Environment shared by every role; call with (dict "ctx" $ "component" "worker"). */}}
+{{/*
+EDDY_SECRETS_KEYS from the operator's Secret (gateways seal, workers open);
+nothing when none is named: tenants' secrets are then refused.
+*/}}
+{{- define "eddy.secretsKeysEnv" -}}
+{{- with .Values.secrets.existingSecret -}}
+- name: EDDY_SECRETS_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.secrets.existingSecretKey }}
+{{- end }}
+{{- end }}
+
 {{- define "eddy.commonEnv" -}}
 {{- $ctx := .ctx }}
 {{- include "eddy.validateRedis" $ctx -}}

@@ -14,8 +14,8 @@ use super::api::{Api, Reply, segment};
 use super::{
     BatchArgs, ClientCommand, DeadLettersArgs, DeployArgs, FunctionsArgs, IdArgs, InvokeArgs,
     NameArgs, Output, QuotaArgs, RedriveArgs, RollbackArgs, RunsArgs, StatusArgs, TenantCommand,
-    TenantCreateArgs, TenantIdArgs, TenantQuotaArgs, TenantRevokeArgs, format, print_json,
-    print_raw_json,
+    TenantCreateArgs, TenantIdArgs, TenantQuotaArgs, TenantRevokeArgs, VarCommand, VarNameArgs,
+    VarScopeArgs, VarSetArgs, format, print_json, print_raw_json,
 };
 
 /// How often `runs --watch` polls.
@@ -44,6 +44,12 @@ pub async fn execute(cmd: ClientCommand) -> Result<ExitCode> {
             TenantCommand::Key(a) => tenant_key(a).await,
             TenantCommand::Keys(a) => tenant_keys(a).await,
             TenantCommand::Revoke(a) => tenant_revoke(a).await,
+        },
+        ClientCommand::Var(v) => match v {
+            VarCommand::Set(a) => var_set(a).await,
+            VarCommand::Ls(a) => var_ls(a).await,
+            VarCommand::Rm(a) => var_rm(a).await,
+            VarCommand::Reseal(a) => var_reseal(a).await,
         },
     }
 }
@@ -623,6 +629,117 @@ async fn tenant_revoke(a: TenantRevokeArgs) -> Result<ExitCode> {
     if a.conn.output == Output::Text {
         println!("revoked key {} of {}", a.key_id, a.id);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------- variables
+
+/// The path of a scope's variables, or of one of them.
+pub fn var_path(function: Option<&str>, name: Option<&str>) -> String {
+    let mut path = match function {
+        Some(f) => format!("/functions/{}/variables", segment(f)),
+        None => "/variables".to_string(),
+    };
+    if let Some(name) = name {
+        path.push('/');
+        path.push_str(&segment(name));
+    }
+    path
+}
+
+/// One line typed at the terminal, not echoed.
+fn read_hidden_line(prompt: &str) -> Result<String> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    eprint!("{prompt}");
+    let saved = tcgetattr(&stdin).context("reading the terminal's settings")?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    tcsetattr(&stdin, OptionalActions::Now, &quiet).context("turning echo off")?;
+    let mut line = String::new();
+    let read = stdin.read_line(&mut line);
+    let _ = tcsetattr(&stdin, OptionalActions::Now, &saved);
+    eprintln!();
+    read.context("reading the value")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+async fn var_set(a: VarSetArgs) -> Result<ExitCode> {
+    let value = match a.value {
+        Some(v) => v,
+        None if std::io::stdin().is_terminal() => {
+            read_hidden_line(&format!("value of {}: ", a.name))?
+        }
+        None => {
+            let mut v = String::new();
+            std::io::stdin()
+                .read_to_string(&mut v)
+                .context("reading the value from stdin")?;
+            // One trailing newline is `echo`'s, not the value's.
+            v.strip_suffix('\n')
+                .map(|v| v.strip_suffix('\r').unwrap_or(v))
+                .unwrap_or(&v)
+                .to_string()
+        }
+    };
+    let conn = &a.scope.conn;
+    let api = Api::new(conn)?;
+    let path = var_path(a.scope.function.as_deref(), Some(&a.name));
+    let v = api
+        .json(
+            api.request(Method::PUT, &path)?
+                .json(&json!({"value": value, "secret": a.secret})),
+        )
+        .await?;
+    show(conn.output, &v, |_| {
+        let what = if a.secret { "secret" } else { "variable" };
+        let scope = a
+            .scope
+            .function
+            .as_deref()
+            .map_or("the tenant".to_string(), |f| format!("function {f}"));
+        format!("set {what} {} of {scope}\n", a.name)
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn var_ls(a: VarScopeArgs) -> Result<ExitCode> {
+    let api = Api::new(&a.conn)?;
+    let v = api.get(&var_path(a.function.as_deref(), None)).await?;
+    show(a.conn.output, &v, format::variables);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn var_rm(a: VarNameArgs) -> Result<ExitCode> {
+    let api = Api::new(&a.scope.conn)?;
+    let path = var_path(a.scope.function.as_deref(), Some(&a.name));
+    api.send(api.request(Method::DELETE, &path)?).await?;
+    if a.scope.conn.output == Output::Text {
+        println!("deleted {}", a.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn var_reseal(a: super::ConnArgs) -> Result<ExitCode> {
+    let api = Api::new(&a.conn)?;
+    let v = api
+        .json(api.request(Method::POST, "/secrets/reseal")?)
+        .await?;
+    show(a.conn.output, &v, |v| {
+        let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let mut out = format!(
+            "resealed {} secrets ({} already under the current key)\n",
+            n("resealed"),
+            n("current")
+        );
+        if n("unopenable") > 0 {
+            out.push_str(&format!(
+                "{} secrets open with no listed key: they stay as they are (see the gateway's log)\n",
+                n("unopenable")
+            ));
+        }
+        out
+    });
     Ok(ExitCode::SUCCESS)
 }
 

@@ -559,6 +559,34 @@ pub fn keys(list: &Value) -> String {
     table(&["ID", "CREATED", "STATE"], &rows)
 }
 
+/// `eddy var ls`: secrets show no value.
+pub fn variables(list: &Value) -> String {
+    let rows: Vec<Vec<String>> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            let secret = v.get("secret").and_then(Value::as_bool) == Some(true);
+            vec![
+                or_dash(str_of(v, "name")).to_string(),
+                if secret { "secret" } else { "plain" }.to_string(),
+                if secret {
+                    "(hidden)".to_string()
+                } else {
+                    str_of(v, "value")
+                        .unwrap_or_default()
+                        .escape_debug()
+                        .to_string()
+                },
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "no variables\n".into();
+    }
+    table(&["NAME", "KIND", "VALUE"], &rows)
+}
+
 /// `eddy status`: the controller's decisions.
 pub fn status(v: &Value) -> String {
     let mut out = String::new();

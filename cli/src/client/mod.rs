@@ -74,6 +74,60 @@ pub enum ClientCommand {
     /// Tenants, quotas and API keys.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Variables and secrets, read by processors through
+    /// `wasi:config/store` (the tenant's, or with --function one function's).
+    #[command(subcommand)]
+    Var(VarCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum VarCommand {
+    /// Set a variable; with --secret a write-only secret (the value from
+    /// stdin when absent, keeping it out of the shell history).
+    Set(VarSetArgs),
+    /// List the variables (secrets by name only).
+    Ls(VarScopeArgs),
+    /// Delete a variable.
+    Rm(VarNameArgs),
+    /// Seal every tenant's secrets with the first key of EDDY_SECRETS_KEYS
+    /// (admin key): the middle step of a key rotation.
+    Reseal(ConnArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VarScopeArgs {
+    /// A function's own variable (it overrides the tenant's of that name).
+    #[arg(long, short)]
+    pub function: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VarSetArgs {
+    /// Variable name (letters, digits, `_`, `-`, `.`).
+    pub name: String,
+    /// The value; read from stdin when absent.
+    pub value: Option<String>,
+    /// Write-only: sealed at rest, never shown, redacted from logs.
+    #[arg(long)]
+    pub secret: bool,
+    #[command(flatten)]
+    pub scope: VarScopeArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VarNameArgs {
+    /// Variable name.
+    pub name: String,
+    #[command(flatten)]
+    pub scope: VarScopeArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConnArgs {
+    #[command(flatten)]
+    pub conn: Conn,
 }
 
 #[derive(Debug, clap::Args)]
@@ -352,6 +406,12 @@ impl ClientCommand {
                 TenantCommand::Quota(a) => &a.conn,
                 TenantCommand::Get(a) | TenantCommand::Key(a) | TenantCommand::Keys(a) => &a.conn,
                 TenantCommand::Revoke(a) => &a.conn,
+            },
+            ClientCommand::Var(v) => match v {
+                VarCommand::Set(a) => &a.scope.conn,
+                VarCommand::Ls(a) => &a.conn,
+                VarCommand::Rm(a) => &a.scope.conn,
+                VarCommand::Reseal(a) => &a.conn,
             },
         }
     }

@@ -180,6 +180,24 @@ fn admin_key(args: &UpArgs) -> Result<String> {
     Ok(key)
 }
 
+/// The secrets keys of `eddy up`: `EDDY_SECRETS_KEYS`, or one key generated
+/// once and kept in `<data dir>/secrets-keys` (mode 0600), so that a local
+/// platform takes secrets as a production one does.
+fn secrets_keys(args: &UpArgs) -> Result<String> {
+    let given = &args.worker.common.secrets_keys.0;
+    if !given.trim().is_empty() {
+        return Ok(given.clone());
+    }
+    let path = args.data_dir.join("secrets-keys");
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        return Ok(k.trim().to_string());
+    }
+    let keys = eddy_protocol::variables::Keyring::generate("local").map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&args.data_dir)?;
+    write_secret(&path, &keys)?;
+    Ok(keys)
+}
+
 /// Writes a secret to a new file created with mode 0600: it is never
 /// readable by others, not even for a moment.
 fn write_secret(path: &std::path::Path, secret: &str) -> Result<()> {
@@ -195,7 +213,7 @@ fn write_secret(path: &std::path::Path, secret: &str) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-pub fn up(args: UpArgs) -> Result<ExitCode> {
+pub fn up(mut args: UpArgs) -> Result<ExitCode> {
     args.worker.common.labels.apply();
     let process = &args.worker.common.process;
     let given = process.given();
@@ -213,6 +231,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         None => eprintln!("eddy up: redis at {url}"),
     }
     let admin_key = admin_key(&args)?;
+    args.worker.common.secrets_keys = super::Hidden(secrets_keys(&args)?);
     let gateway_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(process.threads())
         .thread_name("eddy-gateway")

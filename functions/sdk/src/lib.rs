@@ -110,6 +110,9 @@ use wit::eddy::processor::host;
 #[cfg(feature = "http")]
 pub mod http;
 
+#[cfg(feature = "config")]
+pub mod config;
+
 /// Common MIME types.
 pub mod mime {
     /// `application/json`, the default content type of follow-ups.

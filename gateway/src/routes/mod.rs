@@ -6,6 +6,7 @@ pub mod invoke;
 pub mod records;
 pub mod tenants;
 pub mod ui;
+pub mod variables;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

@@ -1,7 +1,8 @@
 -- Stored bytes of a tenant (prepended to the scripts that count or check
 -- them; see `stored.rs` for the same arithmetic in Rust):
--- * modules: exact, the tenant hash's `mod_bytes` (deploy adds a module the
---   tenant did not have, the delete of its last version subtracts it);
+-- * modules and variables: exact, the tenant hash's `mod_bytes` (deploy adds
+--   a module the tenant did not have, the delete of its last version
+--   subtracts it; a variable counts its name and stored form);
 -- * what invocations wrote that lives for the record TTL (outputs, outcomes
 --   with their logs and errors, retry payloads, dead letters): bytes written
 --   per slot of TTL/24 in a hash slot number -> bytes. What slot s wrote has

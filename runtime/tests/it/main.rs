@@ -8,3 +8,4 @@ mod hostile;
 mod modules;
 mod outbound;
 mod support;
+mod variables;

@@ -45,6 +45,7 @@ pub fn input(function: &str, payload: &str) -> Input {
         payload: payload.as_bytes().to_vec(),
         config: Vec::new(),
         traceparent: None,
+        variables: None,
     }
 }
 

@@ -176,6 +176,13 @@ impl Worker {
                     eddy.epoch_ticks = tracing::field::Empty,
                     eddy.emits = tracing::field::Empty,
                 );
+                let variables = Arc::new(crate::variables::Source {
+                    queue: self.queue.clone(),
+                    keyring: self.config.secrets.clone(),
+                    cache: self.variables.clone(),
+                    tenant: env.tenant.clone(),
+                    function: env.function.clone(),
+                });
                 let c = process::run(
                     &self.runtime,
                     &loaded,
@@ -184,6 +191,7 @@ impl Worker {
                     &self.consumer,
                     traceparent,
                     &self.executor,
+                    variables,
                 )
                 .instrument(exec.clone())
                 .await;

@@ -1,0 +1,239 @@
+//! `wasi:config/store`: a guest reads its variables and secrets, and the
+//! secrets it read are redacted from what the invocation reports.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use eddy_protocol::variables::{Unopened, Variable};
+use eddy_runtime::{Entry, FixedVariables, InvokeError, Limits, LogSource, VariableSource};
+
+use crate::support::{input, load, output_json, run};
+
+const SECRET: &str = "s3cr3t-Tok3n-4711";
+
+fn var(name: &str, value: &str, secret: bool) -> Variable {
+    Variable {
+        name: name.into(),
+        value: value.into(),
+        secret,
+    }
+}
+
+async fn config(
+    body: serde_json::Value,
+    source: Option<Arc<dyn VariableSource>>,
+) -> eddy_runtime::Report {
+    let mut input = input("config", &body.to_string());
+    input.variables = source;
+    run(&load("fx-config"), input, &Limits::default()).await
+}
+
+fn fixed() -> Option<Arc<dyn VariableSource>> {
+    Some(Arc::new(FixedVariables(vec![
+        var("REGION", "eu-west", false),
+        var("TOKEN", SECRET, true),
+    ])))
+}
+
+#[tokio::test]
+async fn a_guest_reads_variables_and_secrets() {
+    let report = config(
+        serde_json::json!({ "show": ["REGION", "MISSING"], "all": true }),
+        fixed(),
+    )
+    .await;
+    assert_eq!(
+        output_json(&report),
+        serde_json::json!({
+            "values": { "MISSING": null, "REGION": "eu-west" },
+            "status": null,
+            "names": ["REGION", "TOKEN"],
+            "errors": [],
+        })
+    );
+}
+
+#[tokio::test]
+async fn secrets_the_guest_read_are_redacted_from_logs_and_errors() {
+    let report = config(
+        serde_json::json!({ "print": ["TOKEN", "REGION"], "fail_with": "TOKEN" }),
+        fixed(),
+    )
+    .await;
+    match &report.result {
+        Err(InvokeError::Processor { code, message, .. }) => {
+            assert_eq!(code, "leak");
+            assert_eq!(message, "refusing with TOKEN=[redacted]");
+        }
+        other => panic!("{other:?}"),
+    }
+    let lines: Vec<(LogSource, &str)> = report
+        .logs
+        .iter()
+        .map(|l| (l.source, l.message.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (LogSource::Stdout, "stdout says TOKEN=[redacted]"),
+            (LogSource::Stderr, "stderr says TOKEN=[redacted]"),
+            (LogSource::Log, "log says TOKEN=[redacted]"),
+            // A plain variable is not a secret: shown as it is.
+            (LogSource::Stdout, "stdout says REGION=eu-west"),
+            (LogSource::Stderr, "stderr says REGION=eu-west"),
+            (LogSource::Log, "log says REGION=eu-west"),
+        ]
+    );
+    assert!(!format!("{report:?}").contains(SECRET));
+}
+
+/// Fails the first load, counting loads.
+#[derive(Debug, Default)]
+struct Broken(AtomicUsize);
+
+impl VariableSource for Broken {
+    fn load(&self) -> Pin<Box<dyn Future<Output = Result<Vec<Entry>, String>> + Send + 'static>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Err("redis: connection refused".to_string()) })
+    }
+}
+
+#[tokio::test]
+async fn variables_that_cannot_be_read_are_loaded_once_per_invocation() {
+    let broken = Arc::new(Broken::default());
+    let report = config(
+        serde_json::json!({ "try_get": ["A", "B", "C"], "all": false }),
+        Some(broken.clone()),
+    )
+    .await;
+    assert_eq!(
+        output_json(&report)["errors"],
+        serde_json::json!([
+            "variables are unavailable: redis: connection refused",
+            "variables are unavailable: redis: connection refused",
+            "variables are unavailable: redis: connection refused",
+        ])
+    );
+    assert_eq!(broken.0.load(Ordering::SeqCst), 1);
+}
+
+/// One secret that does not open.
+#[derive(Debug)]
+struct OneUnopened;
+
+impl VariableSource for OneUnopened {
+    fn load(&self) -> Pin<Box<dyn Future<Output = Result<Vec<Entry>, String>> + Send + 'static>> {
+        Box::pin(async {
+            Ok(vec![
+                Ok(var("REGION", "eu-west", false)),
+                Err(Unopened {
+                    name: "TOKEN".into(),
+                    reason: "it was sealed with key `k0`, which this process does not have".into(),
+                }),
+            ])
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_secret_that_does_not_open_fails_its_own_reads_only() {
+    let report = config(
+        serde_json::json!({ "try_get": ["TOKEN"], "show": ["REGION"] }),
+        Some(Arc::new(OneUnopened)),
+    )
+    .await;
+    let out = output_json(&report);
+    let why = "secret `TOKEN` cannot be opened: it was sealed with key `k0`, which this process does not have";
+    assert_eq!(out["errors"], serde_json::json!([why]));
+    assert_eq!(out["values"], serde_json::json!({ "REGION": "eu-west" }));
+    let notes: Vec<&str> = report
+        .logs
+        .iter()
+        .filter(|l| l.source == LogSource::Host)
+        .map(|l| l.message.as_str())
+        .collect();
+    assert_eq!(notes, [why]);
+    // get-all cannot give everything: it says which.
+    let report = config(
+        serde_json::json!({ "all": true }),
+        Some(Arc::new(OneUnopened)),
+    )
+    .await;
+    match &report.result {
+        Err(InvokeError::Processor { code, message, .. }) => {
+            assert_eq!(
+                (code.as_str(), message.as_str()),
+                ("config-unavailable", why)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn variables_that_cannot_be_read_are_a_retryable_error() {
+    let broken = Arc::new(Broken::default());
+    let report = config(
+        serde_json::json!({ "show": ["A", "B", "C"] }),
+        Some(broken.clone()),
+    )
+    .await;
+    match &report.result {
+        Err(InvokeError::Processor {
+            code,
+            message,
+            retryable,
+        }) => {
+            assert_eq!(code, "config-unavailable");
+            assert_eq!(
+                message,
+                "variables are unavailable: redis: connection refused"
+            );
+            assert!(retryable);
+        }
+        other => panic!("{other:?}"),
+    }
+    let notes: Vec<&str> = report
+        .logs
+        .iter()
+        .filter(|l| l.source == LogSource::Host)
+        .map(|l| l.message.as_str())
+        .collect();
+    assert_eq!(notes, ["variables: redis: connection refused"]);
+}
+
+#[tokio::test]
+async fn without_a_source_nothing_is_set() {
+    let report = config(serde_json::json!({ "print": ["TOKEN"] }), None).await;
+    match &report.result {
+        Err(InvokeError::Processor {
+            code,
+            message,
+            retryable,
+        }) => {
+            assert_eq!(code, "config-missing");
+            assert_eq!(
+                message,
+                "variable `TOKEN` is not set (eddy var set TOKEN ...)"
+            );
+            assert!(!retryable);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_longest_secret_is_redacted_whole() {
+    // 8 KiB, the most a value may be.
+    let long = "Z".repeat(8 << 10);
+    let source: Arc<dyn VariableSource> = Arc::new(FixedVariables(vec![var("BIG", &long, true)]));
+    let report = config(serde_json::json!({ "fail_with": "BIG" }), Some(source)).await;
+    match &report.result {
+        Err(InvokeError::Processor { message, .. }) => {
+            assert_eq!(message, "refusing with BIG=[redacted]");
+        }
+        other => panic!("{other:?}"),
+    }
+}
