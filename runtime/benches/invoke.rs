@@ -1,5 +1,5 @@
 //! Fresh-instance invocation, cold load from the artifact cache, compile,
-//! and one outbound HTTP request to a server on loopback.
+//! one outbound HTTP request to a server on loopback, and variable reads.
 //!
 //! Needs the guests built (`make functions`). Run with `make bench-runtime`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -108,6 +108,45 @@ fn benches(c: &mut Criterion) {
         assert!(r.result.is_ok(), "{:?}", r.result);
         assert_eq!(r.outbound.len(), 1);
         assert_eq!(r.outbound[0].call.error.is_none(), name == "get_local");
+        g.bench_function(name, |b| b.iter(once));
+    }
+    g.finish();
+
+    // wasi:config: reading a variable (given up front here: a worker's
+    // Redis read is not part of it), and printing one to stdout, stderr and
+    // the log, plain or secret (the difference is the redaction), against
+    // the same guest reading nothing.
+    let config = runtime.load(&wasm("fx_config")).unwrap();
+    let vars: std::sync::Arc<dyn eddy_runtime::VariableSource> =
+        std::sync::Arc::new(eddy_runtime::FixedVariables(vec![
+            eddy_protocol::variables::Variable {
+                name: "REGION".into(),
+                value: "eu-west".into(),
+                secret: false,
+            },
+            eddy_protocol::variables::Variable {
+                name: "TOKEN".into(),
+                value: "s3cr3t-token-value".into(),
+                secret: true,
+            },
+        ]));
+    let mut g = c.benchmark_group("config");
+    for (name, body) in [
+        ("none", &br#"{}"#[..]),
+        ("get_one", &br#"{"show":["REGION"]}"#[..]),
+        ("plain_logged", &br#"{"print":["REGION"]}"#[..]),
+        ("secret_logged", &br#"{"print":["TOKEN"]}"#[..]),
+    ] {
+        let once = || {
+            tokio.block_on(async {
+                let a = runtime.admit("t", &limits).await;
+                let mut i = input("config", body);
+                i.variables = Some(vars.clone());
+                runtime.invoke(&config, i, &limits, a).await
+            })
+        };
+        let r = once();
+        assert!(r.result.is_ok(), "{:?}", r.result);
         g.bench_function(name, |b| b.iter(once));
     }
     g.finish();

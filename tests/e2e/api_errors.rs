@@ -223,6 +223,46 @@ async fn bad_inputs_get_exact_errors() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
+    // Variables count in the tenant's stored bytes (name and stored form):
+    // refused over max_stored_bytes, given back when deleted.
+    let small = p.tenant("small", json!({ "max_stored_bytes": 40 })).await;
+    let set = |name: &'static str, value: String| {
+        let (p, small) = (&p, small.clone());
+        async move {
+            p.send_json(
+                Method::PUT,
+                &format!("/variables/{name}"),
+                &small,
+                json!({ "value": value }),
+            )
+            .await
+        }
+    };
+    assert_eq!(set("A", "x".repeat(30)).await.status, StatusCode::CREATED);
+    let r = set("B", "y".repeat(30)).await;
+    assert_eq!(
+        (
+            r.status,
+            r.json()["code"].as_str(),
+            r.json()["message"].as_str()
+        ),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("storage_quota_exceeded"),
+            Some(
+                "the tenant stores 33 bytes; 33 more would take it over its max_stored_bytes of 40; delete functions or variables to make room"
+            )
+        )
+    );
+    let (_, t) = p.get(&small, "/tenants/small").await;
+    assert_eq!(t["stored_bytes"], 33, "{t}");
+    let r = p
+        .send(Method::DELETE, "/variables/A", &small, &[], "")
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let (_, t) = p.get(&small, "/tenants/small").await;
+    assert_eq!(t["stored_bytes"], 0, "{t}");
+    assert_eq!(set("B", "y".repeat(30)).await.status, StatusCode::CREATED);
     // Quota: the second invocation in the same second is refused, with
     // Retry-After, and nothing is enqueued for it.
     let burst = || invoke("/invoke/echo", &limited, b"{}", async_());

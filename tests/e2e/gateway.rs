@@ -628,6 +628,33 @@ async fn the_cli_drives_the_platform() {
         0
     );
 
+    // Variables and secrets (`eddy up` made a key for them).
+    let var = |args: &[&str]| cli(&p, &key, &[&["var"][..], args].concat());
+    assert_eq!(
+        var(&["set", "REGION", "eu-west"]),
+        (0, "set variable REGION of the tenant\n".into())
+    );
+    assert_eq!(
+        var(&[
+            "set",
+            "TOKEN",
+            "hunter2-hunter2",
+            "--secret",
+            "-f",
+            "wordcount"
+        ]),
+        (0, "set secret TOKEN of function wordcount\n".into())
+    );
+    let (code, out) = var(&["ls"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("REGION") && out.contains("eu-west"), "{out}");
+    let (code, out) = var(&["ls", "--function", "wordcount"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("TOKEN") && out.contains("(hidden)"), "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
+    assert_eq!(var(&["rm", "REGION"]), (0, "deleted REGION\n".into()));
+    assert_eq!(var(&["ls"]), (0, "no variables\n".into()));
+
     // Sync: stdout is the processor's output.
     let (code, out) = cli(
         &p,

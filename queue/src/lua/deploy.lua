@@ -17,16 +17,8 @@ if not at then
   return redis.error_reply('deploy: the spec has no version placeholder')
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  local q = redis.call('HMGET', KEYS[5], 'max_stored_bytes', 'mod_bytes')
-  local max_stored = tonumber(q[1]) or 0
-  if max_stored > 0 then
-    local window, after = stored_window(KEYS[6], ARGV[5], ARGV[6])
-    local stored = window + (tonumber(q[2]) or 0)
-    if stored + size > max_stored then
-      return {'quota', 'stored', q[1], string.format('%d', stored), string.format('%d', after),
-        tostring(size)}
-    end
-  end
+  local refused = stored_refusal(KEYS[5], KEYS[6], ARGV[5], ARGV[6], size)
+  if refused then return refused end
   redis.call('SET', KEYS[1], ARGV[1])
   redis.call('HINCRBY', KEYS[5], 'mod_bytes', size)
 end

@@ -18,16 +18,8 @@ end
 local delta
 if old then delta = #ARGV[2] - #old else delta = #ARGV[1] + #ARGV[2] end
 if delta > 0 then
-  local q = redis.call('HMGET', KEYS[2], 'max_stored_bytes', 'mod_bytes')
-  local max_stored = tonumber(q[1]) or 0
-  if max_stored > 0 then
-    local window, after = stored_window(KEYS[3], ARGV[4], ARGV[5])
-    local stored = window + (tonumber(q[2]) or 0)
-    if stored + delta > max_stored then
-      return {'quota', 'stored', q[1], string.format('%d', stored), string.format('%d', after),
-        tostring(delta)}
-    end
-  end
+  local refused = stored_refusal(KEYS[2], KEYS[3], ARGV[4], ARGV[5], delta)
+  if refused then return refused end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[2], 'mod_bytes', delta)

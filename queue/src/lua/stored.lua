@@ -52,3 +52,18 @@ local function stored_add(key, now_ms, ttl, n)
     end
   end
 end
+
+-- The quota reply when n more bytes of modules or variables would take the
+-- tenant (hash tenant_key) over its max_stored_bytes, else nil.
+local function stored_refusal(tenant_key, window_key, now_ms, ttl, n)
+  local q = redis.call('HMGET', tenant_key, 'max_stored_bytes', 'mod_bytes')
+  local max_stored = tonumber(q[1]) or 0
+  if max_stored <= 0 then return nil end
+  local window, after = stored_window(window_key, now_ms, ttl)
+  local stored = window + (tonumber(q[2]) or 0)
+  if stored + n > max_stored then
+    return {'quota', 'stored', q[1], string.format('%d', stored), string.format('%d', after),
+      tostring(n)}
+  end
+  return nil
+end
