@@ -30,6 +30,16 @@ async fn config(
     run(&load("fx-config"), input, &Limits::default()).await
 }
 
+/// The lines Eddy added to the invocation's log.
+fn host_notes(report: &eddy_runtime::Report) -> Vec<&str> {
+    report
+        .logs
+        .iter()
+        .filter(|l| l.source == LogSource::Host)
+        .map(|l| l.message.as_str())
+        .collect()
+}
+
 fn fixed() -> Option<Arc<dyn VariableSource>> {
     Some(Arc::new(FixedVariables(vec![
         var("REGION", "eu-west", false),
@@ -148,12 +158,7 @@ async fn a_secret_that_does_not_open_fails_its_own_reads_only() {
     let why = "secret `TOKEN` cannot be opened: it was sealed with key `k0`, which this process does not have";
     assert_eq!(out["errors"], serde_json::json!([why]));
     assert_eq!(out["values"], serde_json::json!({ "REGION": "eu-west" }));
-    let notes: Vec<&str> = report
-        .logs
-        .iter()
-        .filter(|l| l.source == LogSource::Host)
-        .map(|l| l.message.as_str())
-        .collect();
+    let notes = host_notes(&report);
     assert_eq!(notes, [why]);
     // get-all cannot give everything: it says which.
     let report = config(
@@ -195,12 +200,7 @@ async fn variables_that_cannot_be_read_are_a_retryable_error() {
         }
         other => panic!("{other:?}"),
     }
-    let notes: Vec<&str> = report
-        .logs
-        .iter()
-        .filter(|l| l.source == LogSource::Host)
-        .map(|l| l.message.as_str())
-        .collect();
+    let notes = host_notes(&report);
     assert_eq!(notes, ["variables: redis: connection refused"]);
 }
 
