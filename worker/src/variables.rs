@@ -16,12 +16,30 @@ use eddy_queue::{FunctionVariables, Queue};
 use eddy_runtime::{Entry, VariableSource};
 use parking_lot::Mutex;
 
-/// Functions whose variables a worker keeps; past it, it starts over.
+/// Functions whose variables a worker keeps, and their bytes (names and
+/// stored forms): past either, it starts over, so a tenant with many big
+/// scopes costs the worker at most this much memory (and its neighbours at
+/// most a full read each after the start-over).
 const CACHED: usize = 4096;
+const CACHED_BYTES: usize = 64 << 20;
 
 /// What this worker read lately, by tenant and function.
 #[derive(Debug, Default)]
-pub(crate) struct Cache(Mutex<HashMap<(TenantId, FunctionName), Arc<FunctionVariables>>>);
+pub(crate) struct Cache(Mutex<Cached>);
+
+#[derive(Debug, Default)]
+pub(crate) struct Cached {
+    map: HashMap<(TenantId, FunctionName), Arc<FunctionVariables>>,
+    bytes: usize,
+}
+
+fn size(v: &FunctionVariables) -> usize {
+    v.shared
+        .iter()
+        .chain(&v.own)
+        .map(|(name, stored)| name.len() + stored.encode().len())
+        .sum()
+}
 
 #[derive(Debug)]
 pub(crate) struct Source {
@@ -40,7 +58,7 @@ impl VariableSource for Source {
         let key = (self.tenant.clone(), self.function.clone());
         Box::pin(async move {
             let failed = |e: eddy_queue::Error| format!("reading them failed: {e}");
-            let cached = cache.0.lock().get(&key).cloned();
+            let cached = cache.0.lock().map.get(&key).cloned();
             let vars = match cached {
                 Some(c) if queue.variables_version(&key.0).await.map_err(failed)? == c.version => c,
                 _ => {
@@ -50,11 +68,16 @@ impl VariableSource for Source {
                             .await
                             .map_err(failed)?,
                     );
-                    let mut map = cache.0.lock();
-                    if map.len() >= CACHED {
-                        map.clear();
+                    let bytes = size(&read);
+                    let mut c = cache.0.lock();
+                    if c.map.len() >= CACHED || c.bytes + bytes > CACHED_BYTES {
+                        c.map.clear();
+                        c.bytes = 0;
                     }
-                    map.insert(key.clone(), read.clone());
+                    if let Some(old) = c.map.insert(key.clone(), read.clone()) {
+                        c.bytes -= size(&old);
+                    }
+                    c.bytes += bytes;
                     read
                 }
             };

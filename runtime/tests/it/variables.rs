@@ -30,6 +30,18 @@ async fn config(
     run(&load("fx-config"), input, &Limits::default()).await
 }
 
+/// The processor error the invocation ended with: code, message, retryable.
+fn processor_error(report: &eddy_runtime::Report) -> (&str, &str, bool) {
+    match &report.result {
+        Err(InvokeError::Processor {
+            code,
+            message,
+            retryable,
+        }) => (code, message, *retryable),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// The lines Eddy added to the invocation's log.
 fn host_notes(report: &eddy_runtime::Report) -> Vec<&str> {
     report
@@ -72,13 +84,10 @@ async fn secrets_the_guest_read_are_redacted_from_logs_and_errors() {
         fixed(),
     )
     .await;
-    match &report.result {
-        Err(InvokeError::Processor { code, message, .. }) => {
-            assert_eq!(code, "leak");
-            assert_eq!(message, "refusing with TOKEN=[redacted]");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        processor_error(&report),
+        ("leak", "refusing with TOKEN=[redacted]", false)
+    );
     let lines: Vec<(LogSource, &str)> = report
         .logs
         .iter()
@@ -166,15 +175,7 @@ async fn a_secret_that_does_not_open_fails_its_own_reads_only() {
         Some(Arc::new(OneUnopened)),
     )
     .await;
-    match &report.result {
-        Err(InvokeError::Processor { code, message, .. }) => {
-            assert_eq!(
-                (code.as_str(), message.as_str()),
-                ("config-unavailable", why)
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(processor_error(&report), ("config-unavailable", why, true));
 }
 
 #[tokio::test]
@@ -185,21 +186,14 @@ async fn variables_that_cannot_be_read_are_a_retryable_error() {
         Some(broken.clone()),
     )
     .await;
-    match &report.result {
-        Err(InvokeError::Processor {
-            code,
-            message,
-            retryable,
-        }) => {
-            assert_eq!(code, "config-unavailable");
-            assert_eq!(
-                message,
-                "variables are unavailable: redis: connection refused"
-            );
-            assert!(retryable);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        processor_error(&report),
+        (
+            "config-unavailable",
+            "variables are unavailable: redis: connection refused",
+            true
+        )
+    );
     let notes = host_notes(&report);
     assert_eq!(notes, ["variables: redis: connection refused"]);
 }
@@ -207,21 +201,14 @@ async fn variables_that_cannot_be_read_are_a_retryable_error() {
 #[tokio::test]
 async fn without_a_source_nothing_is_set() {
     let report = config(serde_json::json!({ "print": ["TOKEN"] }), None).await;
-    match &report.result {
-        Err(InvokeError::Processor {
-            code,
-            message,
-            retryable,
-        }) => {
-            assert_eq!(code, "config-missing");
-            assert_eq!(
-                message,
-                "variable `TOKEN` is not set (eddy var set TOKEN ...)"
-            );
-            assert!(!retryable);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        processor_error(&report),
+        (
+            "config-missing",
+            "variable `TOKEN` is not set (eddy var set TOKEN ...)",
+            false
+        )
+    );
 }
 
 #[tokio::test]
@@ -230,10 +217,8 @@ async fn the_longest_secret_is_redacted_whole() {
     let long = "Z".repeat(8 << 10);
     let source: Arc<dyn VariableSource> = Arc::new(FixedVariables(vec![var("BIG", &long, true)]));
     let report = config(serde_json::json!({ "fail_with": "BIG" }), Some(source)).await;
-    match &report.result {
-        Err(InvokeError::Processor { message, .. }) => {
-            assert_eq!(message, "refusing with BIG=[redacted]");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        processor_error(&report),
+        ("leak", "refusing with BIG=[redacted]", false)
+    );
 }
