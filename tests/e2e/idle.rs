@@ -115,10 +115,51 @@ async fn add_tenants(p: &Platform, from: usize, to: usize) -> Vec<String> {
         .await
 }
 
-/// Lets everything go idle (the idle timeout, then the controller's grace
-/// for reporting "scaled to zero"), then measures `window`.
+/// How long the platform may take to go idle after the last call: the idle
+/// timeout, the controller's grace for reporting "scaled to zero", and room
+/// for a machine busy with other tests (a tick over 2,000 live functions
+/// is slow there).
+const SETTLE: Duration = Duration::from_secs(120);
+
+/// Waits until the controller publishes, twice in a row a second apart and
+/// from ticks that began after the wait did, that no function is live:
+/// everything went idle. Returns how long that took. Panics past [`SETTLE`].
+async fn settle(p: &Platform) -> Duration {
+    let client = redis::Client::open(p.redis_url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let started = Instant::now();
+    let since = eddy_protocol::now_ms();
+    let mut idle_in_a_row = 0;
+    let mut last = String::new();
+    while idle_in_a_row < 2 {
+        assert!(
+            started.elapsed() < SETTLE,
+            "not idle {SETTLE:?} after the last call; the controller's state: {last:.2000}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let state: Option<String> = redis::cmd("GET")
+            .arg(eddy_protocol::keys::CONTROLLER_STATE)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        last = state.unwrap_or_default();
+        let state: eddy_protocol::control::ControllerState = match serde_json::from_str(&last) {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        if state.at_ms > since && state.functions.is_empty() {
+            idle_in_a_row += 1;
+        } else {
+            idle_in_a_row = 0;
+        }
+    }
+    started.elapsed()
+}
+
+/// Lets everything go idle (see [`settle`]), then measures `window`.
 async fn measure_idle(p: &Platform, tenants: usize, keys: &[String], window: Duration) -> Idle {
-    tokio::time::sleep(Duration::from_millis(IDLE_TIMEOUT_MS) + Duration::from_secs(13)).await;
+    let took = settle(p).await;
+    eprintln!("{tenants} tenants went idle in {took:?}");
     let pid = p._process.pid();
     let started = Instant::now();
     let (stats0, cpu0, by0) = (
