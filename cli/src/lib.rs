@@ -46,6 +46,8 @@ enum Command {
         admin_key: Option<String>,
         #[command(flatten)]
         labels: roles::LabelArgs,
+        #[command(flatten)]
+        records: roles::EnqueueArgs,
     },
     /// Run the HTTP gateway.
     Gateway {
@@ -82,7 +84,8 @@ pub fn main() -> std::process::ExitCode {
             process,
             admin_key,
             labels,
-        } => roles::controller(controller, process, admin_key, labels),
+            records,
+        } => roles::controller(controller, process, admin_key, labels, records),
         Command::Gateway { gateway, common } => roles::gateway(gateway, common),
         Command::Up(args) => roles::up(args),
         Command::Client(cmd) => client::run(cmd),

@@ -106,10 +106,8 @@ pub struct CommonArgs {
     /// validates; a worker each module it loads).
     #[arg(long, env = "EDDY_CACHE_DIR", default_value = ".eddy/artifacts")]
     cache_dir: PathBuf,
-    /// How long invocation and run records are kept, in seconds (give every
-    /// role the same: the stored-bytes quota counts by it).
-    #[arg(long, env = "EDDY_RECORD_TTL_S", default_value_t = 86_400)]
-    record_ttl_s: u64,
+    #[command(flatten)]
+    pub(crate) records: EnqueueArgs,
     /// Internal addresses or networks callbacks may target anyway
     /// (comma-separated, e.g. `127.0.0.1,10.0.0.0/8`).
     #[arg(long, env = "EDDY_CALLBACK_ALLOWLIST", default_value = "")]
@@ -127,14 +125,24 @@ pub struct CommonArgs {
         default_value = ""
     )]
     secrets_keys: Hidden,
-    #[command(flatten)]
-    pub(crate) ceilings: CeilingArgs,
     /// An internal address where `/healthz`, `/readyz` and `/metrics` are
     /// served without a key.
     #[arg(long, env = "EDDY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub(crate) labels: LabelArgs,
+}
+
+/// What every role that enqueues (gateways, workers for follow-ups, the
+/// controller for schedules) must be given alike.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnqueueArgs {
+    /// How long invocation and run records are kept, in seconds (give every
+    /// role the same: the stored-bytes quota counts by it).
+    #[arg(long, env = "EDDY_RECORD_TTL_S", default_value_t = 86_400)]
+    pub(crate) record_ttl_s: u64,
+    #[command(flatten)]
+    pub(crate) ceilings: CeilingArgs,
 }
 
 impl CommonArgs {
@@ -305,8 +313,8 @@ impl GatewayArgs {
             max_in_flight: self.max_in_flight,
             sync_first: common.sync_first(),
             callback_allowlist: common.allowlist()?,
-            record_ttl: Duration::from_secs(common.record_ttl_s),
-            ceilings: common.ceilings.parse()?,
+            record_ttl: Duration::from_secs(common.records.record_ttl_s),
+            ceilings: common.records.ceilings.parse()?,
             secrets: common.secrets()?,
             ..GatewayConfig::default()
         })
@@ -328,7 +336,7 @@ impl ModuleValidator for RuntimeValidator {
 }
 
 fn validator(common: &CommonArgs) -> Result<Arc<dyn ModuleValidator>> {
-    module_validator(&common.ceilings.parse()?, common.cache_dir.clone())
+    module_validator(&common.records.ceilings.parse()?, common.cache_dir.clone())
 }
 
 /// The gateway's module validator: the real runtime, with the same shape
@@ -352,7 +360,7 @@ pub fn module_validator(
 impl WorkerArgs {
     /// `EDDY_GUEST_MEMORY_MB` in bytes, or its default.
     fn guest_memory(&self) -> Result<u64> {
-        let ceiling_mb = self.common.ceilings.parse()?.memory_mb;
+        let ceiling_mb = self.common.records.ceilings.parse()?.memory_mb;
         let least = ceiling_mb.saturating_mul(2).saturating_mul(1 << 20);
         match self.guest_memory_mb {
             0 => {
@@ -392,10 +400,10 @@ impl WorkerArgs {
             // Twice the concurrency: sync invocations on the interactive
             // lane come on top of it.
             max_instances: (self.concurrency as u32).max(16) * 2,
-            ceilings: self.common.ceilings.parse()?,
+            ceilings: self.common.records.ceilings.parse()?,
             guest_memory: self.guest_memory()?,
             consumer: self.consumer.clone(),
-            record_ttl: Duration::from_secs(self.common.record_ttl_s),
+            record_ttl: Duration::from_secs(self.common.records.record_ttl_s),
             callbacks: self.callbacks.config(&self.common)?,
             outbound_allowlist: Allowlist::parse(&self.outbound_allowlist)
                 .map_err(|e| anyhow::anyhow!("EDDY_OUTBOUND_ALLOWLIST: {e}"))?,
@@ -434,10 +442,13 @@ impl ControllerArgs {
         redis_url: String,
         default_listen: SocketAddr,
         admin_key: Option<String>,
-    ) -> eddy_controller::ControllerConfig {
-        eddy_controller::ControllerConfig {
+        records: &EnqueueArgs,
+    ) -> Result<eddy_controller::ControllerConfig> {
+        Ok(eddy_controller::ControllerConfig {
             redis_url,
             admin_key,
+            record_ttl: Duration::from_secs(records.record_ttl_s),
+            ceilings: records.ceilings.parse()?,
             listen: self.controller_listen.unwrap_or(default_listen),
             tick: Duration::from_millis(self.controller_tick_ms.max(10)),
             target_queue_age: Duration::from_millis(self.target_queue_age_ms.max(1)),
@@ -449,7 +460,7 @@ impl ControllerArgs {
                 .clone()
                 .unwrap_or_else(eddy_protocol::new_id),
             ..eddy_controller::ControllerConfig::default()
-        }
+        })
     }
 }
 
@@ -458,12 +469,18 @@ pub fn controller(
     process: ProcessArgs,
     admin_key: Option<String>,
     labels: LabelArgs,
+    records: EnqueueArgs,
 ) -> Result<ExitCode> {
     labels.apply();
     let url = process.url()?;
     tokio_runtime(process.threads())?.block_on(async {
         let shutdown = shutdown_signal()?;
-        let config = args.config(url, SocketAddr::from(([0, 0, 0, 0], 8081)), admin_key);
+        let config = args.config(
+            url,
+            SocketAddr::from(([0, 0, 0, 0], 8081)),
+            admin_key,
+            &records,
+        )?;
         eddy_controller::serve(config, shutdown)
             .await
             .context("running the controller")?;

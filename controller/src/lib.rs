@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod decide;
+mod schedules;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -53,6 +54,11 @@ pub struct ControllerConfig {
     /// The admin key `/status` asks for (it lists every tenant's functions);
     /// without one, `/status` is refused.
     pub admin_key: Option<String>,
+    /// How long records are kept (the scheduled invocations' records and
+    /// their stored-bytes count, as the gateway's).
+    pub record_ttl: Duration,
+    /// The operator's ceilings (a scheduled run's limits, as the gateway's).
+    pub ceilings: eddy_protocol::Ceilings,
 }
 
 impl std::fmt::Debug for ControllerConfig {
@@ -79,6 +85,8 @@ impl Default for ControllerConfig {
             id: eddy_protocol::new_id(),
             admin_key: None,
             metrics: None,
+            record_ttl: QueueConfig::default().record_ttl,
+            ceilings: eddy_protocol::Ceilings::default(),
         }
     }
 }
@@ -479,6 +487,7 @@ async fn tick(
 /// Runs the election and, while leading, the decision loop, until `stop`.
 pub async fn run(queue: Queue, config: ControllerConfig, mut stop: watch::Receiver<bool>) {
     let mut mem = Memory::default();
+    let mut timer = schedules::Timer::default();
     let lease_ms = (config.tick * 30).max(Duration::from_secs(3)).as_millis() as u64;
     let mut leading = false;
     while !*stop.borrow() {
@@ -491,6 +500,7 @@ pub async fn run(queue: Queue, config: ControllerConfig, mut stop: watch::Receiv
                     // A new leader starts from what is in Redis, not from
                     // the memory of an earlier term.
                     mem = Memory::default();
+                    timer = schedules::Timer::default();
                 }
                 match tick(&queue, &config, &mut mem).await {
                     Ok(state) => {
@@ -500,6 +510,7 @@ pub async fn run(queue: Queue, config: ControllerConfig, mut stop: watch::Receiv
                     }
                     Err(error) => warn!(%error, "controller tick"),
                 }
+                schedules::fire_due(&queue, &config, &mut timer).await;
             }
             Ok(false) => {
                 if leading {
@@ -651,7 +662,13 @@ async fn status(State(q): State<Queue>) -> impl IntoResponse {
 
 /// Connects, then serves HTTP and runs the loop until `stop`.
 pub async fn serve(config: ControllerConfig, stop: watch::Receiver<bool>) -> Result<(), Error> {
-    let queue = Queue::connect(&config.redis_url, QueueConfig::default()).await?;
+    let queue = Queue::connect(
+        &config.redis_url,
+        QueueConfig {
+            record_ttl: config.record_ttl,
+        },
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     info!(addr = %config.listen, id = %config.id, "controller listening");
     let mut http_stop = stop.clone();

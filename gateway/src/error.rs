@@ -128,6 +128,7 @@ impl ApiError {
                 "key" => "key_not_found",
                 "version" => "version_not_found",
                 "variable" => "variable_not_found",
+                "schedule" => "schedule_not_found",
                 _ => "not_found",
             },
             ApiError::BadRequest(_) => "bad_request",

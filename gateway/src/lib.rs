@@ -311,6 +311,14 @@ pub fn app(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(JSON_BODY)),
         )
         .route("/secrets/reseal", post(routes::variables::reseal))
+        .route("/schedules", get(routes::schedules::list))
+        .route(
+            "/schedules/{name}",
+            get(routes::schedules::get)
+                .put(routes::schedules::put)
+                .delete(routes::schedules::delete)
+                .layer(DefaultBodyLimit::max(routes::schedules::BODY)),
+        )
         .route(
             "/tenants",
             post(routes::tenants::create).layer(DefaultBodyLimit::max(JSON_BODY)),

@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::routes::{functions, health, invoke, records, tenants, variables};
+use crate::routes::{functions, health, invoke, records, schedules, tenants, variables};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,7 @@ use crate::routes::{functions, health, invoke, records, tenants, variables};
         tenants::create, tenants::get, tenants::set_quota, tenants::create_key, tenants::list_keys, tenants::revoke_key,
         variables::list_tenant, variables::set_tenant, variables::delete_tenant,
         variables::list_function, variables::set_function, variables::delete_function, variables::reseal,
+        schedules::list, schedules::get, schedules::put, schedules::delete,
     ),
     components(schemas(crate::ErrorBody)),
     modifiers(&Security),

@@ -67,6 +67,18 @@ pub fn function_variables(tenant: &TenantId, function: &FunctionName) -> String 
     format!("eddy:{}:vars:{function}", tag(tenant))
 }
 
+/// Hash of a tenant's schedules: name → `schedules::ScheduleSpec` (JSON).
+pub fn schedules(tenant: &TenantId) -> String {
+    format!("eddy:{}:schedules", tag(tenant))
+}
+
+/// Hash of where a tenant's schedules stand: name →
+/// `schedules::ScheduleState` (JSON; the next tick is the truth the
+/// [`SCHEDULES`] index is rebuilt from).
+pub fn schedule_states(tenant: &TenantId) -> String {
+    format!("eddy:{}:schedules:state", tag(tenant))
+}
+
 /// Set of a tenant's function names.
 pub fn functions(tenant: &TenantId) -> String {
     format!("eddy:{}:fns", tag(tenant))
@@ -179,6 +191,10 @@ pub const DUE_RETRIES: &str = "eddy:due:retries";
 /// Sorted set of tenants with callbacks to deliver, reclaim or retry
 /// (score: when to look next, ms).
 pub const DUE_CALLBACKS: &str = "eddy:due:callbacks";
+
+/// Sorted set of every tenant's schedules (`schedules::member`) by their
+/// next tick (ms): the controller's leader reads only the due ones.
+pub const SCHEDULES: &str = "eddy:schedules";
 
 /// A dashboard session, by the hash of its cookie's token → `k:<key hash>`
 /// or `a:<admin key hash>` (expiring).

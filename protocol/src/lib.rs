@@ -23,6 +23,7 @@ pub mod messages;
 pub mod names;
 pub mod outbound;
 pub mod record;
+pub mod schedules;
 pub mod sync_first;
 pub mod tenant;
 pub mod trace;

@@ -25,6 +25,7 @@ mod records;
 mod registry;
 mod replies;
 mod retries;
+mod schedules;
 mod scripts;
 mod tenants;
 mod variables;
@@ -46,6 +47,7 @@ pub use eddy_protocol::variables::Resealed;
 pub use eddy_protocol::{ApiKey, Backlog, DeadLetter, FunctionVersions, Quota, TenantInfo};
 pub use invocations::{Completed, Completion, Disposition, Enqueued, FollowUp};
 pub use replies::{Event, Reply};
+pub use schedules::Schedule;
 pub use tenants::{hash_key, random_hex};
 pub use variables::FunctionVariables;
 
@@ -78,6 +80,9 @@ pub enum Error {
     /// have.
     #[error("at most {0} variables per scope")]
     TooManyVariables(usize),
+    /// A tenant has the most schedules it may have.
+    #[error("at most {0} schedules per tenant")]
+    TooManySchedules(usize),
     /// A tenant quota refused the invocation.
     #[error("quota exceeded: {which:?} (limit {limit})")]
     Quota { which: QuotaKind, limit: u64 },

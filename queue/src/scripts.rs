@@ -23,6 +23,11 @@ pub(crate) static DELETE_VARIABLE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/delete_variable.lua")));
 pub(crate) static RESEAL_VARIABLE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/reseal_variable.lua")));
+pub(crate) static PUT_SCHEDULE: LazyLock<Script> = with_stored!("lua/put_schedule.lua");
+pub(crate) static DELETE_SCHEDULE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/delete_schedule.lua")));
+pub(crate) static SETTLE_SCHEDULE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/settle_schedule.lua")));
 pub(crate) static PROMOTE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
 pub(crate) static REDRIVE: LazyLock<Script> = with_stored!("lua/redrive.lua");
@@ -48,7 +53,7 @@ mod tests {
     use eddy_protocol::ErrorClass;
 
     /// Every script, as its source.
-    const SOURCES: [&str; 18] = [
+    const SOURCES: [&str; 21] = [
         include_str!("lua/stored.lua"),
         include_str!("lua/enqueue.lua"),
         include_str!("lua/complete.lua"),
@@ -67,6 +72,9 @@ mod tests {
         include_str!("lua/set_variable.lua"),
         include_str!("lua/delete_variable.lua"),
         include_str!("lua/reseal_variable.lua"),
+        include_str!("lua/put_schedule.lua"),
+        include_str!("lua/delete_schedule.lua"),
+        include_str!("lua/settle_schedule.lua"),
     ];
 
     #[test]

@@ -51,6 +51,15 @@ async fn bad_inputs_get_exact_errors() {
     p.deploy(&key, "wordcount", "wordcount", "").await;
     p.deploy(&other, "secret", "echo", "").await;
     p.deploy(&limited, "echo", "echo", "").await;
+    let r = p
+        .send_json(
+            Method::PUT,
+            "/schedules/theirs",
+            &other,
+            json!({ "cron": "@yearly", "function": "secret" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
     let revoked = {
         let v = p
             .send(Method::POST, "/tenants/acme/keys", &key, &[], "")
@@ -178,10 +187,82 @@ async fn bad_inputs_get_exact_errors() {
         Case { name: "reseal without the operator's keys", status: StatusCode::NOT_IMPLEMENTED, code: "secrets_disabled",
             message: "secrets are turned off on this platform: the operator has not set EDDY_SECRETS_KEYS".into(),
             ..invoke("/secrets/reseal", ADMIN, b"", vec![]) },
+        Case { name: "bad schedule name", method: Method::PUT, status: StatusCode::BAD_REQUEST, code: "bad_request",
+            message: "schedule name `-x` must be 1 to 64 ASCII letters, digits, `_`, `-` or `.`, starting with a letter or digit".into(),
+            ..invoke("/schedules/-x", &key, br#"{"cron":"@hourly","function":"wordcount"}"#, vec![]) },
+        Case { name: "cron field out of range", method: Method::PUT, status: StatusCode::BAD_REQUEST, code: "bad_request",
+            message: "`cron`: minute: `61` is outside 0-59 or an empty range".into(),
+            ..invoke("/schedules/s", &key, br#"{"cron":"61 * * * *","function":"wordcount"}"#, vec![]) },
+        Case { name: "cron of three fields", method: Method::PUT, status: StatusCode::BAD_REQUEST, code: "bad_request",
+            message: "`cron`: a cron expression has 5 fields (minute hour day month weekday) or 6 (second first); this one has 3".into(),
+            ..invoke("/schedules/s", &key, br#"{"cron":"* * *","function":"wordcount"}"#, vec![]) },
+        Case { name: "cron never due", method: Method::PUT, status: StatusCode::BAD_REQUEST, code: "bad_request",
+            message: "`cron`: `0 0 30 2 *` is never due in the next five years".into(),
+            ..invoke("/schedules/s", &key, br#"{"cron":"0 0 30 2 *","function":"wordcount"}"#, vec![]) },
+        Case { name: "schedule of an unknown function", method: Method::PUT, status: StatusCode::NOT_FOUND, code: "function_not_found",
+            message: "function `nope` not found".into(),
+            ..invoke("/schedules/s", &key, br#"{"cron":"@hourly","function":"nope"}"#, vec![]) },
+        Case { name: "schedule of another tenant's function", method: Method::PUT, status: StatusCode::NOT_FOUND, code: "function_not_found",
+            message: "function `secret` not found".into(),
+            ..invoke("/schedules/s", &key, br#"{"cron":"@hourly","function":"secret"}"#, vec![]) },
+        Case { name: "schedule data too big", method: Method::PUT, status: StatusCode::BAD_REQUEST, code: "bad_request",
+            message: "`data` is 66008 bytes as JSON; a schedule's data may be at most 65536".into(),
+            ..invoke("/schedules/s", &key, json!({ "cron": "@hourly", "function": "wordcount", "data": { "x": "a".repeat(66_000) } }).to_string().as_bytes(), vec![]) },
+        Case { name: "schedule body over its limit", method: Method::PUT, status: StatusCode::PAYLOAD_TOO_LARGE, code: "payload_too_large",
+            message: "request body is larger than the limit of 69632 bytes".into(),
+            ..invoke("/schedules/s", &key, json!({ "cron": "@hourly", "function": "wordcount", "data": { "x": "a".repeat(70_000) } }).to_string().as_bytes(), vec![]) },
+        Case { name: "schedule body of another shape", method: Method::PUT, status: StatusCode::BAD_REQUEST, code: "invalid_json",
+            message: "invalid JSON: unknown field `payload`, expected one of `cron`, `function`, `data` at line 1 column 50".into(),
+            ..invoke("/schedules/s", &key, br#"{"cron":"@hourly","function":"wordcount","payload":{}}"#, vec![]) },
+        Case { name: "unknown schedule", method: Method::GET, status: StatusCode::NOT_FOUND, code: "schedule_not_found",
+            message: "schedule `nope` not found".into(),
+            ..invoke("/schedules/nope", &key, b"", vec![]) },
+        Case { name: "another tenant's schedule", method: Method::DELETE, status: StatusCode::NOT_FOUND, code: "schedule_not_found",
+            message: "schedule `theirs` not found".into(),
+            ..invoke("/schedules/theirs", &key, b"", vec![]) },
     ];
     for c in cases {
         check(&p, c).await;
     }
+    // A tenant holds at most 64 schedules; the 65th is refused, a change to
+    // one of them is not.
+    for i in 0..64 {
+        let r = p
+            .send_json(
+                Method::PUT,
+                &format!("/schedules/S{i}"),
+                &key,
+                json!({ "cron": "@yearly", "function": "wordcount" }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    check(
+        &p,
+        Case {
+            name: "65th schedule",
+            method: Method::PUT,
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "limit_reached",
+            message: "the tenant has 64 schedules, the most it may have; delete one first".into(),
+            ..invoke(
+                "/schedules/S64",
+                &key,
+                br#"{"cron":"@yearly","function":"wordcount"}"#,
+                vec![],
+            )
+        },
+    )
+    .await;
+    let r = p
+        .send_json(
+            Method::PUT,
+            "/schedules/S0",
+            &key,
+            json!({ "cron": "@daily", "function": "wordcount" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
     // A scope holds at most 64 variables; the 65th is refused, a change to
     // one of them is not.
     for i in 0..64 {

@@ -522,6 +522,8 @@ async fn deploy_invoke_sync_async_with_callback_and_a_run() {
         "/functions/{name}/variables",
         "/functions/{name}/variables/{var}",
         "/secrets/reseal",
+        "/schedules",
+        "/schedules/{name}",
     ] {
         assert!(doc["paths"].get(route).is_some(), "{route}");
     }
@@ -654,6 +656,55 @@ async fn the_cli_drives_the_platform() {
     assert!(!out.contains("hunter2"), "{out}");
     assert_eq!(var(&["rm", "REGION"]), (0, "deleted REGION\n".into()));
     assert_eq!(var(&["ls"]), (0, "no variables\n".into()));
+
+    // A schedule: created, fired by `eddy up`'s controller, shown, removed.
+    let schedule = |args: &[&str]| cli(&p, &key, &[&["schedule"][..], args].concat());
+    let (code, out) = schedule(&[
+        "create",
+        "tick",
+        "--cron",
+        "* * * * * *",
+        "--function",
+        "wordcount",
+        "--data",
+        r#"{"text":"tick tock"}"#,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("schedule tick invokes wordcount on `* * * * * *`; next tick 20"),
+        "{out}"
+    );
+    let shown = wait_until(Duration::from_secs(20), "a firing", || async {
+        let (code, out) = schedule(&["show", "tick", "-o", "json"]);
+        assert_eq!(code, 0, "{out}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        (v["fired"].as_u64() >= Some(1)).then_some(v)
+    })
+    .await;
+    let run = shown["last"][0]["run_id"].as_str().unwrap().to_string();
+    let rec = p
+        .until(&key, &format!("/invocations/{run}"), |v| {
+            v["status"] == "succeeded"
+        })
+        .await;
+    assert_eq!(
+        rec["output"], r#"{"words":2,"unique":2,"top":[["tick",1],["tock",1]]}"#,
+        "the schedule's data is the payload"
+    );
+    let (code, out) = schedule(&["ls"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("tick") && out.contains("* * * * * *") && out.contains(&run[..8]),
+        "{out}"
+    );
+    let (code, out) = schedule(&["show", "tick"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("enqueued") && out.contains(&run), "{out}");
+    assert_eq!(
+        schedule(&["rm", "tick"]),
+        (0, "deleted schedule tick\n".into())
+    );
+    assert_eq!(schedule(&["ls"]), (0, "no schedules\n".into()));
 
     // Sync: stdout is the processor's output.
     let (code, out) = cli(

@@ -17,5 +17,6 @@ mod metrics;
 mod otel;
 mod outbound;
 mod scaling;
+mod schedules;
 mod secrets;
 mod ui;

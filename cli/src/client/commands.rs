@@ -13,9 +13,10 @@ use serde_json::{Map, Value, json};
 use super::api::{Api, Reply, segment};
 use super::{
     BatchArgs, ClientCommand, DeadLettersArgs, DeployArgs, FunctionsArgs, IdArgs, InvokeArgs,
-    NameArgs, Output, QuotaArgs, RedriveArgs, RollbackArgs, RunsArgs, StatusArgs, TenantCommand,
-    TenantCreateArgs, TenantIdArgs, TenantQuotaArgs, TenantRevokeArgs, VarCommand, VarNameArgs,
-    VarScopeArgs, VarSetArgs, format, print_json, print_raw_json,
+    NameArgs, Output, QuotaArgs, RedriveArgs, RollbackArgs, RunsArgs, ScheduleCommand,
+    ScheduleCreateArgs, ScheduleNameArgs, StatusArgs, TenantCommand, TenantCreateArgs,
+    TenantIdArgs, TenantQuotaArgs, TenantRevokeArgs, VarCommand, VarNameArgs, VarScopeArgs,
+    VarSetArgs, format, print_json, print_raw_json,
 };
 
 /// How often `runs --watch` polls.
@@ -50,6 +51,12 @@ pub async fn execute(cmd: ClientCommand) -> Result<ExitCode> {
             VarCommand::Ls(a) => var_ls(a).await,
             VarCommand::Rm(a) => var_rm(a).await,
             VarCommand::Reseal(a) => var_reseal(a).await,
+        },
+        ClientCommand::Schedule(c) => match c {
+            ScheduleCommand::Create(a) => schedule_create(a).await,
+            ScheduleCommand::Ls(a) => schedule_ls(a).await,
+            ScheduleCommand::Show(a) => schedule_show(a).await,
+            ScheduleCommand::Rm(a) => schedule_rm(a).await,
         },
     }
 }
@@ -740,6 +747,67 @@ async fn var_reseal(a: super::ConnArgs) -> Result<ExitCode> {
         }
         out
     });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--data`: JSON text, or `@file`.
+fn schedule_data(data: Option<&str>) -> Result<Option<Value>> {
+    let Some(data) = data else { return Ok(None) };
+    let text = match data.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        None => data.to_string(),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .context("--data is not JSON")
+}
+
+async fn schedule_create(a: ScheduleCreateArgs) -> Result<ExitCode> {
+    let mut body = json!({"cron": a.cron, "function": a.function});
+    if let Some(data) = schedule_data(a.data.as_deref())? {
+        body["data"] = data;
+    }
+    let api = Api::new(&a.conn)?;
+    let v = api
+        .json(
+            api.request(Method::PUT, &format!("/schedules/{}", segment(&a.name)))?
+                .json(&body),
+        )
+        .await?;
+    show(a.conn.output, &v, |v| {
+        let next = v.get("next_ms").and_then(Value::as_u64).unwrap_or(0);
+        format!(
+            "schedule {} invokes {} on `{}`; next tick {}\n",
+            a.name,
+            a.function,
+            a.cron,
+            format::timestamp(next)
+        )
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn schedule_ls(a: super::ConnArgs) -> Result<ExitCode> {
+    let api = Api::new(&a.conn)?;
+    let v = api.get("/schedules").await?;
+    show(a.conn.output, &v, format::schedules);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn schedule_show(a: ScheduleNameArgs) -> Result<ExitCode> {
+    let api = Api::new(&a.conn)?;
+    let v = api.get(&format!("/schedules/{}", segment(&a.name))).await?;
+    show(a.conn.output, &v, format::schedule);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn schedule_rm(a: ScheduleNameArgs) -> Result<ExitCode> {
+    let api = Api::new(&a.conn)?;
+    api.send(api.request(Method::DELETE, &format!("/schedules/{}", segment(&a.name)))?)
+        .await?;
+    if a.conn.output == Output::Text {
+        println!("deleted schedule {}", a.name);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -587,6 +587,93 @@ pub fn variables(list: &Value) -> String {
     table(&["NAME", "KIND", "VALUE"], &rows)
 }
 
+/// The last firing of a schedule, in a few words.
+fn firing(f: &Value) -> String {
+    let tick = f.get("tick_ms").and_then(Value::as_u64).unwrap_or(0);
+    match str_of(f, "outcome") {
+        Some("enqueued") => format!("{} run {}", timestamp(tick), or_dash(str_of(f, "run_id"))),
+        _ => format!(
+            "{} refused: {}",
+            timestamp(tick),
+            or_dash(str_of(f, "error"))
+        ),
+    }
+}
+
+/// `eddy schedule ls`.
+pub fn schedules(list: &Value) -> String {
+    let rows: Vec<Vec<String>> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            let next = v.get("next_ms").and_then(Value::as_u64).unwrap_or(0);
+            vec![
+                or_dash(str_of(v, "name")).to_string(),
+                or_dash(str_of(v, "cron")).to_string(),
+                or_dash(str_of(v, "function")).to_string(),
+                if next == 0 {
+                    "-".into()
+                } else {
+                    timestamp(next)
+                },
+                v.get("last")
+                    .and_then(Value::as_array)
+                    .and_then(|l| l.first())
+                    .map_or("-".into(), firing),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "no schedules\n".into();
+    }
+    table(
+        &["NAME", "CRON", "FUNCTION", "NEXT TICK", "LAST FIRING"],
+        &rows,
+    )
+}
+
+/// `eddy schedule show`.
+pub fn schedule(v: &Value) -> String {
+    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let mut out = format!(
+        "schedule   {}\ncron       {} (UTC)\nfunction   {}\ndata       {}\nnext tick  {}\nfired      {}, refused {}, missed {}\n",
+        or_dash(str_of(v, "name")),
+        or_dash(str_of(v, "cron")),
+        or_dash(str_of(v, "function")),
+        v.get("data").map_or("{}".into(), Value::to_string),
+        if n("next_ms") == 0 {
+            "-".into()
+        } else {
+            timestamp(n("next_ms"))
+        },
+        n("fired"),
+        n("refused"),
+        n("missed"),
+    );
+    let rows: Vec<Vec<String>> = v
+        .get("last")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            vec![
+                timestamp(f.get("tick_ms").and_then(Value::as_u64).unwrap_or(0)),
+                or_dash(str_of(f, "outcome")).to_string(),
+                str_of(f, "run_id")
+                    .or(str_of(f, "error"))
+                    .unwrap_or("-")
+                    .to_string(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push('\n');
+        out.push_str(&table(&["TICK", "OUTCOME", "RUN / WHY"], &rows));
+    }
+    out
+}
+
 /// `eddy status`: the controller's decisions.
 pub fn status(v: &Value) -> String {
     let mut out = String::new();

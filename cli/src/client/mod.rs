@@ -78,6 +78,49 @@ pub enum ClientCommand {
     /// `wasi:config/store` (the tenant's, or with --function one function's).
     #[command(subcommand)]
     Var(VarCommand),
+    /// Scheduled invocations: a cron expression (UTC) invokes a function
+    /// with fixed data; each firing is a run.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ScheduleCommand {
+    /// Create a schedule, or replace the one of that name.
+    Create(ScheduleCreateArgs),
+    /// List the schedules: cron, function, next tick, last firing.
+    Ls(ConnArgs),
+    /// Show a schedule and its last firings (each with its run).
+    Show(ScheduleNameArgs),
+    /// Delete a schedule.
+    Rm(ScheduleNameArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScheduleCreateArgs {
+    /// Schedule name (letters, digits, `_`, `-`, `.`).
+    pub name: String,
+    /// `minute hour day month weekday` (UTC), six fields with seconds
+    /// first, or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
+    #[arg(long)]
+    pub cron: String,
+    /// The function each tick invokes.
+    #[arg(long, short)]
+    pub function: String,
+    /// The invocations' payload (JSON); `@file` reads a file. `{}` when
+    /// absent.
+    #[arg(long)]
+    pub data: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScheduleNameArgs {
+    /// Schedule name.
+    pub name: String,
+    #[command(flatten)]
+    pub conn: Conn,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -412,6 +455,11 @@ impl ClientCommand {
                 VarCommand::Ls(a) => &a.conn,
                 VarCommand::Rm(a) => &a.scope.conn,
                 VarCommand::Reseal(a) => &a.conn,
+            },
+            ClientCommand::Schedule(c) => match c {
+                ScheduleCommand::Create(a) => &a.conn,
+                ScheduleCommand::Ls(a) => &a.conn,
+                ScheduleCommand::Show(a) | ScheduleCommand::Rm(a) => &a.conn,
             },
         }
     }

@@ -273,7 +273,8 @@ pub fn up(mut args: UpArgs) -> Result<ExitCode> {
                 url_for_controller.clone(),
                 SocketAddr::from(([127, 0, 0, 1], 0)),
                 controller_key,
-            );
+                &args.worker.common.records,
+            )?;
             let controller =
                 tokio::spawn(eddy_controller::serve(controller_config, shutdown.clone()));
             eprintln!(

@@ -4,6 +4,7 @@ pub mod functions;
 pub mod health;
 pub mod invoke;
 pub mod records;
+pub mod schedules;
 pub mod tenants;
 pub mod ui;
 pub mod variables;
