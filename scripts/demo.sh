@@ -2,7 +2,10 @@
 # Brings Eddy up locally (`eddy up`: a private redis-server, the gateway and a
 # worker in one process) and shows it working through the CLI: a tenant, a
 # deploy, a sync invoke, an async invoke with a signed callback, and a run of
-# follow-ups that knows when it is finished. Then the sandbox at its limits.
+# follow-ups that knows when it is finished; a processor that does real work
+# (fetches a document, classifies it with an API behind a secret token, indexes
+# each section in a follow-up) against local servers, and a schedule. Then the
+# sandbox at its limits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EDDY=$PWD/target/release/eddy
@@ -10,6 +13,7 @@ W=functions/target/wasm32-wasip2/release
 DATA=${EDDY_DATA_DIR:-.eddy/demo}
 PORT=${EDDY_DEMO_PORT:-8080}
 HOOK_PORT=${EDDY_DEMO_HOOK_PORT:-8099}
+API_PORT=${EDDY_DEMO_API_PORT:-8098}
 export EDDY_URL=http://127.0.0.1:$PORT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -20,9 +24,10 @@ trap cleanup EXIT
 
 step "eddy up: redis-server + gateway + worker + controller, one process"
 EDDY_DATA_DIR=$DATA EDDY_CACHE_DIR=$DATA/artifacts EDDY_LISTEN=127.0.0.1:$PORT \
-  EDDY_CALLBACK_ALLOWLIST=127.0.0.1 EDDY_LOG=warn "$EDDY" up 2> "$DATA/up.log" &
+  EDDY_CALLBACK_ALLOWLIST=127.0.0.1 EDDY_OUTBOUND_ALLOWLIST=127.0.0.1 EDDY_LOG=warn \
+  "$EDDY" up 2> "$DATA/up.log" &
 pids+=($!)
-for _ in $(seq 100); do grep -q "eddy up: ready" "$DATA/up.log" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q "eddy up: ready" "$DATA/up.log" 2>/dev/null && break; sleep 0.1; done
 grep "eddy up:" "$DATA/up.log"
 export EDDY_KEY=$(cat "$DATA/admin-key")
 
@@ -53,6 +58,31 @@ RUN=$("$EDDY" invoke fanout --async --run-callback "http://127.0.0.1:$HOOK_PORT/
 "$EDDY" runs "$RUN" --watch
 "$EDDY" runs "$RUN"
 sleep 0.5
+
+step "real work: fetch a document, classify its sections (a bearer token from a secret), index each in a follow-up"
+TOKEN=demo-token-$RANDOM$RANDOM
+python3 scripts/demo_api.py "$API_PORT" "$TOKEN" > "$DATA/api.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$API_PORT") 2>/dev/null && break; sleep 0.1; done
+API=http://127.0.0.1:$API_PORT
+"$EDDY" deploy ingest $W/ingest.wasm --allow-host "$API" --timeout-ms 5000
+"$EDDY" var set CLASSIFIER_URL "$API/classify" -f ingest
+"$EDDY" var set INDEX_URL "$API/index" -f ingest
+printf '%s' "$TOKEN" | "$EDDY" var set CLASSIFIER_TOKEN --secret -f ingest
+"$EDDY" var ls -f ingest
+RUN=$("$EDDY" invoke ingest --async --data "{\"url\":\"$API/docs/report.md\"}" -o json \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["run_id"])')
+"$EDDY" runs "$RUN" --watch
+"$EDDY" invocation "$RUN"
+echo "what the local API received:"
+sed 's/^/  /' "$DATA/api.log"
+
+step "a schedule: the same document every 2 seconds (cron with seconds, UTC); each tick is a run"
+"$EDDY" schedule create report --cron "*/2 * * * * *" --function ingest \
+  --data "{\"url\":\"$API/docs/report.md\"}"
+sleep 4.5
+"$EDDY" schedule show report
+"$EDDY" schedule rm report
 
 step "bad input gets a clear error"
 "$EDDY" invoke nope || true

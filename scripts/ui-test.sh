@@ -79,7 +79,9 @@ KEY=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1]
 EDDY_KEY=$KEY "$EDDY" deploy fanout "$W/fanout.wasm" >/dev/null || fail "deploying fanout"
 EDDY_KEY=$KEY "$EDDY" deploy fx-fail "$W/fx_fail.wasm" --max-retries 0 >/dev/null || fail "deploying fx-fail"
 EDDY_KEY=$KEY "$EDDY" invoke fx-fail --async >/dev/null || fail "invoking fx-fail"
-say "tenant $TENANT ready: fanout and fx-fail deployed"
+EDDY_KEY=$KEY "$EDDY" schedule create nightly --cron "0 3 * * *" --function fanout >/dev/null \
+  || fail "creating a schedule"
+say "tenant $TENANT ready: fanout and fx-fail deployed, a nightly schedule"
 
 # The browser test prints the timings and, last, its `N passed, N failed`.
 EDDY_UI_KEY=$KEY EDDY_UI_TENANT=$TENANT EDDY_ROOT=$ROOT EDDY_UI_LOG=$TMP/up.log \

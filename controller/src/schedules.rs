@@ -56,8 +56,8 @@ async fn look(queue: &Queue, config: &ControllerConfig) -> Result<Duration, eddy
     let now = eddy_protocol::now_ms();
     let due = queue.due_schedules(now, BATCH).await?;
     let full = due.len() == BATCH;
-    for (tenant, name, _) in due {
-        if let Err(error) = fire(queue, config, &tenant, &name).await {
+    for (tenant, name, indexed) in due {
+        if let Err(error) = fire(queue, config, &tenant, &name, indexed).await {
             warn!(%error, %tenant, schedule = name, "firing a schedule");
         }
     }
@@ -71,14 +71,23 @@ async fn look(queue: &Queue, config: &ControllerConfig) -> Result<Duration, eddy
     })
 }
 
-/// Fires one schedule's due ticks and puts it back in the index at its
-/// next tick.
+/// Fires one schedule's due ticks and moves it in the index from where it
+/// was read (`indexed`) to its next tick. Every index write here is a
+/// compare-and-set on `indexed`: an owner that replaced or re-created the
+/// schedule meanwhile indexed its new first tick, which must stand.
 async fn fire(
     queue: &Queue,
     config: &ControllerConfig,
     tenant: &TenantId,
     name: &str,
+    indexed: u64,
 ) -> Result<(), eddy_queue::Error> {
+    let reindex = |next: u64| async move {
+        queue
+            .reindex_schedule(tenant, name, indexed, next)
+            .await
+            .map(|_| ())
+    };
     let Some(Schedule {
         spec,
         mut state,
@@ -86,13 +95,13 @@ async fn fire(
     }) = queue.schedule(tenant, name).await?
     else {
         // Deleted: out of the index.
-        return queue.index_schedule(tenant, name, 0).await;
+        return reindex(0).await;
     };
     let cron: Cron = match spec.cron.parse() {
         Ok(c) => c,
         Err(e) => {
             warn!(%tenant, schedule = name, "a stored schedule's cron does not parse: {e}");
-            return queue.index_schedule(tenant, name, 0).await;
+            return reindex(0).await;
         }
     };
     for _ in 0..PER_LOOK {
@@ -130,13 +139,11 @@ async fn fire(
                 // follows what is stored now.
                 debug!(%tenant, schedule = name, "the schedule changed while it fired");
                 let now = queue.schedule(tenant, name).await?;
-                return queue
-                    .index_schedule(tenant, name, now.map_or(0, |s| s.state.next_ms))
-                    .await;
+                return reindex(now.map_or(0, |s| s.state.next_ms)).await;
             }
         }
     }
-    queue.index_schedule(tenant, name, state.next_ms).await
+    reindex(state.next_ms).await
 }
 
 /// Enqueues one tick. A refusal the tenant can act on (quota, the function

@@ -247,7 +247,7 @@
     fns: new Map(), // key → { row, s: {…rings}, running }
     totals: { backlog: new Ring(), arrivals: new Ring(), completions: new Ring(), warm: new Ring(), inflight: new Ring(), dead: new Ring() },
     workers: new Map(), // id → { row, rate: Ring, seen }
-    last: null, runs: [], dead: [], invocations: [], notes: {},
+    last: null, runs: [], dead: [], invocations: [], schedules: [], notes: {},
     watched: [], selected: null, userSelected: false, page: 0,
     filter: '', sort: 'busy', now: 0, ticks: 0, openTree: new Set(), closedTree: new Set(),
     invOpen: null,
@@ -347,6 +347,7 @@
     if (d.runs) { state.runs = d.runs; state.dirtyRuns = true; }
     if (d.dead_letters) { state.dead = d.dead_letters; state.dirtyDead = true; }
     if (d.invocations) { state.invocations = d.invocations; state.dirtyInv = true; }
+    if (d.schedules) { state.schedules = d.schedules; state.dirtySched = true; }
     state.notes = d.notes || {};
     if (!state.userSelected && (!state.selected || !state.fns.has(state.selected))) {
       const best = sorted('busy')[0];
@@ -372,6 +373,7 @@
     if (state.dirtyRuns) { state.dirtyRuns = false; renderRuns(); }
     if (state.dirtyDead) { state.dirtyDead = false; renderDead(); }
     if (state.dirtyInv) { state.dirtyInv = false; renderInvocations(); }
+    if (state.dirtySched || state.ticks === 1) { state.dirtySched = false; renderSchedules(); }
     const n = state.notes;
     setText($('notes-extra'), n.sampled_records !== undefined ? `Records sampled by this page: ${count(n.sampled_records)}.` : '');
     setText($('dl-hint'), n.dead_letters_truncated
@@ -791,6 +793,42 @@
         h('td', { class: 'l wrap' }, h('span', { class: 'badge ' + d.status, text: d.class || d.status }), ' ', d.error),
         h('td', { text: d.attempts === null || d.attempts === undefined ? '–' : d.attempts }),
         h('td', {}, btn));
+    }));
+  }
+
+  // Schedules: the tenant's, with each one's newest firing (its run opens
+  // in Runs).
+  function utc(ms) { return ms ? new Date(ms).toISOString().replace('T', ' ').slice(0, 19) + 'Z' : '–'; }
+  function renderSchedules() {
+    const body = $('sc-body');
+    setText($('sc-count'), scopeTenant ? count(state.schedules.length) : '');
+    if (!scopeTenant) {
+      body.replaceChildren(h('tr', {}, h('td', { class: 'l', colspan: 8, text: 'open one tenant\'s view to see its schedules' })));
+      return;
+    }
+    if (!state.schedules.length) {
+      body.replaceChildren(h('tr', {}, h('td', { class: 'l', colspan: 8, text: 'none (eddy schedule create)' })));
+      return;
+    }
+    body.replaceChildren(...state.schedules.map((sc) => {
+      let last = h('span', { class: 'hint', text: 'not fired yet' });
+      const f = sc.last;
+      if (f && f.outcome === 'enqueued') {
+        const btn = h('button', { class: 'small', type: 'button', text: short(f.run_id), title: 'watch run ' + f.run_id, 'data-run': f.run_id });
+        btn.addEventListener('click', () => watch(f.run_id));
+        last = h('span', {}, utc(f.tick_ms) + ' ', btn);
+      } else if (f) {
+        last = h('span', {}, utc(f.tick_ms) + ' ', h('span', { class: 'badge failed', text: 'refused' }), ' ', f.error || '');
+      }
+      return h('tr', { 'data-schedule': sc.name },
+        h('td', { class: 'l', text: sc.name }),
+        h('td', { class: 'l mono', text: sc.cron }),
+        h('td', { class: 'l', text: sc.function }),
+        h('td', { class: 'l', text: utc(sc.next_ms) }),
+        h('td', { text: count(sc.fired) }),
+        h('td', { text: count(sc.refused) }),
+        h('td', { text: count(sc.missed) }),
+        h('td', { class: 'l wrap' }, last));
     }));
   }
 

@@ -144,7 +144,7 @@ impl std::str::FromStr for Cron {
 
 /// Days since 1970-01-01 → (year, month 1-12, day 1-31) (Howard Hinnant's
 /// `civil_from_days`).
-fn civil(days: i64) -> (i64, u32, u32) {
+pub fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -11,7 +11,7 @@ use eddy_protocol::keys;
 use eddy_protocol::schedules::{MAX_PER_TENANT, ScheduleSpec, ScheduleState, member, parse_member};
 use redis::AsyncCommands;
 
-use crate::scripts::{DELETE_SCHEDULE, PUT_SCHEDULE, SETTLE_SCHEDULE};
+use crate::scripts::{DELETE_SCHEDULE, PUT_SCHEDULE, REINDEX_SCHEDULE, SETTLE_SCHEDULE};
 use crate::{Error, Queue, Result};
 
 /// A schedule and where it stands.
@@ -25,6 +25,19 @@ pub struct Schedule {
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> Result<T> {
     serde_json::from_str(json).map_err(|e| Error::Corrupt(format!("{what}: {e}")))
+}
+
+/// A schedule from its stored spec and state (none yet: the default).
+fn parse(spec: &str, raw_state: String) -> Result<Schedule> {
+    Ok(Schedule {
+        spec: decode("schedule", spec)?,
+        state: if raw_state.is_empty() {
+            ScheduleState::default()
+        } else {
+            decode("schedule state", &raw_state)?
+        },
+        raw_state,
+    })
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -105,6 +118,26 @@ impl Queue {
         Ok(())
     }
 
+    /// Moves a schedule in the due index from `read` (its score when the
+    /// firer read the index) to `next_ms` (0: out), unless it was moved
+    /// meanwhile (a replaced schedule's new tick stands). True when moved.
+    pub async fn reindex_schedule(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        read: u64,
+        next_ms: u64,
+    ) -> Result<bool> {
+        let n: i64 = REINDEX_SCHEDULE
+            .key(keys::SCHEDULES)
+            .arg(member(tenant, name))
+            .arg(read)
+            .arg(next_ms)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(n == 1)
+    }
+
     /// Deletes a schedule; false when there was none.
     pub async fn delete_schedule(&self, tenant: &TenantId, name: &str) -> Result<bool> {
         let n: i64 = DELETE_SCHEDULE
@@ -130,16 +163,10 @@ impl Queue {
             .await?;
         let mut out = Vec::with_capacity(specs.len());
         for (name, spec) in specs {
-            let raw_state = states.get(&name).cloned().unwrap_or_default();
-            out.push(Schedule {
-                spec: decode("schedule", &spec)?,
-                state: if raw_state.is_empty() {
-                    ScheduleState::default()
-                } else {
-                    decode("schedule state", &raw_state)?
-                },
-                raw_state,
-            });
+            out.push(parse(
+                &spec,
+                states.get(&name).cloned().unwrap_or_default(),
+            )?);
         }
         out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
         Ok(out)
@@ -152,17 +179,8 @@ impl Queue {
             .hget(keys::schedule_states(tenant), name)
             .query_async(&mut self.conn())
             .await?;
-        let Some(spec) = spec else { return Ok(None) };
-        let raw_state = state.unwrap_or_default();
-        Ok(Some(Schedule {
-            spec: decode("schedule", &spec)?,
-            state: if raw_state.is_empty() {
-                ScheduleState::default()
-            } else {
-                decode("schedule state", &raw_state)?
-            },
-            raw_state,
-        }))
+        spec.map(|spec| parse(&spec, state.unwrap_or_default()))
+            .transpose()
     }
 
     /// Up to `limit` schedules of any tenant due by `now_ms`, with the tick

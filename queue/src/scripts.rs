@@ -28,6 +28,8 @@ pub(crate) static DELETE_SCHEDULE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/delete_schedule.lua")));
 pub(crate) static SETTLE_SCHEDULE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/settle_schedule.lua")));
+pub(crate) static REINDEX_SCHEDULE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/reindex_schedule.lua")));
 pub(crate) static PROMOTE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
 pub(crate) static REDRIVE: LazyLock<Script> = with_stored!("lua/redrive.lua");
@@ -53,7 +55,7 @@ mod tests {
     use eddy_protocol::ErrorClass;
 
     /// Every script, as its source.
-    const SOURCES: [&str; 21] = [
+    const SOURCES: [&str; 22] = [
         include_str!("lua/stored.lua"),
         include_str!("lua/enqueue.lua"),
         include_str!("lua/complete.lua"),
@@ -75,6 +77,7 @@ mod tests {
         include_str!("lua/put_schedule.lua"),
         include_str!("lua/delete_schedule.lua"),
         include_str!("lua/settle_schedule.lua"),
+        include_str!("lua/reindex_schedule.lua"),
     ];
 
     #[test]

@@ -7,6 +7,7 @@ mod cluster;
 mod crash;
 mod deployment;
 mod drain;
+mod example;
 mod failures;
 mod flow;
 mod gateway;

@@ -412,3 +412,57 @@ async fn missed_ticks_past_the_window_are_skipped_and_refusals_recorded() {
         "quota: the tenant's limit of 1 invocations per second is used up"
     );
 }
+
+/// The due index's protocol: a firer moves a schedule only from the tick it
+/// read, so an owner's replacement made meanwhile (a new first tick) stands;
+/// the state's compare-and-set lets one of two firers record a tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_moves_only_from_where_a_firer_read_it() {
+    use eddy_protocol::schedules::{ScheduleSpec, ScheduleState};
+    let redis = RedisServer::start();
+    let q = queue(&redis).await;
+    let t = tenant("acme");
+    deploy(&q, &t, "echo", "echo", Default::default()).await;
+    let spec = |cron: &str| ScheduleSpec {
+        name: "s".into(),
+        cron: cron.into(),
+        function: "echo".into(),
+        data: json!({}),
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    };
+    let score = || redis.cli(&["ZSCORE", eddy_protocol::keys::SCHEDULES, "acme/s"]);
+    assert!(q.put_schedule(&t, &spec("@hourly"), 1_000).await.unwrap());
+    assert_eq!(score(), "1000");
+    // A firer read 1000; the owner replaced the schedule (first tick 500).
+    assert!(!q.put_schedule(&t, &spec("@daily"), 500).await.unwrap());
+    assert!(!q.reindex_schedule(&t, "s", 1_000, 2_000).await.unwrap());
+    assert_eq!(score(), "500", "the owner's tick stands");
+    assert!(q.reindex_schedule(&t, "s", 500, 2_000).await.unwrap());
+    assert_eq!(score(), "2000");
+
+    // Two firers read the same state: one records the tick.
+    let read = q.schedule(&t, "s").await.unwrap().unwrap();
+    let next = ScheduleState {
+        next_ms: 3_000,
+        fired: 1,
+        ..read.state.clone()
+    };
+    let first = q
+        .settle_schedule(&t, "s", &read.raw_state, &next)
+        .await
+        .unwrap();
+    let second = q
+        .settle_schedule(&t, "s", &read.raw_state, &next)
+        .await
+        .unwrap();
+    assert!(first.is_some() && second.is_none());
+    // A deleted schedule is neither settled nor left in the index.
+    assert!(q.delete_schedule(&t, "s").await.unwrap());
+    assert_eq!(score(), "");
+    let again = q
+        .settle_schedule(&t, "s", first.as_deref().unwrap(), &next)
+        .await
+        .unwrap();
+    assert!(again.is_none());
+}

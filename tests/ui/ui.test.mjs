@@ -49,6 +49,10 @@ async function run(page) {
   const session = cookies.find((c) => c.name === 'eddy_session');
   check(session && session.httpOnly && session.sameSite === 'Strict', `session cookie: ${JSON.stringify(session)}`);
   await page.waitForSelector('tr[data-fn="fanout"]', { timeout: 15_000 });
+  // The tenant's schedule, with its cron and next tick (03:00 UTC).
+  await page.waitForSelector('#sc-body tr[data-schedule="nightly"]', { timeout: 10_000 });
+  const sched = await page.locator('#sc-body tr[data-schedule="nightly"]').innerText();
+  check(sched.includes('0 3 * * *') && sched.includes('fanout') && /03:00:00Z/.test(sched), `schedule row: ${sched}`);
   log(`page live, fanout listed (${elapsed()})`);
 
   // Start a fanout run from the page: B=4, D=4.

@@ -114,6 +114,9 @@ pub(super) struct Payload<'a> {
     pub(super) dead_letters: Option<&'a [DeadRow]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) invocations: Option<&'a [InvocationRow]>,
+    /// The tenant's schedules (a tenant's view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) schedules: Option<&'a [ScheduleRow]>,
     pub(super) notes: Notes,
 }
 
@@ -135,6 +138,19 @@ pub(super) struct Durations {
     pub(super) p50: Option<f64>,
     pub(super) p99: Option<f64>,
     pub(super) dirty: bool,
+}
+
+/// A schedule as the dashboard shows it: its newest firing only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(super) struct ScheduleRow {
+    pub(super) name: String,
+    pub(super) cron: String,
+    pub(super) function: String,
+    pub(super) next_ms: u64,
+    pub(super) fired: u64,
+    pub(super) refused: u64,
+    pub(super) missed: u64,
+    pub(super) last: Option<eddy_protocol::schedules::Firing>,
 }
 
 #[derive(Debug)]
@@ -311,10 +327,12 @@ impl Connection {
         totals.dead_letters = self.dead_counts.values().map(|n| *n as usize).sum();
 
         let invocations = self.recent_invocations();
+        let schedules = self.schedules_view(&mut budget).await;
         let dead = self.dead.clone();
         let runs_changed = self.changed("runs", &runs, full);
         let dead_changed = self.changed("dead_letters", &dead, full);
         let inv_changed = self.changed("invocations", &invocations, full);
+        let schedules_changed = self.changed("schedules", &schedules, full);
         let payload = Payload {
             v: 1,
             seq: self.seq,
@@ -333,6 +351,8 @@ impl Connection {
             runs: runs_changed.then_some(runs.as_slice()),
             dead_letters: dead_changed.then_some(dead.as_slice()),
             invocations: inv_changed.then_some(invocations.as_slice()),
+            schedules: (schedules_changed && self.scope.tenant.is_some())
+                .then_some(schedules.as_slice()),
             notes: Notes {
                 dead_letters_truncated: self.dead_truncated,
                 sampled_records: self.counted.len(),
@@ -427,6 +447,37 @@ impl Connection {
                 Ok(Some(rec)) => self.remember(tenant, rec, source),
                 Ok(None) => {}
                 Err(error) => tracing::debug!(%error, "dashboard: reading an invocation"),
+            }
+        }
+    }
+
+    /// A tenant's schedules, one read per event (none for the admin's view
+    /// of every tenant).
+    async fn schedules_view(&mut self, budget: &mut usize) -> Vec<ScheduleRow> {
+        let Some(tenant) = &self.scope.tenant else {
+            return Vec::new();
+        };
+        if *budget == 0 {
+            return Vec::new();
+        }
+        *budget -= 1;
+        match self.queue.schedules(tenant).await {
+            Ok(all) => all
+                .into_iter()
+                .map(|s| ScheduleRow {
+                    name: s.spec.name,
+                    cron: s.spec.cron,
+                    function: s.spec.function,
+                    next_ms: s.state.next_ms,
+                    fired: s.state.fired,
+                    refused: s.state.refused,
+                    missed: s.state.missed,
+                    last: s.state.last.into_iter().next(),
+                })
+                .collect(),
+            Err(error) => {
+                tracing::debug!(%error, "reading schedules for the dashboard");
+                Vec::new()
             }
         }
     }
