@@ -50,7 +50,7 @@ pub enum ApiError {
     /// some of it expires (none when only modules fill it).
     #[error(
         "the tenant stores {stored} bytes; {needed} more would take it over its max_stored_bytes of {limit}{}",
-        if *retry_after == 0 { "; delete functions or variables to make room".to_string() } else { format!("; some expire in {retry_after} s") }
+        if *retry_after == 0 { "; delete functions, variables or schedules to make room".to_string() } else { format!("; some expire in {retry_after} s") }
     )]
     StorageQuota {
         stored: u64,

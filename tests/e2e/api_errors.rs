@@ -331,7 +331,7 @@ async fn bad_inputs_get_exact_errors() {
             StatusCode::TOO_MANY_REQUESTS,
             Some("storage_quota_exceeded"),
             Some(
-                "the tenant stores 33 bytes; 33 more would take it over its max_stored_bytes of 40; delete functions or variables to make room"
+                "the tenant stores 33 bytes; 33 more would take it over its max_stored_bytes of 40; delete functions, variables or schedules to make room"
             )
         )
     );
@@ -344,6 +344,62 @@ async fn bad_inputs_get_exact_errors() {
     let (_, t) = p.get(&small, "/tenants/small").await;
     assert_eq!(t["stored_bytes"], 0, "{t}");
     assert_eq!(set("B", "y".repeat(30)).await.status, StatusCode::CREATED);
+    // A schedule's name and spec count in the stored bytes too.
+    let module_len = eddy_tests::wasm("echo").len() as u64;
+    let roomy = p
+        .tenant("roomy", json!({ "max_stored_bytes": module_len + 200 }))
+        .await;
+    p.deploy(&roomy, "echo", "echo", "").await;
+    let data = json!({ "x": "z".repeat(200) });
+    let spec = eddy_protocol::schedules::ScheduleSpec {
+        name: "s".into(),
+        cron: "@yearly".into(),
+        function: "echo".into(),
+        data: data.clone(),
+        // The same number of digits as now's.
+        created_at_ms: 1_000_000_000_000,
+        updated_at_ms: 1_000_000_000_000,
+    };
+    let needed = 1 + serde_json::to_string(&spec).unwrap().len();
+    let r = p
+        .send_json(
+            Method::PUT,
+            "/schedules/s",
+            &roomy,
+            json!({ "cron": "@yearly", "function": "echo", "data": data }),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str(), r.json()["message"].as_str()),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("storage_quota_exceeded"),
+            Some(
+                format!(
+                    "the tenant stores {module_len} bytes; {needed} more would take it over its max_stored_bytes of {}; delete functions, variables or schedules to make room",
+                    module_len + 200
+                )
+                .as_str()
+            )
+        )
+    );
+    let r = p
+        .send_json(
+            Method::PUT,
+            "/schedules/s",
+            &roomy,
+            json!({ "cron": "@yearly", "function": "echo" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "a small one fits");
+    let (_, t) = p.get(&roomy, "/tenants/roomy").await;
+    assert!(t["stored_bytes"].as_u64().unwrap() > module_len, "{t}");
+    let r = p
+        .send(Method::DELETE, "/schedules/s", &roomy, &[], "")
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let (_, t) = p.get(&roomy, "/tenants/roomy").await;
+    assert_eq!(t["stored_bytes"], module_len, "given back: {t}");
     // Quota: the second invocation in the same second is refused, with
     // Retry-After, and nothing is enqueued for it.
     let burst = || invoke("/invoke/echo", &limited, b"{}", async_());

@@ -177,3 +177,35 @@ async fn streamed_bodies_keep_every_byte() {
     }
     assert_eq!(got, data);
 }
+
+#[test]
+fn schedule_data_is_json_text_or_a_file() {
+    let ClientCommand::Schedule(ScheduleCommand::Create(a)) = parse(&[
+        "schedule",
+        "create",
+        "hourly",
+        "--cron",
+        "0 * * * *",
+        "-f",
+        "report",
+        "--data",
+        r#"{"day":"today"}"#,
+    ]) else {
+        panic!("not a schedule create")
+    };
+    assert_eq!(
+        (a.cron.as_str(), a.function.as_str()),
+        ("0 * * * *", "report")
+    );
+    assert_eq!(
+        schedule_data(a.data.as_deref()).unwrap(),
+        Some(json!({ "day": "today" }))
+    );
+    assert_eq!(schedule_data(None).unwrap(), None);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "[1, 2]").unwrap();
+    let at = format!("@{}", file.path().display());
+    assert_eq!(schedule_data(Some(&at)).unwrap(), Some(json!([1, 2])));
+    let e = schedule_data(Some("{nope")).unwrap_err();
+    assert_eq!(e.to_string(), "--data is not JSON");
+}
