@@ -8,9 +8,15 @@
 //! the record is a compare-and-set on the schedule's state, so two leaders
 //! (one that lost its lease mid-pass) cannot both advance it.
 //!
-//! Missed ticks (no controller ran): one up to [`CATCH_UP_MS`] late is
-//! fired late, oldest first; older ones are skipped and counted in
-//! `missed`.
+//! Missed ticks (no controller ran, or the leader fell behind): one up to
+//! [`CATCH_UP_MS`] late (or the record TTL, if shorter: the idempotency
+//! key's life) is fired late, oldest first; older ones are skipped and
+//! counted in `missed` (up to [`COUNT_MISSED`] per gap).
+//!
+//! A look is bounded: [`PER_SCHEDULE`] ticks of a schedule,
+//! [`PER_TENANT`] schedules of a tenant, [`TICKS_PER_LOOK`] ticks and
+//! [`LOOK_BUDGET`] in all; what is left stays due for the next look, which
+//! comes at the leader's next tick.
 
 use std::time::{Duration, Instant};
 
@@ -21,11 +27,21 @@ use tracing::{debug, info, warn};
 
 use crate::ControllerConfig;
 
-/// Schedules read from the index per look.
-const BATCH: usize = 64;
-/// Ticks of one schedule fired per look (a long catch-up goes on at the
-/// next look, so one schedule cannot hold the others).
-const PER_LOOK: usize = 100;
+/// Schedules read from the index per look, earliest first.
+const BATCH: usize = 256;
+/// Ticks of one schedule fired per look: a long catch-up goes on at the
+/// next look, behind the schedules due earlier.
+const PER_SCHEDULE: usize = 10;
+/// Schedules of one tenant fired per look: the rest stay due, so that one
+/// tenant's many schedules cannot hold the others'.
+const PER_TENANT: usize = 16;
+/// Ticks fired per look, all tenants together, and the time a look may
+/// take: the leader's scaling decisions wait behind it.
+const TICKS_PER_LOOK: usize = 256;
+const LOOK_BUDGET: Duration = Duration::from_millis(500);
+/// Missed ticks counted one by one per catch-up; past this many the count
+/// stops (a per-second schedule away for days) and the skip jumps.
+const COUNT_MISSED: u64 = 10_000;
 /// The index is read at least this often when nothing is due (a schedule
 /// created meanwhile is due a second after it is created at the earliest).
 const LOOK_EVERY: Duration = Duration::from_secs(1);
@@ -53,15 +69,29 @@ pub(crate) async fn fire_due(queue: &Queue, config: &ControllerConfig, timer: &m
 
 /// One look: fires every due schedule and says how long to wait.
 async fn look(queue: &Queue, config: &ControllerConfig) -> Result<Duration, eddy_queue::Error> {
+    let started = Instant::now();
     let now = eddy_protocol::now_ms();
     let due = queue.due_schedules(now, BATCH).await?;
-    let full = due.len() == BATCH;
+    let mut more = due.len() == BATCH;
+    let mut per_tenant: std::collections::HashMap<TenantId, usize> = Default::default();
+    let mut fired = 0;
     for (tenant, name, indexed) in due {
-        if let Err(error) = fire(queue, config, &tenant, &name, indexed).await {
-            warn!(%error, %tenant, schedule = name, "firing a schedule");
+        if fired >= TICKS_PER_LOOK || started.elapsed() >= LOOK_BUDGET {
+            more = true;
+            break;
+        }
+        let n = per_tenant.entry(tenant.clone()).or_default();
+        if *n >= PER_TENANT {
+            more = true;
+            continue;
+        }
+        *n += 1;
+        match fire(queue, config, &tenant, &name, indexed).await {
+            Ok(n) => fired += n,
+            Err(error) => warn!(%error, %tenant, schedule = name, "firing a schedule"),
         }
     }
-    if full {
+    if more {
         return Ok(Duration::ZERO);
     }
     let now = eddy_protocol::now_ms();
@@ -81,13 +111,16 @@ async fn fire(
     tenant: &TenantId,
     name: &str,
     indexed: u64,
-) -> Result<(), eddy_queue::Error> {
+) -> Result<usize, eddy_queue::Error> {
     let reindex = |next: u64| async move {
         queue
             .reindex_schedule(tenant, name, indexed, next)
             .await
-            .map(|_| ())
+            .map(|_| 0)
     };
+    // A tick enqueued by a dead leader is recognised by its idempotency
+    // key only while the key lives (the record TTL).
+    let catch_up = CATCH_UP_MS.min(config.record_ttl.as_millis() as u64);
     let Some(Schedule {
         spec,
         mut state,
@@ -104,26 +137,33 @@ async fn fire(
             return reindex(0).await;
         }
     };
-    for _ in 0..PER_LOOK {
+    let mut fired = 0;
+    for _ in 0..PER_SCHEDULE {
         let now = eddy_protocol::now_ms();
         let tick = state.next_ms;
         if tick == 0 || tick > now {
             break;
         }
         let mut next = state.clone();
-        if tick + CATCH_UP_MS < now {
+        if tick + catch_up < now {
             // Too late: skip to the first tick inside the window.
-            let from = now - CATCH_UP_MS;
+            let from = now - catch_up;
             let mut t = tick;
-            while t != 0 && t < from {
-                next.missed += 1;
+            let mut counted = 0;
+            while t != 0 && t < from && counted < COUNT_MISSED {
+                counted += 1;
                 t = cron.next_after(t).unwrap_or(0);
             }
+            if t != 0 && t < from {
+                t = cron.next_after(from - 1).unwrap_or(0);
+            }
+            next.missed += counted;
             next.next_ms = t;
             info!(%tenant, schedule = name, skipped = next.missed - state.missed,
                   "ticks missed for longer than the catch-up window skipped");
         } else {
             let firing = enqueue(queue, config, tenant, &spec, tick, now).await?;
+            fired += 1;
             match firing.outcome {
                 Outcome::Enqueued => next.fired += 1,
                 Outcome::Refused => next.refused += 1,
@@ -139,11 +179,13 @@ async fn fire(
                 // follows what is stored now.
                 debug!(%tenant, schedule = name, "the schedule changed while it fired");
                 let now = queue.schedule(tenant, name).await?;
-                return reindex(now.map_or(0, |s| s.state.next_ms)).await;
+                reindex(now.map_or(0, |s| s.state.next_ms)).await?;
+                return Ok(fired);
             }
         }
     }
-    reindex(state.next_ms).await
+    reindex(state.next_ms).await?;
+    Ok(fired)
 }
 
 /// Enqueues one tick. A refusal the tenant can act on (quota, the function

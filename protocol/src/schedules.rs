@@ -72,8 +72,8 @@ fn field(text: &str, what: &str, min: u32, max: u32, names: &[&str]) -> Result<u
                 let step = s
                     .parse::<u32>()
                     .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| format!("{what}: step `{s}` is not a positive number"))?;
+                    .filter(|s| *s > 0 && *s <= max)
+                    .ok_or_else(|| format!("{what}: step `{s}` is not a number from 1 to {max}"))?;
                 (r, step)
             }
             None => (item, 1),
@@ -136,8 +136,10 @@ impl std::str::FromStr for Cron {
                 b if b & (1 << 7) != 0 => (b & !(1 << 7)) | 1,
                 b => b,
             },
-            any_day: rest[2] == "*",
-            any_weekday: rest[4] == "*",
+            // As in Vixie cron: a field starting with `*` (`*/2` too)
+            // does not restrict the day.
+            any_day: rest[2].starts_with('*'),
+            any_weekday: rest[4].starts_with('*'),
         })
     }
 }
@@ -348,6 +350,13 @@ mod tests {
             at(2027, 12, 31, 0, 0, 0)
         );
         assert_eq!("0 0 30 2 *".parse::<Cron>().unwrap().next_after(t), None);
+        // Steps from a value and over a range.
+        assert_eq!(next("50/5 * * * *", t), at(2026, 12, 7, 13, 50, 0));
+        assert_eq!(next("0 10-20/5 * * *", t), at(2026, 12, 7, 15, 0, 0));
+        assert_eq!(next("0 0 1-10/3 * *", t), at(2026, 12, 10, 0, 0, 0));
+        // `*/2` in the day field does not restrict: odd days that are
+        // Mondays (the 21st), not odd days or Mondays.
+        assert_eq!(next("0 0 */2 * MON", t), at(2026, 12, 21, 0, 0, 0));
     }
 
     #[test]
@@ -359,7 +368,9 @@ mod tests {
             ("* * 0 * *", "day of month"),
             ("* * * 13 *", "month"),
             ("* * * * 8", "day of week"),
-            ("*/0 * * * *", "step `0`"),
+            ("*/0 * * * *", "step `0` is not a number from 1 to 59"),
+            ("30/4294967290 * * * *", "step `4294967290`"),
+            ("* * * * * /2", "day of week: `` is not a number"),
             ("a * * * *", "`a` is not a number"),
             ("5-1 * * * *", "empty range"),
             ("@often", "not a known cron macro"),

@@ -2,7 +2,8 @@
 //! (the next tick, counters, the last firings), both on the tenant's slot;
 //! and one global sorted set, [`keys::SCHEDULES`], of every schedule by its
 //! next tick, so that the controller reads only what is due. The state is
-//! the truth: the index is written after it and repaired from it.
+//! the truth: the index is written after it, and a firer moves a member
+//! only from the tick it read (an owner's change made meanwhile stands).
 
 use std::collections::HashMap;
 
@@ -140,16 +141,19 @@ impl Queue {
 
     /// Deletes a schedule; false when there was none.
     pub async fn delete_schedule(&self, tenant: &TenantId, name: &str) -> Result<bool> {
+        // Out of the index first: a PUT of the same name that lands between
+        // the two indexes itself after this, and a member left behind by a
+        // PUT that lands before is removed by the next firer.
+        let _: i64 = self
+            .conn()
+            .zrem(keys::SCHEDULES, member(tenant, name))
+            .await?;
         let n: i64 = DELETE_SCHEDULE
             .key(keys::schedules(tenant))
             .key(keys::schedule_states(tenant))
             .key(keys::tenant(tenant))
             .arg(name)
             .invoke_async(&mut self.conn())
-            .await?;
-        let _: i64 = self
-            .conn()
-            .zrem(keys::SCHEDULES, member(tenant, name))
             .await?;
         Ok(n == 1)
     }

@@ -128,23 +128,26 @@ async fn a_schedule_fires_once_per_tick_across_a_leader_killed() {
     assert!(first > created["created_at_ms"].as_u64().unwrap());
 
     // A tick a leader enqueued and died before recording: the same
-    // idempotency key, enqueued ahead of the controllers.
+    // idempotency key (callers may not use the prefix), enqueued ahead of
+    // the controllers as the controller does.
     let ahead = first + 5_000;
-    let r = c
-        .http
-        .post(format!("{}/invoke/echo", c.base))
-        .bearer_auth(&key)
-        .header("prefer", "respond-async")
-        .header("idempotency-key", format!("schedule:every-second:{ahead}"))
-        .json(&json!({"from": "cron"}))
-        .send()
+    let q = queue(&redis).await;
+    let mut env =
+        eddy_protocol::Envelope::root(tenant("acme"), function("echo"), "application/json".into());
+    env.version = Some(1);
+    env.idempotency_key = Some(format!("schedule:every-second:{ahead}"));
+    env.lazy_run = Some(eddy_protocol::LazyRun { callback_url: None });
+    let ahead_id = q
+        .enqueue(&env, br#"{"from":"cron"}"#, Default::default(), None)
         .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let ahead_id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
         .unwrap()
-        .to_string();
+        .id;
+    q.touch(&[eddy_protocol::keys::stream(
+        &tenant("acme"),
+        &function("echo"),
+    )])
+    .await
+    .unwrap();
 
     // Three ticks under a, then a dies at once.
     wait_until(Duration::from_secs(20), "three firings", || async {
@@ -165,8 +168,9 @@ async fn a_schedule_fires_once_per_tick_across_a_leader_killed() {
             .then_some(())
     })
     .await;
-    // Both controllers stopped: the state stands still.
-    b.kill();
+    // Both controllers stopped (b drains: its look ends before it exits),
+    // so the state stands still.
+    let _ = b.terminate(Duration::from_secs(20));
     let s = c.schedule(&key, "every-second").await;
     let fired = s["fired"].as_u64().unwrap() as usize;
     assert!(
@@ -391,9 +395,8 @@ async fn missed_ticks_past_the_window_are_skipped_and_refusals_recorded() {
             .find(|f| f["tick_ms"].as_u64() == Some(tick))
             .map(|f| f["outcome"].as_str().unwrap().to_string())
     };
-    // Each tick one of the two is enqueued and the other refused by the
-    // rate (both fire within milliseconds, in the same second, unless a
-    // look straddles a second: that tick has both enqueued).
+    // The rate lets one of the two through in each second: at ticks that
+    // fired on time, one enqueued and the other refused.
     let mut split = 0;
     for f in one["last"].as_array().unwrap() {
         let tick = f["tick_ms"].as_u64().unwrap();
@@ -402,7 +405,6 @@ async fn missed_ticks_past_the_window_are_skipped_and_refusals_recorded() {
         };
         let mut pair = [f["outcome"].as_str().unwrap().to_string(), other];
         pair.sort();
-        assert_ne!(pair[0], "refused", "tick {tick}: both refused: {one} {two}");
         split += usize::from(pair[0] == "enqueued" && pair[1] == "refused");
     }
     assert!(split >= 2, "{one} {two}");
@@ -465,4 +467,65 @@ async fn the_index_moves_only_from_where_a_firer_read_it() {
         .await
         .unwrap();
     assert!(again.is_none());
+}
+
+/// A tenant at its 64 per-second schedules does not hold another tenant's
+/// one: every tick of the other fires within 2 s of its time (here 60-90
+/// ms, the first up to 630 ms, on a 2-core machine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_many_schedules_do_not_hold_anothers() {
+    let redis = RedisServer::start();
+    let cache = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _gateway = EddyProcess::gateway(&redis.url(), cache.path(), port);
+    let _worker = EddyProcess::worker(&redis.url(), cache.path(), "w1", &[]);
+    let _controller = EddyProcess::controller(&redis.url(), &[]);
+    let c = Client {
+        http: reqwest::Client::new(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let many = c.tenant("many", json!({})).await;
+    c.deploy(&many, "echo").await;
+    let one = c.tenant("one", json!({})).await;
+    c.deploy(&one, "echo").await;
+    for i in 0..eddy_protocol::schedules::MAX_PER_TENANT {
+        let (s, v) = c
+            .call(
+                Method::PUT,
+                &format!("/schedules/s{i}"),
+                &many,
+                Some(json!({"cron": "* * * * * *", "function": "echo"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let (s, v) = c
+        .call(
+            Method::PUT,
+            "/schedules/mine",
+            &one,
+            Some(json!({"cron": "* * * * * *", "function": "echo"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let s = wait_until(
+        Duration::from_secs(30),
+        "five ticks of the other tenant",
+        || async {
+            let s = c.schedule(&one, "mine").await;
+            (s["fired"].as_u64() >= Some(5)).then_some(s)
+        },
+    )
+    .await;
+    let late: Vec<u64> = s["last"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["at_ms"].as_u64().unwrap() - f["tick_ms"].as_u64().unwrap())
+        .collect();
+    eprintln!("the other tenant's ticks fired this many ms late: {late:?}");
+    assert!(late.iter().all(|l| *l < 2_000), "{late:?}: {s}");
+    // And the many were fired too.
+    let busy = c.schedule(&many, "s63").await;
+    assert!(busy["fired"].as_u64().unwrap() >= 3, "{busy}");
 }

@@ -31,6 +31,10 @@ type BatchItem = (usize, Result<(Envelope, Vec<u8>), ApiError>);
 /// Longest `Idempotency-Key` accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 200;
 
+/// The prefix of the idempotency keys of schedules' ticks
+/// (`schedule:<name>:<tick ms>`), reserved: a caller cannot claim a tick.
+const SCHEDULE_KEYS: &str = "schedule:";
+
 /// The server span of an invoke route (exported when tracing is on).
 fn server_span(route: &'static str, tenant: &TenantId, function: &str) -> tracing::Span {
     tracing::info_span!(
@@ -297,6 +301,14 @@ async fn invoke_traced(
     {
         return Err(ApiError::BadRequest(format!(
             "`Idempotency-Key` must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+        )));
+    }
+    if idempotency
+        .as_ref()
+        .is_some_and(|k| k.starts_with(SCHEDULE_KEYS))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "`Idempotency-Key` may not start with `{SCHEDULE_KEYS}`: schedules' ticks use those keys"
         )));
     }
     check_callback(&state, callback.as_deref())?;

@@ -175,6 +175,9 @@ pub(super) struct Connection {
     pub(super) dead_at: Option<Instant>,
     pub(super) dead_counts: HashMap<String, u32>,
     pub(super) dead_truncated: bool,
+    /// The tenant's schedules as last read, and when.
+    pub(super) schedules: Vec<ScheduleRow>,
+    pub(super) schedules_at: Option<Instant>,
 }
 
 pub(super) fn busy_ms(r: &InvocationRecord) -> Option<f64> {
@@ -210,6 +213,8 @@ impl Connection {
             dead_at: None,
             dead_counts: HashMap::new(),
             dead_truncated: false,
+            schedules: Vec::new(),
+            schedules_at: None,
         }
     }
 
@@ -451,35 +456,41 @@ impl Connection {
         }
     }
 
-    /// A tenant's schedules, one read per event (none for the admin's view
-    /// of every tenant).
+    /// A tenant's schedules (none for the admin's view of every tenant),
+    /// read every [`SCHEDULES_EVERY`]: each read brings every spec, data
+    /// included. A read that cannot be made keeps the last rows.
     async fn schedules_view(&mut self, budget: &mut usize) -> Vec<ScheduleRow> {
         let Some(tenant) = &self.scope.tenant else {
             return Vec::new();
         };
-        if *budget == 0 {
-            return Vec::new();
+        if *budget == 0
+            || self
+                .schedules_at
+                .is_some_and(|t| t.elapsed() < SCHEDULES_EVERY)
+        {
+            return self.schedules.clone();
         }
         *budget -= 1;
+        self.schedules_at = Some(Instant::now());
         match self.queue.schedules(tenant).await {
-            Ok(all) => all
-                .into_iter()
-                .map(|s| ScheduleRow {
-                    name: s.spec.name,
-                    cron: s.spec.cron,
-                    function: s.spec.function,
-                    next_ms: s.state.next_ms,
-                    fired: s.state.fired,
-                    refused: s.state.refused,
-                    missed: s.state.missed,
-                    last: s.state.last.into_iter().next(),
-                })
-                .collect(),
-            Err(error) => {
-                tracing::debug!(%error, "reading schedules for the dashboard");
-                Vec::new()
+            Ok(all) => {
+                self.schedules = all
+                    .into_iter()
+                    .map(|s| ScheduleRow {
+                        name: s.spec.name,
+                        cron: s.spec.cron,
+                        function: s.spec.function,
+                        next_ms: s.state.next_ms,
+                        fired: s.state.fired,
+                        refused: s.state.refused,
+                        missed: s.state.missed,
+                        last: s.state.last.into_iter().next(),
+                    })
+                    .collect();
             }
+            Err(error) => tracing::debug!(%error, "reading schedules for the dashboard"),
         }
+        self.schedules.clone()
     }
 
     async fn runs_view(&mut self, budget: &mut usize) -> Vec<RunRow> {

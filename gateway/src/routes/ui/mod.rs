@@ -97,6 +97,8 @@ const TREE_NODES: usize = 120;
 const TREE_CHILDREN: usize = 8;
 /// Invocation records read per tick per stream, at most.
 const FETCH_BUDGET: usize = 300;
+/// How often an event stream reads its tenant's schedules.
+const SCHEDULES_EVERY: Duration = Duration::from_secs(5);
 /// Dead letters: read per tenant (the queue reads the oldest first), shown,
 /// how often, over how many tenants for an admin without `?tenant=`.
 const DEAD_LETTERS_READ: usize = 100;
