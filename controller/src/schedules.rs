@@ -244,14 +244,9 @@ async fn enqueue(
             })
         }
         Err(e @ eddy_queue::Error::Redis(_)) | Err(e @ eddy_queue::Error::Closed) => Err(e),
-        Err(eddy_queue::Error::Quota { which, limit }) => Ok(refused(match which {
-            eddy_queue::QuotaKind::Pending => {
-                format!("quota: the tenant has {limit} invocations pending, its maximum")
-            }
-            eddy_queue::QuotaKind::Rate => {
-                format!("quota: the tenant's limit of {limit} invocations per second is used up")
-            }
-        })),
+        Err(eddy_queue::Error::Quota { which, limit }) => {
+            Ok(refused(format!("quota: {}", which.describe(limit))))
+        }
         Err(e) => Ok(refused(e.to_string())),
     }
 }

@@ -168,16 +168,13 @@ impl From<eddy_queue::Error> for ApiError {
                 what: "function",
                 name,
             },
-            eddy_queue::Error::Quota { which, limit } => match which {
-                eddy_queue::QuotaKind::Pending => ApiError::Quota(
-                    format!("the tenant has {limit} invocations pending, its maximum"),
-                    5,
-                ),
-                eddy_queue::QuotaKind::Rate => ApiError::Quota(
-                    format!("the tenant's limit of {limit} invocations per second is used up"),
-                    1,
-                ),
-            },
+            eddy_queue::Error::Quota { which, limit } => ApiError::Quota(
+                which.describe(limit),
+                match which {
+                    eddy_queue::QuotaKind::Pending => 5,
+                    eddy_queue::QuotaKind::Rate => 1,
+                },
+            ),
             eddy_queue::Error::StorageQuota {
                 limit,
                 stored,

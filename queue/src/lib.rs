@@ -60,6 +60,21 @@ pub enum QuotaKind {
     Rate,
 }
 
+impl QuotaKind {
+    /// What the refusal says, with the limit: the gateway's answer and a
+    /// refused schedule tick's record say the same.
+    pub fn describe(self, limit: u64) -> String {
+        match self {
+            QuotaKind::Pending => {
+                format!("the tenant has {limit} invocations pending, its maximum")
+            }
+            QuotaKind::Rate => {
+                format!("the tenant's limit of {limit} invocations per second is used up")
+            }
+        }
+    }
+}
+
 /// Errors of the queue.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
