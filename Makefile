@@ -2,7 +2,7 @@
 CARGO ?= cargo
 WASM_DIR := functions/target/wasm32-wasip2/release
 
-.PHONY: setup build functions lint fmt test chart-check ui-test image demo bench-runtime ci clean
+.PHONY: setup build functions lint fmt test sdk-test chart-check ui-test image demo bench-runtime ci clean
 
 setup:
 	@scripts/setup.sh
@@ -33,6 +33,7 @@ test: lint functions chart-check
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) test --release --workspace
 	cd functions && $(CARGO) test --workspace
+	$(MAKE) sdk-test
 	scripts/ui-test.sh
 	scripts/api-fuzz.sh
 	scripts/image.sh --smoke
@@ -55,6 +56,12 @@ image:
 ## Brings Eddy up locally and shows it working.
 demo: build
 	scripts/demo.sh
+
+## The Python and JavaScript SDKs' own tests (their conversions, on the
+## local host); the e2e tests build real components with them.
+sdk-test:
+	python3 -m unittest discover -s functions/sdk-python/tests
+	cd functions/sdk-js && node --test test/
 
 bench-runtime: functions
 	$(CARGO) bench -p eddy-runtime --bench invoke

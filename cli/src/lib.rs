@@ -5,6 +5,7 @@
 
 pub mod client;
 mod local;
+pub mod project;
 mod roles;
 mod telemetry;
 
@@ -32,6 +33,17 @@ enum Command {
     Run(local::RunArgs),
     /// Validate a module: is it an eddy:processor component?
     Check(local::CheckArgs),
+    /// Create a processor project (eddy.toml, a handler, its tests) in a
+    /// new folder.
+    New(project::NewArgs),
+    /// Build the project's component with its language's toolchain
+    /// (installed when missing) and check its imports.
+    Build(project::DirArgs),
+    /// Run the project's [[tests]] cases on its component, in the sandbox
+    /// the workers use.
+    Test(project::TestArgs),
+    /// Print the WIT of the eddy:processor world, for toolchains.
+    Wit,
     /// Run a worker: consume streams, run invocations, complete them.
     Worker(roles::WorkerArgs),
     /// Run the controller: warm capacity per function, assignments, replicas.
@@ -78,6 +90,13 @@ pub fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(args) => local::run(args),
         Command::Check(args) => local::check(args),
+        Command::New(args) => project::new(args),
+        Command::Build(args) => project::build(args),
+        Command::Test(args) => project::test(args),
+        Command::Wit => {
+            print!("{}", project::WIT);
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Worker(args) => roles::worker(args),
         Command::Controller {
             controller,

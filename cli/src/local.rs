@@ -88,7 +88,7 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 
 /// The runtime a worker with `ceilings` runs: `eddy check` and `eddy run`
 /// refuse what the platform would.
-fn runtime(
+pub(crate) fn runtime(
     cache_dir: PathBuf,
     ceilings: &crate::roles::CeilingArgs,
     outbound_allowlist: eddy_protocol::callback::Allowlist,

@@ -324,19 +324,36 @@ impl GatewayArgs {
 /// Validates modules for the gateway with the real runtime: a module is
 /// accepted only if it compiles and links as an `eddy:processor` component.
 /// The artifact lands in this process's cache as a side effect.
-struct RuntimeValidator(Runtime);
+/// With the operator's keys it signs the artifact for the workers.
+struct RuntimeValidator {
+    runtime: Runtime,
+    keys: Option<Arc<eddy_protocol::variables::Keyring>>,
+}
 
 impl ModuleValidator for RuntimeValidator {
-    fn validate(&self, module: &[u8]) -> Result<String, String> {
-        self.0
-            .load(module)
-            .map(|p| p.sha256().to_string())
-            .map_err(|e| e.to_string())
+    fn validate(&self, module: &[u8]) -> Result<eddy_gateway::Validated, String> {
+        let processor = self.runtime.load(module).map_err(|e| e.to_string())?;
+        let sha256 = processor.sha256().to_string();
+        let cache = self.runtime.cache();
+        let artifact = self.keys.as_ref().and_then(|keys| {
+            let bytes = cache.read(&sha256)?;
+            Some(eddy_queue::SharedArtifact::sign(
+                keys,
+                &sha256,
+                cache.engine_key().to_string(),
+                &bytes,
+            ))
+        });
+        Ok(eddy_gateway::Validated { sha256, artifact })
     }
 }
 
 fn validator(common: &CommonArgs) -> Result<Arc<dyn ModuleValidator>> {
-    module_validator(&common.records.ceilings.parse()?, common.cache_dir.clone())
+    module_validator(
+        &common.records.ceilings.parse()?,
+        common.cache_dir.clone(),
+        common.secrets()?,
+    )
 }
 
 /// The gateway's module validator: the real runtime, with the same shape
@@ -345,6 +362,7 @@ fn validator(common: &CommonArgs) -> Result<Arc<dyn ModuleValidator>> {
 pub fn module_validator(
     ceilings: &eddy_protocol::Ceilings,
     cache_dir: std::path::PathBuf,
+    keys: Option<Arc<eddy_protocol::variables::Keyring>>,
 ) -> Result<Arc<dyn ModuleValidator>> {
     let config = eddy_worker::runtime_config(
         ceilings,
@@ -354,7 +372,7 @@ pub fn module_validator(
         4 << 30,
     );
     let runtime = Runtime::new(config).context("starting the validating runtime")?;
-    Ok(Arc::new(RuntimeValidator(runtime)))
+    Ok(Arc::new(RuntimeValidator { runtime, keys }))
 }
 
 impl WorkerArgs {

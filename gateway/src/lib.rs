@@ -37,8 +37,18 @@ pub use error::{ApiError, ErrorBody};
 /// binary implements it with the runtime; the gateway itself stays free of
 /// wasmtime.
 pub trait ModuleValidator: Send + Sync + 'static {
-    /// `Ok(sha256)` or the reason the module is not a processor.
-    fn validate(&self, module: &[u8]) -> Result<String, String>;
+    /// What the module is, or the reason it is not a processor.
+    fn validate(&self, module: &[u8]) -> Result<Validated, String>;
+}
+
+/// A module that is a processor.
+#[derive(Debug)]
+pub struct Validated {
+    /// Its content address.
+    pub sha256: String,
+    /// Its compiled artifact, signed for sharing with the workers (none
+    /// without the operator's keys).
+    pub artifact: Option<eddy_queue::SharedArtifact>,
 }
 
 /// Settings of the gateway.

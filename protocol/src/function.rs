@@ -146,6 +146,20 @@ pub struct Backlog {
     pub pending: u64,
 }
 
+/// Merges `patch` into `base`: objects key by key, recursively; anything
+/// else replaces. How a deploy's `X-Eddy-Config` applies to the current
+/// config (and how `eddy deploy` predicts what a deploy would change).
+pub fn merge_json(base: &mut serde_json::Value, patch: serde_json::Value) {
+    match (base, patch) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                merge_json(a.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

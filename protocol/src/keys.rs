@@ -91,6 +91,14 @@ pub fn module(tenant: &TenantId, sha256: &str) -> String {
     format!("eddy:{}:mod:{sha256}", tag(tenant))
 }
 
+/// Hash of a module's compiled artifacts, engine key → signed artifact
+/// (`Keyring::sign_artifact`): compiled once, by the deploy's gateway or
+/// the first worker, and mapped by every other worker instead of compiling
+/// again. Expires a week after the last store; deleted with the module.
+pub fn artifact(tenant: &TenantId, sha256: &str) -> String {
+    format!("eddy:{}:art:{sha256}", tag(tenant))
+}
+
 /// Hash of a tenant's module references: sha256 → how many function
 /// versions use it (the module goes when the last one does).
 pub fn module_refs(tenant: &TenantId) -> String {

@@ -31,7 +31,9 @@ pub mod variables;
 
 pub use ceilings::{CeilingError, Ceilings};
 pub use envelope::{Envelope, LazyRun};
-pub use function::{Backlog, FunctionConfig, FunctionSpec, FunctionVersions, RunLimits};
+pub use function::{
+    Backlog, FunctionConfig, FunctionSpec, FunctionVersions, RunLimits, merge_json,
+};
 pub use names::{FunctionName, NameError, TenantId};
 pub use outbound::{AllowedHosts, OutboundCall};
 pub use record::{

@@ -167,11 +167,60 @@ pub enum OpenError {
     Damaged(String),
 }
 
+/// Derives a key's artifact-signing key.
+const ARTIFACT_LABEL: &[u8] = b"eddy artifact signing v1";
+/// The first bytes of a signed artifact.
+const ARTIFACT_MAGIC: &[u8] = b"EDA1";
+
+/// The HMAC message of an artifact: module, engine, then the SHA-256 of
+/// each chunk (hashed on every core: this is on a cold start's path).
+fn artifact_tag(
+    key: &ring::hmac::Key,
+    sha256: &str,
+    engine: &str,
+    chunks: &[&[u8]],
+) -> ring::hmac::Tag {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(chunks.len().max(1));
+    let per = chunks.len().div_ceil(threads.max(1)).max(1);
+    let digests: Vec<ring::digest::Digest> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .chunks(per)
+            .map(|group| {
+                s.spawn(move || {
+                    group
+                        .iter()
+                        .map(|c| ring::digest::digest(&ring::digest::SHA256, c))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut ctx = ring::hmac::Context::with_key(key);
+    ctx.update(sha256.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(engine.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(&(chunks.len() as u64).to_le_bytes());
+    for d in &digests {
+        ctx.update(d.as_ref());
+    }
+    ctx.sign()
+}
+
 /// The operator's secret keys, from `EDDY_SECRETS_KEYS`: `id:base64,...`,
 /// each key 32 random bytes. The first seals; every one opens, so a key is
 /// rotated by putting the new one first, resealing, then dropping the old.
 pub struct Keyring {
     keys: Vec<(String, LessSafeKey)>,
+    /// Per key, an HMAC key derived from it that signs compiled artifacts
+    /// shared through Redis (see [`Keyring::sign_artifact`]).
+    signing: Vec<ring::hmac::Key>,
     random: SystemRandom,
 }
 
@@ -186,6 +235,7 @@ impl Keyring {
     /// Parses `id:base64,id:base64`. Empty: `Ok(None)` (secrets off).
     pub fn parse(spec: &str) -> Result<Option<Keyring>, String> {
         let mut keys: Vec<(String, LessSafeKey)> = Vec::new();
+        let mut signing = Vec::new();
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let Some((id, key)) = entry.split_once(':') else {
                 return Err(
@@ -219,12 +269,23 @@ impl Keyring {
             let unbound = UnboundKey::new(&CHACHA20_POLY1305, &bytes)
                 .map_err(|_| format!("key `{id}` was refused by the cipher"))?;
             keys.push((id.to_string(), LessSafeKey::new(unbound)));
+            // Its own key for artifacts: HMAC(key, label), so the sealing
+            // key itself is used for one purpose only.
+            let derived = ring::hmac::sign(
+                &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes),
+                ARTIFACT_LABEL,
+            );
+            signing.push(ring::hmac::Key::new(
+                ring::hmac::HMAC_SHA256,
+                derived.as_ref(),
+            ));
         }
         if keys.is_empty() {
             return Ok(None);
         }
         Ok(Some(Keyring {
             keys,
+            signing,
             random: SystemRandom::new(),
         }))
     }
@@ -236,6 +297,65 @@ impl Keyring {
             .fill(&mut key)
             .map_err(|_| "the system random source failed".to_string())?;
         Ok(format!("{id}:{}", B64.encode(key)))
+    }
+
+    /// Signs a compiled artifact of module `sha256` for engine `engine`,
+    /// stored as `chunks`, with the current key; returns the signature:
+    /// `EDA1`, the key id's length and id, the chunk count (u32 LE) and the
+    /// HMAC-SHA256 tag. A worker maps such an artifact as native code, so
+    /// one read from Redis is trusted only with a tag of a key it holds
+    /// ([`Keyring::verify_artifact`]): write access to Redis alone cannot
+    /// run code in a worker.
+    pub fn sign_artifact(&self, sha256: &str, engine: &str, chunks: &[&[u8]]) -> Vec<u8> {
+        let id = &self.keys[0].0;
+        let tag = artifact_tag(&self.signing[0], sha256, engine, chunks);
+        let mut out = Vec::with_capacity(ARTIFACT_MAGIC.len() + 1 + id.len() + 4 + 32);
+        out.extend_from_slice(ARTIFACT_MAGIC);
+        out.push(id.len() as u8);
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
+        out.extend_from_slice(tag.as_ref());
+        out
+    }
+
+    /// The chunk count a signature names, if it is one.
+    pub fn artifact_chunks(signature: &[u8]) -> Option<usize> {
+        let rest = signature.strip_prefix(ARTIFACT_MAGIC)?;
+        let (&len, rest) = rest.split_first()?;
+        let (_, rest) = rest.split_at_checked(usize::from(len))?;
+        let (n, _) = rest.split_at_checked(4)?;
+        Some(u32::from_le_bytes(n.try_into().ok()?) as usize)
+    }
+
+    /// Whether a key of this ring signed `chunks` as the artifact of this
+    /// module for this engine.
+    pub fn verify_artifact(
+        &self,
+        sha256: &str,
+        engine: &str,
+        signature: &[u8],
+        chunks: &[&[u8]],
+    ) -> bool {
+        let check = || -> Option<bool> {
+            let rest = signature.strip_prefix(ARTIFACT_MAGIC)?;
+            let (&len, rest) = rest.split_first()?;
+            let (id, rest) = rest.split_at_checked(usize::from(len))?;
+            let (n, tag) = rest.split_at_checked(4)?;
+            if u32::from_le_bytes(n.try_into().ok()?) as usize != chunks.len() || tag.len() != 32 {
+                return Some(false);
+            }
+            let i = self.keys.iter().position(|(k, _)| k.as_bytes() == id)?;
+            let want = artifact_tag(&self.signing[i], sha256, engine, chunks);
+            // Constant time: every byte is compared whatever the first
+            // differing one.
+            let diff = want
+                .as_ref()
+                .iter()
+                .zip(tag)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            Some(diff == 0)
+        };
+        check().unwrap_or(false)
     }
 
     /// The id of the key that seals.
@@ -307,6 +427,35 @@ mod tests {
 
     fn t(s: &str) -> TenantId {
         TenantId::new(s).unwrap()
+    }
+
+    #[test]
+    fn artifacts_verify_only_with_a_key_for_their_module_and_engine() {
+        let ring = Keyring::parse(&format!("k1:{K1}")).unwrap().unwrap();
+        let chunks: [&[u8]; 3] = [b"native", b" ", b"code"];
+        let sig = ring.sign_artifact("aa", "e1", &chunks);
+        assert_eq!(Keyring::artifact_chunks(&sig), Some(3));
+        assert!(ring.verify_artifact("aa", "e1", &sig, &chunks));
+        // Another module, another engine, a changed or missing chunk, a
+        // different split of the same bytes, a damaged signature.
+        assert!(!ring.verify_artifact("ab", "e1", &sig, &chunks));
+        assert!(!ring.verify_artifact("aa", "e2", &sig, &chunks));
+        assert!(!ring.verify_artifact("aa", "e1", &sig, &[b"native", b" ", b"codE"]));
+        assert!(!ring.verify_artifact("aa", "e1", &sig, &chunks[..2]));
+        assert!(!ring.verify_artifact("aa", "e1", &sig, &[b"nativ", b"e ", b"code"]));
+        let mut flipped = sig.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(!ring.verify_artifact("aa", "e1", &flipped, &chunks));
+        assert!(!ring.verify_artifact("aa", "e1", &sig[..10], &chunks));
+        assert!(!ring.verify_artifact("aa", "e1", b"", &chunks));
+        // A ring without the signing key; after a rotation the old key
+        // still verifies what it signed.
+        let other = Keyring::parse(&format!("k1:{K2}")).unwrap().unwrap();
+        assert!(!other.verify_artifact("aa", "e1", &sig, &chunks));
+        let rotated = Keyring::parse(&format!("k2:{K2},k1:{K1}"))
+            .unwrap()
+            .unwrap();
+        assert!(rotated.verify_artifact("aa", "e1", &sig, &chunks));
     }
 
     #[test]

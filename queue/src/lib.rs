@@ -36,6 +36,7 @@ use conn::{Backend, Conn};
 
 pub use batch::Hold;
 pub use callbacks::CALLBACK_GROUP;
+pub use registry::{ARTIFACT_CHUNK, SharedArtifact, unpack_artifact};
 // Defined in protocol (what is written to Redis lives there); re-exported
 // because these are what the queue's methods take and return.
 pub use conn::{BlockingConn, cluster_url};

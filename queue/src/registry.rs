@@ -11,6 +11,111 @@ use crate::{Backlog, Error, FunctionVersions, Queue, Result};
 /// `current` pointer: a gateway that has no cached spec reads it with one
 /// HMGET.
 const SPEC_FIELD: &str = "spec";
+/// How long a shared artifact stays after it was last stored: a cold
+/// worker after that compiles (and shares) it again.
+const ARTIFACT_TTL_S: i64 = 7 * 24 * 3600;
+/// Most chunks of a shared artifact (an artifact of a module at the largest
+/// admitted size fits).
+const MAX_ARTIFACT_CHUNKS: usize = 64;
+
+/// Artifact bytes per hash field of a shared artifact (before compression).
+pub const ARTIFACT_CHUNK: usize = 4 << 20;
+
+/// A compiled artifact ready to share: its engine key, its pieces (each
+/// [`ARTIFACT_CHUNK`] bytes of it, LZ4-compressed with the size first) and
+/// their signature by the operator's keys (`Keyring::sign_artifact`).
+#[derive(Debug)]
+pub struct SharedArtifact {
+    pub engine: String,
+    pub signature: Vec<u8>,
+    pub chunks: Vec<Vec<u8>>,
+}
+
+impl SharedArtifact {
+    /// Compresses and signs `bytes`, the artifact of module `sha256` for
+    /// `engine`.
+    pub fn sign(
+        keys: &eddy_protocol::variables::Keyring,
+        sha256: &str,
+        engine: String,
+        bytes: &[u8],
+    ) -> Self {
+        let chunks: Vec<Vec<u8>> = bytes
+            .chunks(ARTIFACT_CHUNK)
+            .map(lz4_flex::compress_prepend_size)
+            .collect();
+        let pieces: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+        let signature = keys.sign_artifact(sha256, &engine, &pieces);
+        SharedArtifact {
+            engine,
+            signature,
+            chunks,
+        }
+    }
+}
+
+/// The artifact in `chunks` (verified first: see `Keyring::verify_artifact`),
+/// decompressed into one buffer on every core.
+pub fn unpack_artifact(chunks: &[Vec<u8>]) -> std::result::Result<Vec<u8>, String> {
+    let mut sizes = Vec::with_capacity(chunks.len());
+    for c in chunks {
+        let n: [u8; 4] = c
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or("a piece is shorter than its size")?;
+        let n = u32::from_le_bytes(n) as usize;
+        if n > ARTIFACT_CHUNK {
+            return Err(format!(
+                "a piece says {n} bytes, more than {ARTIFACT_CHUNK}"
+            ));
+        }
+        sizes.push(n);
+    }
+    let mut out = vec![0u8; sizes.iter().sum()];
+    let mut slices = Vec::with_capacity(chunks.len());
+    let mut rest = out.as_mut_slice();
+    for &n in &sizes {
+        let (head, tail) = rest.split_at_mut(n);
+        slices.push(head);
+        rest = tail;
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(chunks.len().max(1));
+    let per = chunks.len().div_ceil(threads).max(1);
+    let mut jobs: Vec<Vec<(&Vec<u8>, &mut [u8])>> = Vec::new();
+    for (i, pair) in chunks.iter().zip(slices).enumerate() {
+        if i % per == 0 {
+            jobs.push(Vec::new());
+        }
+        if let Some(job) = jobs.last_mut() {
+            job.push(pair);
+        }
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|job| {
+                s.spawn(move || {
+                    for (chunk, into) in job {
+                        let want = into.len();
+                        let got = lz4_flex::decompress_into(&chunk[4..], into)
+                            .map_err(|e| format!("decompressing a piece: {e}"))?;
+                        if got != want {
+                            return Err(format!("a piece held {got} bytes, not {want}"));
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err("a decompressing thread panicked".into()))
+        })
+    })?;
+    Ok(out)
+}
 
 /// The spec JSON of a function's current version, or nil (for a function
 /// deployed before the `spec` copy existed).
@@ -169,6 +274,63 @@ impl Queue {
     /// A tenant's module bytes by sha256.
     pub async fn module(&self, tenant: &TenantId, sha256: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.conn().get(keys::module(tenant, sha256)).await?)
+    }
+
+    /// Shares a signed compiled artifact of a tenant's module (see
+    /// [`keys::artifact`]): one hash field holds the signature, one field
+    /// per [`ARTIFACT_CHUNK`] the bytes.
+    pub async fn put_artifact(
+        &self,
+        tenant: &TenantId,
+        sha256: &str,
+        artifact: &SharedArtifact,
+    ) -> Result<()> {
+        let key = keys::artifact(tenant, sha256);
+        let engine = &artifact.engine;
+        let mut fields: Vec<(String, &[u8])> = vec![(engine.clone(), &artifact.signature)];
+        for (i, chunk) in artifact.chunks.iter().enumerate() {
+            fields.push((format!("{engine}.{i}"), chunk));
+        }
+        let _: () = redis::pipe()
+            .atomic()
+            .hset_multiple(&key, &fields)
+            .ignore()
+            .expire(&key, ARTIFACT_TTL_S)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// The signature and chunks of a tenant's module's artifact for engine
+    /// `engine`, if one was shared (unchecked: see
+    /// `Keyring::verify_artifact`).
+    pub async fn artifact(
+        &self,
+        tenant: &TenantId,
+        sha256: &str,
+        engine: &str,
+    ) -> Result<Option<(Vec<u8>, Vec<Vec<u8>>)>> {
+        let key = keys::artifact(tenant, sha256);
+        let signature: Option<Vec<u8>> = self.conn().hget(&key, engine).await?;
+        let Some(signature) = signature else {
+            return Ok(None);
+        };
+        let n = match eddy_protocol::variables::Keyring::artifact_chunks(&signature) {
+            Some(n) if (1..=MAX_ARTIFACT_CHUNKS).contains(&n) => n,
+            _ => return Ok(None),
+        };
+        // Pieces in one pipelined reply: several times faster to read than
+        // one value of the same size.
+        let mut pipe = redis::pipe();
+        for i in 0..n {
+            pipe.hget(&key, format!("{engine}.{i}"));
+        }
+        let chunks: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn()).await?;
+        Ok(chunks
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .map(|chunks| (signature, chunks)))
     }
 
     /// All tenants that ever deployed.
@@ -353,6 +515,15 @@ impl Queue {
             }
         };
         if !freed.is_empty() {
+            // The shared artifacts go with their modules (on the tenant's
+            // slot, so one command).
+            let artifacts: Vec<String> = freed
+                .iter()
+                .map(|sha| keys::artifact(tenant, sha))
+                .collect();
+            if let Err(error) = self.conn().del::<_, ()>(&artifacts).await {
+                tracing::warn!(%error, "deleting freed modules' artifacts");
+            }
             // Workers drop these modules' compiled artifacts. A worker that
             // misses the message keeps them until its cache is cleared.
             let msg = eddy_protocol::messages::ModulesFreed {

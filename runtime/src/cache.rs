@@ -34,6 +34,17 @@ impl ArtifactCache {
         })
     }
 
+    /// Names this engine's configuration: artifacts of another key do not
+    /// load here.
+    pub fn engine_key(&self) -> &str {
+        &self.engine_key
+    }
+
+    /// The artifact of `sha256` as stored, to share it.
+    pub fn read(&self, sha256: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.path(sha256)).ok()
+    }
+
     /// The file that holds (or would hold) the artifact of `sha256`.
     pub fn path(&self, sha256: &str) -> PathBuf {
         self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
@@ -72,8 +83,11 @@ impl ArtifactCache {
         std::fs::remove_file(self.path(sha256)).is_ok()
     }
 
-    /// Stores a serialized artifact atomically (write to a temp file, rename).
-    pub(crate) fn put(&self, sha256: &str, artifact: &[u8]) -> Result<(), LoadError> {
+    /// Stores a serialized artifact atomically (write to a temp file,
+    /// rename). It is later mapped as native code: the caller vouches for
+    /// the bytes (this process compiled them, or a key it holds signed
+    /// them).
+    pub fn put(&self, sha256: &str, artifact: &[u8]) -> Result<(), LoadError> {
         let path = self.path(sha256);
         let mut tmp = tempfile_in(&self.dir)?;
         tmp.1

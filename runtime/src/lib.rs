@@ -20,6 +20,7 @@ mod limits;
 mod outbound;
 mod pool;
 mod runtime;
+mod shape;
 mod ticker;
 mod variables;
 
@@ -31,6 +32,7 @@ pub use limits::{ComponentLimits, EMIT_COST, LOG_LINE_COST, Limits};
 pub use outbound::{OutboundLimits, OutboundReport};
 pub use pool::{Admission, Pool};
 pub use runtime::{Input, Output, Processor, Report, Runtime, RuntimeConfig, Timings, sha256_hex};
+pub use shape::{PROVIDED, check_imports};
 pub use variables::{Entry, FixedVariables, REDACTED, VariableSource};
 
 /// Result type of this crate's fallible set-up functions.

@@ -341,9 +341,38 @@ impl Runtime {
         }
     }
 
+    /// Loads a serialized artifact of `sha256` from memory, one this process
+    /// did not compile: a worker's copy of the artifact another process
+    /// compiled and shared. It is mapped as native code, so the caller
+    /// vouches for the bytes (their signature verified with the operator's
+    /// keys). The cache gets a copy, written on another thread.
+    pub fn load_artifact(
+        &self,
+        sha256: &str,
+        artifact: Vec<u8>,
+    ) -> Result<Arc<Processor>, LoadError> {
+        let start = Instant::now();
+        // SAFETY: wasmtime requires bytes produced by `Component::serialize`
+        // of a compatible engine; its header check refuses another engine's
+        // (an error, not UB), and the caller checked the bytes are what a
+        // holder of the operator's keys serialized for this module.
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize(&self.engine, &artifact) }
+            .map_err(|e| LoadError::Host(format!("deserializing a shared artifact: {e:#}")))?;
+        let processor = self.link(sha256.to_string(), &component, start, true)?;
+        let (cache, sha) = (self.cache.clone(), sha256.to_string());
+        std::thread::spawn(move || {
+            if let Err(error) = cache.put(&sha, &artifact) {
+                tracing::warn!(%error, "caching a shared artifact");
+            }
+        });
+        Ok(processor)
+    }
+
     /// Compiles without touching the cache (for benchmarks and validation).
     pub fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
         check_header(bytes)?;
+        crate::shape::check_imports(bytes)?;
         Component::new(&self.engine, bytes).map_err(|e| {
             let e = format!("{e:#}");
             // The pooling allocator checks the component's shape against

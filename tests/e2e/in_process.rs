@@ -46,7 +46,7 @@ impl Gateway {
         };
         tweak(&mut config);
         let validator =
-            eddy_cli::module_validator(&config.ceilings, cache.path().to_path_buf()).unwrap();
+            eddy_cli::module_validator(&config.ceilings, cache.path().to_path_buf(), None).unwrap();
         let state = AppState::connect(config, validator, None).await.unwrap();
         Gateway {
             app: eddy_gateway::app(state),

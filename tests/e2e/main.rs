@@ -17,6 +17,7 @@ mod in_process;
 mod metrics;
 mod otel;
 mod outbound;
+mod projects;
 mod scaling;
 mod schedules;
 mod secrets;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
+use eddy_protocol::variables::Keyring;
 use eddy_protocol::{Ceilings, FunctionName, FunctionSpec, TenantId};
 use eddy_queue::Queue;
 use eddy_runtime::{Limits, Processor, Runtime};
@@ -63,6 +64,9 @@ pub(crate) struct Functions {
     /// cannot lift a limit here.
     ceilings: Ceilings,
     loaded: Mutex<HashMap<Key, Arc<Loaded>>>,
+    /// The operator's keys: they check artifacts shared through Redis
+    /// before one is mapped, and sign the ones this worker compiles.
+    keys: Option<Arc<Keyring>>,
     current: Mutex<HashMap<(TenantId, FunctionName), (u32, Instant)>>,
 }
 
@@ -93,9 +97,10 @@ fn limits_of(spec: &FunctionSpec, ceilings: &Ceilings) -> Limits {
 }
 
 impl Functions {
-    pub(crate) fn new(ceilings: Ceilings) -> Self {
+    pub(crate) fn new(ceilings: Ceilings, keys: Option<Arc<Keyring>>) -> Self {
         Functions {
             ceilings,
+            keys,
             ..Functions::default()
         }
     }
@@ -157,6 +162,112 @@ impl Functions {
         }
     }
 
+    /// The module's artifact shared through Redis, checked against the
+    /// operator's keys and mapped: a new worker's first invocation of a big
+    /// component costs a download, not a compile. None when there is no
+    /// usable one (then the caller compiles).
+    async fn shared(
+        &self,
+        queue: &Queue,
+        runtime: &Arc<Runtime>,
+        tenant: &TenantId,
+        sha256: &str,
+    ) -> Option<Arc<Processor>> {
+        let keys = self.keys.as_ref()?;
+        let started = Instant::now();
+        let engine = runtime.cache().engine_key();
+        let (signature, chunks) = match queue.artifact(tenant, sha256, engine).await {
+            Ok(Some(shared)) => shared,
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::warn!(%error, "reading a shared artifact; compiling instead");
+                return None;
+            }
+        };
+        let fetched = started.elapsed();
+        let (keys, rt, sha) = (keys.clone(), runtime.clone(), sha256.to_string());
+        let mapped = tokio::task::spawn_blocking(move || {
+            let engine = rt.cache().engine_key();
+            let pieces: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+            if !keys.verify_artifact(&sha, engine, &signature, &pieces) {
+                return Err("its signature does not verify with the operator's keys".to_string());
+            }
+            let artifact = eddy_queue::unpack_artifact(&chunks)?;
+            drop(chunks);
+            rt.load_artifact(&sha, artifact).map_err(|e| e.to_string())
+        })
+        .await;
+        tracing::debug!(%tenant, sha256, ?fetched, took = ?started.elapsed(), "mapped a shared artifact");
+        match mapped {
+            Ok(Ok(p)) => Some(p),
+            Ok(Err(why)) => {
+                tracing::warn!(%tenant, sha256, why, "ignoring a shared artifact; compiling instead");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Compiles the module (off the async threads) and shares the artifact.
+    async fn compile(
+        &self,
+        queue: &Queue,
+        runtime: &Arc<Runtime>,
+        tenant: &TenantId,
+        name: &FunctionName,
+        sha256: &str,
+    ) -> Result<Arc<Processor>, LoadFailure> {
+        let bytes = match queue.module(tenant, sha256).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                return Err(LoadFailure::Lost(format!(
+                    "module {sha256} of `{name}` is missing"
+                )));
+            }
+            Err(e) => return Err(LoadFailure::Transient(e.to_string())),
+        };
+        // Compiling takes milliseconds to seconds: off the async threads,
+        // which keep serving leases, reads and completions (with
+        // `EDDY_THREADS=1` there is only one).
+        let rt = runtime.clone();
+        let processor = match tokio::task::spawn_blocking(move || rt.load(&bytes)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(eddy_runtime::LoadError::InvalidModule(m))) => {
+                return Err(LoadFailure::Invalid(m));
+            }
+            Ok(Err(e)) => return Err(LoadFailure::Transient(e.to_string())),
+            Err(e) => return Err(LoadFailure::Transient(format!("compiling: {e}"))),
+        };
+        if let Some(keys) = self.keys.clone()
+            && !processor.from_cache()
+        {
+            // Off the invocation's path: the next worker maps it.
+            let (queue, rt, tenant, sha) = (
+                queue.clone(),
+                runtime.clone(),
+                tenant.clone(),
+                sha256.to_string(),
+            );
+            tokio::spawn(async move {
+                let engine = rt.cache().engine_key().to_string();
+                let signed = tokio::task::spawn_blocking(move || {
+                    let bytes = rt.cache().read(&sha)?;
+                    Some((
+                        eddy_queue::SharedArtifact::sign(&keys, &sha, engine, &bytes),
+                        sha,
+                    ))
+                })
+                .await;
+                if let Ok(Some((artifact, sha))) = signed
+                    && let Err(error) = queue.put_artifact(&tenant, &sha, &artifact).await
+                {
+                    tracing::warn!(%error, "sharing a compiled artifact");
+                }
+            });
+        }
+        Ok(processor)
+    }
+
     /// The loaded version, loading it if needed. The flag says whether this
     /// call loaded it (a cold start).
     pub(crate) async fn get(
@@ -183,30 +294,13 @@ impl Functions {
         };
         let processor = match runtime.load_cached(&spec.sha256) {
             Ok(Some(p)) => p,
-            Ok(None) | Err(_) => {
-                let bytes = match queue.module(tenant, &spec.sha256).await {
-                    Ok(Some(b)) => b,
-                    Ok(None) => {
-                        return Err(LoadFailure::Lost(format!(
-                            "module {} of `{name}` is missing",
-                            spec.sha256
-                        )));
-                    }
-                    Err(e) => return Err(LoadFailure::Transient(e.to_string())),
-                };
-                // Compiling takes milliseconds to seconds: off the async
-                // threads, which keep serving leases, reads and completions
-                // (with `EDDY_THREADS=1` there is only one).
-                let rt = runtime.clone();
-                match tokio::task::spawn_blocking(move || rt.load(&bytes)).await {
-                    Ok(Ok(p)) => p,
-                    Ok(Err(eddy_runtime::LoadError::InvalidModule(m))) => {
-                        return Err(LoadFailure::Invalid(m));
-                    }
-                    Ok(Err(e)) => return Err(LoadFailure::Transient(e.to_string())),
-                    Err(e) => return Err(LoadFailure::Transient(format!("compiling: {e}"))),
+            Ok(None) | Err(_) => match self.shared(queue, runtime, tenant, &spec.sha256).await {
+                Some(p) => p,
+                None => {
+                    self.compile(queue, runtime, tenant, name, &spec.sha256)
+                        .await?
                 }
-            }
+            },
         };
         spec.config = self.ceilings.clamp(spec.config);
         let loaded = Arc::new(Loaded {

@@ -245,12 +245,13 @@ impl Worker {
             "worker started"
         );
         let completions = config.concurrency.max(16) * 4;
+        let secrets = config.secrets.clone();
         Ok(Worker {
             config,
             consumer,
             queue,
             runtime: Arc::new(runtime),
-            functions: Arc::new(Functions::new(ceilings)),
+            functions: Arc::new(Functions::new(ceilings, secrets)),
             executor: Executor::new(
                 exec_slots,
                 exec_nice,

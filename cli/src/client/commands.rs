@@ -125,12 +125,20 @@ pub fn config_header(values: &[(String, String)]) -> Option<String> {
 }
 
 async fn deploy(a: DeployArgs) -> Result<ExitCode> {
+    let (Some(function), Some(module)) = (&a.function, &a.module) else {
+        if !deploy_query(&a).is_empty() || !a.config.is_empty() {
+            anyhow::bail!(
+                "limits and --config go with FUNCTION MODULE; a project sets them in eddy.toml"
+            );
+        }
+        return crate::project::deploy(&a.conn, std::path::Path::new(".")).await;
+    };
     let api = Api::new(&a.conn)?;
-    let module = tokio::fs::read(&a.module)
+    let module = tokio::fs::read(module)
         .await
-        .with_context(|| format!("reading {}", a.module.display()))?;
+        .with_context(|| format!("reading {}", module.display()))?;
     let mut req = api
-        .request(Method::PUT, &format!("/functions/{}", segment(&a.function)))?
+        .request(Method::PUT, &format!("/functions/{}", segment(function)))?
         .query(&deploy_query(&a))
         .header(CONTENT_TYPE, "application/wasm")
         .body(module);

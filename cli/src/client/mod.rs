@@ -174,11 +174,16 @@ pub struct ConnArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Without FUNCTION and MODULE: applies ./eddy.toml (its functions and schedules), \
+                  deploying only what changed, and prints what it did."
+)]
 pub struct DeployArgs {
-    /// Function name.
-    pub function: String,
+    /// Function name (none: the functions of ./eddy.toml).
+    #[arg(requires = "module")]
+    pub function: Option<String>,
     /// The processor component (`.wasm`).
-    pub module: PathBuf,
+    pub module: Option<PathBuf>,
     /// Wall-clock limit of one invocation, in ms.
     #[arg(long)]
     pub timeout_ms: Option<u64>,

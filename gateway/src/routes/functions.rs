@@ -44,23 +44,13 @@ pub struct DeployQuery {
 /// Merges a JSON object into `base` (objects recursively, everything else
 /// replaced), then checks the result is a valid config.
 fn merge(base: &FunctionConfig, patch: Value) -> ApiResult<FunctionConfig> {
-    fn merge_value(a: &mut Value, b: Value) {
-        match (a, b) {
-            (Value::Object(a), Value::Object(b)) => {
-                for (k, v) in b {
-                    merge_value(a.entry(k).or_insert(Value::Null), v);
-                }
-            }
-            (a, b) => *a = b,
-        }
-    }
     if !patch.is_object() {
         return Err(ApiError::BadRequest(
             "the config must be a JSON object".into(),
         ));
     }
     let mut value = serde_json::to_value(base).map_err(|e| ApiError::Internal(e.to_string()))?;
-    merge_value(&mut value, patch);
+    eddy_protocol::merge_json(&mut value, patch);
     serde_json::from_value(value)
         .map_err(|e| ApiError::BadRequest(format!("invalid function config: {e}")))
 }
@@ -153,14 +143,22 @@ pub async fn deploy(
     ceilings.check(&config)?;
     let validator = state.validator.clone();
     let bytes = module.clone();
-    let sha256 = tokio::task::spawn_blocking(move || validator.validate(&bytes))
+    let validated = tokio::task::spawn_blocking(move || validator.validate(&bytes))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(ApiError::InvalidModule)?;
+    let sha256 = validated.sha256;
     let spec = state
         .queue
         .deploy(&tenant, &name, &module, &sha256, config)
         .await?;
+    // Shared after the deploy is accepted (a refused one leaves nothing);
+    // a worker that loads it before this lands compiles and shares it.
+    if let Some(artifact) = validated.artifact
+        && let Err(error) = state.queue.put_artifact(&tenant, &sha256, &artifact).await
+    {
+        tracing::warn!(%error, tenant = %tenant, function = %name, "sharing the compiled artifact");
+    }
     state.specs.forget(&tenant, &name);
     tracing::info!(tenant = %tenant, function = %name, version = spec.version, "deployed");
     Ok((StatusCode::CREATED, Json(spec)))

@@ -34,8 +34,8 @@ fn malformed_modules_are_refused_with_what_is_wrong() {
     let other = refuse(&wasm("fx-other-world"));
     assert_eq!(
         other,
-        "invalid module: the component does not export `handle` of the eddy:processor@0.1.0 world: \
-         no export `handle` found"
+        "invalid module: the component does not export `handle`: a processor implements the \
+         eddy:processor@0.1.0 world (`eddy wit` prints it)"
     );
     let truncated = wasm("echo")[..200].to_vec();
     let msg = refuse(&truncated);
