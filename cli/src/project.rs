@@ -280,14 +280,25 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
 /// Builds the project's component; returns its path.
 pub fn build_project(project: &Project) -> Result<PathBuf> {
     let dir = absolute(&project.dir)?;
-    let eddy = dir.join(".eddy");
-    write(&eddy.join("wit/processor.wit"), WIT)?;
+    write(&dir.join(".eddy/wit/processor.wit"), WIT)?;
     let out = absolute(&project.component())?;
     std::fs::create_dir_all(dir.join("target")).context("creating target/")?;
     let main = dir.join(&project.manifest.main);
     if !main.is_file() {
         bail!("main = {} does not exist", project.manifest.main.display());
     }
+    // Inside the project: the build reads the folder that holds it.
+    let (dir, main) = (
+        dir.canonicalize().context("resolving the project")?,
+        main.canonicalize().context("resolving main")?,
+    );
+    if !main.starts_with(&dir) {
+        bail!(
+            "main = {} is outside the project",
+            project.manifest.main.display()
+        );
+    }
+    let eddy = dir.join(".eddy");
     match project.manifest.lang {
         Lang::Python => build_python(&dir, &eddy, &main, &out)?,
         Lang::Js | Lang::Ts => build_js(&dir, &eddy, &main, &out)?,
@@ -295,14 +306,15 @@ pub fn build_project(project: &Project) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// Where toolchains shared by every project of this user are kept.
-fn toolchains() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
+/// Where toolchains shared by every project of this user are kept (never a
+/// shared folder such as /tmp: what is there runs).
+fn toolchains() -> Result<PathBuf> {
+    Ok(std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir)
+        .context("neither XDG_CACHE_HOME nor HOME is set: nowhere to keep the toolchain")?
         .join("eddy")
-        .join("toolchains")
+        .join("toolchains"))
 }
 
 fn python() -> &'static str {
@@ -317,13 +329,15 @@ fn build_python(dir: &Path, eddy: &Path, main: &Path, out: &Path) -> Result<()> 
     let module = main
         .file_stem()
         .and_then(|s| s.to_str())
-        .context("main must name a .py file")?;
+        .filter(|m| main.extension().is_some_and(|e| e == "py") && *m != "__init__")
+        .context("main must name a Python module file (`app.py`)")?;
     let main_dir = main.parent().unwrap_or(dir);
     write(&eddy.join("python/eddy/__init__.py"), PY_SDK)?;
-    let toolchain = toolchains().join(COMPONENTIZE_PY.replace("==", "-"));
+    let name = COMPONENTIZE_PY.replace("==", "-");
+    let toolchain = toolchains()?.join(&name);
     if !toolchain.join("componentize_py/__init__.py").is_file() {
         eprintln!("installing {COMPONENTIZE_PY} into {}", toolchain.display());
-        let partial = toolchain.with_extension("partial");
+        let partial = toolchain.with_file_name(format!("{name}.partial"));
         let _ = std::fs::remove_dir_all(&partial);
         run(
             Command::new(python())
@@ -407,11 +421,13 @@ fn build_js(dir: &Path, eddy: &Path, main: &Path, out: &Path) -> Result<()> {
             "npm install",
         )?;
     }
+    // `main` is inside the project (checked); quoted as a JSON string.
     let main = main
         .strip_prefix(dir)
-        .unwrap_or(main)
+        .context("main is outside the project")?
         .to_string_lossy()
         .replace('\\', "/");
+    let main = serde_json::to_string(&format!("../{main}"))?;
     write(
         &eddy.join("entry.js"),
         &format!(
@@ -419,7 +435,7 @@ fn build_js(dir: &Path, eddy: &Path, main: &Path, out: &Path) -> Result<()> {
              import * as host from 'eddy:processor/host@0.1.0';\n\
              import {{ bind }} from '@eddy/sdk';\n\
              bind(host);\n\
-             export {{ handle }} from '../{main}';\n"
+             export {{ handle }} from {main};\n"
         ),
     )?;
     run(
@@ -591,7 +607,9 @@ pub enum Change {
 }
 
 /// Whether deploying `sha256` with `patch` onto `current` (the current
-/// version's spec, if the function exists) changes anything, and what.
+/// version's spec, if the function exists) changes anything, and what. The
+/// configs are compared as typed values: a field the gateway leaves out at
+/// its default equals the manifest's explicit default.
 pub fn function_change(current: Option<&Value>, sha256: &str, patch: &Value) -> Change {
     let Some(current) = current else {
         return Change::Created;
@@ -600,15 +618,31 @@ pub fn function_change(current: Option<&Value>, sha256: &str, patch: &Value) -> 
     if current["sha256"].as_str() != Some(sha256) {
         why.push("module".to_string());
     }
-    let before = current["config"].clone();
-    let mut after = before.clone();
+    let typed = |v: Value| serde_json::from_value::<eddy_protocol::FunctionConfig>(v).ok();
+    let before = typed(current["config"].clone());
+    let mut after = current["config"].clone();
     eddy_protocol::merge_json(&mut after, patch.clone());
-    if let (Value::Object(b), Value::Object(a)) = (&before, &after) {
-        for (k, v) in a {
-            if b.get(k) != Some(v) {
-                why.push(k.clone());
-            }
+    let after = typed(after);
+    if before != after {
+        let fields = |c: &Option<eddy_protocol::FunctionConfig>| {
+            c.as_ref()
+                .and_then(|c| serde_json::to_value(c).ok())
+                .and_then(|v| v.as_object().cloned())
+                .unwrap_or_default()
+        };
+        let (b, a) = (fields(&before), fields(&after));
+        let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        let changed: Vec<String> = keys
+            .into_iter()
+            .filter(|k| b.get(*k) != a.get(*k))
+            .cloned()
+            .collect();
+        if changed.is_empty() {
+            why.push("config".into());
         }
+        why.extend(changed);
     }
     if why.is_empty() {
         Change::Unchanged
@@ -785,5 +819,15 @@ mod tests {
             Change::Updated("memory_mb, values".into())
         );
         assert_eq!(function_change(None, "aa", &json!({})), Change::Created);
+        // Defaults the gateway leaves out of its answer equal the manifest's
+        // explicit defaults.
+        assert_eq!(
+            function_change(
+                Some(&current),
+                "aa",
+                &json!({"max_outbound_requests": 100, "allowed_hosts": []})
+            ),
+            Change::Unchanged
+        );
     }
 }

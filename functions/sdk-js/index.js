@@ -121,7 +121,7 @@ export const log = {
 
 function failure(e) {
   if (e instanceof ProcessorError) {
-    return { code: e.code, message: e.message, retryable: e.retryable };
+    return { code: String(e.code), message: String(e.message), retryable: Boolean(e.retryable) };
   }
   let message;
   if (e instanceof Error) {

@@ -4,7 +4,7 @@
 use eddy_protocol::{FunctionConfig, FunctionName, FunctionSpec, TenantId, keys};
 use redis::AsyncCommands;
 
-use crate::scripts::{DELETE_FUNCTION, DEPLOY};
+use crate::scripts::{DELETE_FUNCTION, DEPLOY, PUT_ARTIFACT};
 use crate::{Backlog, Error, FunctionVersions, Queue, Result};
 
 /// The function hash's copy of the current version's spec, written with the
@@ -278,28 +278,32 @@ impl Queue {
 
     /// Shares a signed compiled artifact of a tenant's module (see
     /// [`keys::artifact`]): one hash field holds the signature, one field
-    /// per [`ARTIFACT_CHUNK`] the bytes.
+    /// per piece. Only while the module exists; one already there stays
+    /// unless `replace` (a worker whose check of it failed). Whether it
+    /// was stored.
     pub async fn put_artifact(
         &self,
         tenant: &TenantId,
         sha256: &str,
         artifact: &SharedArtifact,
-    ) -> Result<()> {
-        let key = keys::artifact(tenant, sha256);
-        let engine = &artifact.engine;
-        let mut fields: Vec<(String, &[u8])> = vec![(engine.clone(), &artifact.signature)];
-        for (i, chunk) in artifact.chunks.iter().enumerate() {
-            fields.push((format!("{engine}.{i}"), chunk));
+        replace: bool,
+    ) -> Result<bool> {
+        if artifact.chunks.is_empty() || artifact.chunks.len() > MAX_ARTIFACT_CHUNKS {
+            return Ok(false);
         }
-        let _: () = redis::pipe()
-            .atomic()
-            .hset_multiple(&key, &fields)
-            .ignore()
-            .expire(&key, ARTIFACT_TTL_S)
-            .ignore()
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(())
+        let mut script = PUT_ARTIFACT.prepare_invoke();
+        script
+            .key(keys::artifact(tenant, sha256))
+            .key(keys::module(tenant, sha256))
+            .arg(&artifact.engine)
+            .arg(ARTIFACT_TTL_S)
+            .arg(if replace { "1" } else { "0" })
+            .arg(&artifact.signature);
+        for chunk in &artifact.chunks {
+            script.arg(chunk.as_slice());
+        }
+        let stored: i64 = script.invoke_async(&mut self.conn()).await?;
+        Ok(stored == 1)
     }
 
     /// The signature and chunks of a tenant's module's artifact for engine
@@ -320,6 +324,17 @@ impl Queue {
             Some(n) if (1..=MAX_ARTIFACT_CHUNKS).contains(&n) => n,
             _ => return Ok(None),
         };
+        // Sizes before bytes: nothing larger than a compressed piece can be
+        // is read (the signature is checked only after the read).
+        let mut sizes = redis::pipe();
+        for i in 0..n {
+            sizes.cmd("HSTRLEN").arg(&key).arg(format!("{engine}.{i}"));
+        }
+        let sizes: Vec<usize> = sizes.query_async(&mut self.conn()).await?;
+        let most = lz4_flex::block::get_maximum_output_size(ARTIFACT_CHUNK) + 4;
+        if sizes.iter().any(|&s| s == 0 || s > most) {
+            return Ok(None);
+        }
         // Pieces in one pipelined reply: several times faster to read than
         // one value of the same size.
         let mut pipe = redis::pipe();

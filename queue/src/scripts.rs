@@ -16,6 +16,8 @@ macro_rules! with_stored {
 pub(crate) static ENQUEUE: LazyLock<Script> = with_stored!("lua/enqueue.lua");
 pub(crate) static COMPLETE: LazyLock<Script> = with_stored!("lua/complete.lua");
 pub(crate) static DEPLOY: LazyLock<Script> = with_stored!("lua/deploy.lua");
+pub(crate) static PUT_ARTIFACT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/put_artifact.lua")));
 pub(crate) static DELETE_FUNCTION: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/delete_function.lua")));
 pub(crate) static SET_VARIABLE: LazyLock<Script> = with_stored!("lua/set_variable.lua");

@@ -151,6 +151,52 @@ fn benches(c: &mut Criterion) {
     }
     g.finish();
 
+    // Components of other toolchains (`bench/guests.sh` builds the SDKs'
+    // wordcounts with `eddy build`): `name=path.wasm,...`. Their compile takes
+    // seconds, so it is timed once here, not sampled.
+    let extra = std::env::var("EDDY_BENCH_GUESTS").unwrap_or_default();
+    let mut g = c.benchmark_group("guests");
+    for entry in extra.split(',').filter(|e| !e.is_empty()) {
+        let (name, path) = entry.split_once('=').expect("name=path");
+        let bytes = std::fs::read(path).unwrap();
+        let started = std::time::Instant::now();
+        runtime.compile(&bytes).unwrap();
+        let compile = started.elapsed();
+        let p = runtime.load(&bytes).unwrap();
+        let artifact = std::fs::metadata(runtime.cache().path(p.sha256()))
+            .unwrap()
+            .len();
+        println!(
+            "guests/{name}: component {:.1} MB, compile {:.2} s, artifact {:.1} MB",
+            bytes.len() as f64 / 1e6,
+            compile.as_secs_f64(),
+            artifact as f64 / 1e6
+        );
+        let once = || {
+            tokio.block_on(async {
+                let a = runtime.admit("t", &limits).await;
+                runtime.invoke(&p, input(name, TEXT), &limits, a).await
+            })
+        };
+        let first = once();
+        assert!(first.result.is_ok(), "{:?}", first.result);
+        g.bench_function(format!("fresh_instance/{name}"), |b| b.iter(once));
+        g.bench_function(format!("instantiate_only/{name}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += once().timings.instantiate;
+                }
+                total
+            })
+        });
+        let sha = p.sha256().to_string();
+        g.bench_function(format!("from_artifact_cache/{name}"), |b| {
+            b.iter(|| runtime.load_cached(&sha).unwrap().unwrap())
+        });
+    }
+    g.finish();
+
     let bytes = wasm("wordcount");
     let sha = runtime.load(&bytes).unwrap().sha256().to_string();
     let mut g = c.benchmark_group("load");

@@ -352,13 +352,7 @@ impl Runtime {
         artifact: Vec<u8>,
     ) -> Result<Arc<Processor>, LoadError> {
         let start = Instant::now();
-        // SAFETY: wasmtime requires bytes produced by `Component::serialize`
-        // of a compatible engine; its header check refuses another engine's
-        // (an error, not UB), and the caller checked the bytes are what a
-        // holder of the operator's keys serialized for this module.
-        #[allow(unsafe_code)]
-        let component = unsafe { Component::deserialize(&self.engine, &artifact) }
-            .map_err(|e| LoadError::Host(format!("deserializing a shared artifact: {e:#}")))?;
+        let component = self.cache.deserialize_vouched(&self.engine, &artifact)?;
         let processor = self.link(sha256.to_string(), &component, start, true)?;
         let (cache, sha) = (self.cache.clone(), sha256.to_string());
         std::thread::spawn(move || {

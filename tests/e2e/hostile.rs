@@ -1234,16 +1234,24 @@ async fn deleting_functions_frees_their_modules_and_artifacts() {
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let t = eddy_protocol::TenantId::new("acme").unwrap();
     let module_key = eddy_protocol::keys::module(&t, &sha);
+    // `eddy up` has secrets keys: the gateway shared the compiled artifact.
+    let shared_key = eddy_protocol::keys::artifact(&t, &sha);
     let state = |c: &mut redis::aio::MultiplexedConnection| {
         let mut c = c.clone();
         let (module_key, tenant) = (module_key.clone(), eddy_protocol::keys::tenant(&t));
+        let shared_key = shared_key.clone();
         async move {
-            let (exists, bytes): (bool, Option<u64>) = redis::pipe()
+            let (exists, shared, bytes): (bool, bool, Option<u64>) = redis::pipe()
                 .exists(&module_key)
+                .exists(&shared_key)
                 .hget(&tenant, "mod_bytes")
                 .query_async(&mut c)
                 .await
                 .unwrap();
+            assert_eq!(
+                exists, shared,
+                "the shared artifact lives as long as its module"
+            );
             (exists, bytes.unwrap_or(0))
         }
     };

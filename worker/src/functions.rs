@@ -238,6 +238,13 @@ impl Functions {
             Ok(Err(e)) => return Err(LoadFailure::Transient(e.to_string())),
             Err(e) => return Err(LoadFailure::Transient(format!("compiling: {e}"))),
         };
+        // The bytes are the module the spec names (its address is their hash).
+        if processor.sha256() != sha256 {
+            return Err(LoadFailure::Lost(format!(
+                "module {sha256} of `{name}` holds other bytes (sha256 {})",
+                processor.sha256()
+            )));
+        }
         if let Some(keys) = self.keys.clone()
             && !processor.from_cache()
         {
@@ -259,7 +266,7 @@ impl Functions {
                 })
                 .await;
                 if let Ok(Some((artifact, sha))) = signed
-                    && let Err(error) = queue.put_artifact(&tenant, &sha, &artifact).await
+                    && let Err(error) = queue.put_artifact(&tenant, &sha, &artifact, true).await
                 {
                     tracing::warn!(%error, "sharing a compiled artifact");
                 }

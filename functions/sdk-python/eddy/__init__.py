@@ -87,9 +87,9 @@ class ProcessorError(Exception):
 
     def __init__(self, code: str, message: str, retryable: bool = False):
         super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
+        self.code = str(code)
+        self.message = str(message)
+        self.retryable = bool(retryable)
 
 
 class Retry(ProcessorError):
@@ -191,7 +191,7 @@ def _call(fn: Callable[[Invocation], Any], inv: Invocation) -> Tuple[Optional[Ou
         return Output(payload, content_type), None
     except ProcessorError as e:
         return None, e
-    except Exception as e:  # noqa: BLE001 - every bug becomes a final error
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - every bug is a final error
         return None, _exception(e)
 
 
@@ -199,8 +199,11 @@ _handler: Optional[Callable[[Invocation], Any]] = None
 
 
 def handler(fn: Callable[[Invocation], Any]) -> Callable[[Invocation], Any]:
-    """Makes `fn` the processor's `handle`. One per component."""
+    """Makes `fn` the processor's `handle`: one per component, defined in
+    the module `main` names (componentize-py looks for the export there)."""
     global _handler
+    if _handler is not None and _handler is not fn:
+        raise RuntimeError(f"@eddy.handler is on {_handler.__name__} already; one handler per component")
     _handler = fn
     if _wit_world is not None:
         # componentize-py looks for the export class in the built module.

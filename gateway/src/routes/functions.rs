@@ -155,7 +155,10 @@ pub async fn deploy(
     // Shared after the deploy is accepted (a refused one leaves nothing);
     // a worker that loads it before this lands compiles and shares it.
     if let Some(artifact) = validated.artifact
-        && let Err(error) = state.queue.put_artifact(&tenant, &sha256, &artifact).await
+        && let Err(error) = state
+            .queue
+            .put_artifact(&tenant, &sha256, &artifact, false)
+            .await
     {
         tracing::warn!(%error, tenant = %tenant, function = %name, "sharing the compiled artifact");
     }
