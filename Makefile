@@ -58,10 +58,14 @@ demo: build
 	scripts/demo.sh
 
 ## The Python and JavaScript SDKs' own tests (their conversions, on the
-## local host); the e2e tests build real components with them.
+## local host), then their examples built with `eddy build` (componentize-py,
+## componentize-js) and run by `eddy test` in the workers' sandbox.
+SDK_EXAMPLES := functions/sdk-python/examples/wordcount functions/sdk-python/examples/fanout \
+	functions/sdk-js/examples/wordcount functions/sdk-js/examples/fanout
 sdk-test:
 	python3 -m unittest discover -s functions/sdk-python/tests
 	cd functions/sdk-js && node --test test/
+	for p in $(SDK_EXAMPLES); do (cd $$p && $(CURDIR)/target/release/eddy build && $(CURDIR)/target/release/eddy test) || exit 1; done
 
 bench-runtime: functions
 	$(CARGO) bench -p eddy-runtime --bench invoke
