@@ -33,6 +33,28 @@ const JS_SDK: [(&str, &str); 3] = [
     ),
 ];
 const JS_BUILD: &str = include_str!("../templates/build.mjs");
+/// The Rust SDK (functions/sdk) as a standalone crate: its sources with the
+/// WIT paths pointing inside it.
+const RUST_SDK: [(&str, &str); 6] = [
+    (
+        "Cargo.toml",
+        include_str!("../templates/sdk-rust/Cargo.toml"),
+    ),
+    ("src/lib.rs", include_str!("../../functions/sdk/src/lib.rs")),
+    (
+        "src/config.rs",
+        include_str!("../../functions/sdk/src/config.rs"),
+    ),
+    (
+        "src/http.rs",
+        include_str!("../../functions/sdk/src/http.rs"),
+    ),
+    ("wit/processor.wit", WIT),
+    (
+        "wit/wasi-config/store.wit",
+        include_str!("../../wit/wasi-config/store.wit"),
+    ),
+];
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "eddy.toml";
@@ -41,6 +63,7 @@ pub const MANIFEST: &str = "eddy.toml";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Lang {
+    Rust,
     Python,
     Js,
     Ts,
@@ -49,6 +72,12 @@ pub enum Lang {
 impl Lang {
     fn templates(self) -> &'static [(&'static str, &'static str)] {
         match self {
+            Lang::Rust => &[
+                ("eddy.toml", include_str!("../templates/rust/eddy.toml")),
+                ("Cargo.toml", include_str!("../templates/rust/Cargo.toml")),
+                ("src/lib.rs", include_str!("../templates/rust/src/lib.rs")),
+                (".gitignore", include_str!("../templates/rust/gitignore")),
+            ],
             Lang::Python => &[
                 ("eddy.toml", include_str!("../templates/python/eddy.toml")),
                 ("app.py", include_str!("../templates/python/app.py")),
@@ -188,7 +217,7 @@ fn config_patch(table: &toml::Table) -> Result<Value> {
 pub struct NewArgs {
     /// The project's (and its first function's) name.
     name: String,
-    /// The processor's language.
+    /// The processor's language (`ts` and `js` share the SDK).
     #[arg(long, value_enum)]
     lang: Lang,
     /// Where to create it (default: a new folder named NAME).
@@ -207,6 +236,10 @@ pub fn new(args: NewArgs) -> Result<ExitCode> {
             .is_some()
     {
         bail!("{} exists and is not empty", dir.display());
+    }
+    if args.lang == Lang::Rust {
+        // Cargo reads the SDK's path before any build.
+        write_rust_sdk(&dir.join(".eddy"))?;
     }
     for (path, text) in args.lang.templates() {
         let path = dir.join(path);
@@ -300,6 +333,7 @@ pub fn build_project(project: &Project) -> Result<PathBuf> {
     }
     let eddy = dir.join(".eddy");
     match project.manifest.lang {
+        Lang::Rust => build_rust(&dir, &eddy, &out)?,
         Lang::Python => build_python(&dir, &eddy, &main, &out)?,
         Lang::Js | Lang::Ts => build_js(&dir, &eddy, &main, &out)?,
     }
@@ -397,6 +431,58 @@ fn build_python(dir: &Path, eddy: &Path, main: &Path, out: &Path) -> Result<()> 
     }
     cmd.arg(module).arg("-o").arg(out).current_dir(dir);
     run(&mut cmd, "componentize-py")
+}
+
+/// Writes the Rust SDK where the template's Cargo.toml finds it.
+fn write_rust_sdk(eddy: &Path) -> Result<()> {
+    for (name, text) in RUST_SDK {
+        let text = text
+            .replace(
+                "path: \"../../wit/wasi-config\"",
+                "path: \"wit/wasi-config\"",
+            )
+            .replace("path: \"../../wit\"", "path: \"wit\"");
+        write(&eddy.join("sdk-rust").join(name), &text)?;
+    }
+    Ok(())
+}
+
+fn build_rust(dir: &Path, eddy: &Path, out: &Path) -> Result<()> {
+    write_rust_sdk(eddy)?;
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
+        .unwrap_or(true);
+    if !installed {
+        run(
+            Command::new("rustup").args(["target", "add", "wasm32-wasip2"]),
+            "rustup target add wasm32-wasip2",
+        )?;
+    }
+    let cargo_target = dir.join("target").join("cargo");
+    run(
+        Command::new("cargo")
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+            .env("CARGO_TARGET_DIR", &cargo_target)
+            .current_dir(dir),
+        "cargo build",
+    )?;
+    // The cdylib is named after the package (`-` becomes `_`).
+    let manifest: toml::Table = toml::from_str(
+        &std::fs::read_to_string(dir.join("Cargo.toml")).context("reading Cargo.toml")?,
+    )
+    .context("Cargo.toml is not valid")?;
+    let package = manifest
+        .get("package")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+        .context("Cargo.toml names no package")?
+        .replace('-', "_");
+    let built = cargo_target.join(format!("wasm32-wasip2/release/{package}.wasm"));
+    std::fs::copy(&built, out)
+        .with_context(|| format!("copying {} (is it a cdylib?)", built.display()))?;
+    Ok(())
 }
 
 fn build_js(dir: &Path, eddy: &Path, main: &Path, out: &Path) -> Result<()> {
@@ -757,7 +843,7 @@ mod tests {
 
     #[test]
     fn every_template_is_a_valid_project() {
-        for lang in [Lang::Python, Lang::Js, Lang::Ts] {
+        for lang in [Lang::Rust, Lang::Python, Lang::Js, Lang::Ts] {
             let dir = tempfile::tempdir().unwrap();
             let target = dir.path().join("p");
             new(NewArgs {
