@@ -811,7 +811,7 @@ pub async fn deploy(conn: &crate::client::Conn, dir: &Path) -> Result<ExitCode> 
                 } else {
                     Value::Null
                 });
-                c.get(*k) == Some(&want) || c.get("spec").and_then(|s| s.get(*k)) == Some(&want)
+                c.get(*k) == Some(&want)
             })
         });
         if same {
