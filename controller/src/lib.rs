@@ -523,7 +523,16 @@ pub async fn run(queue: Queue, config: ControllerConfig, mut stop: watch::Receiv
                 leading = false;
             }
         }
-        let rest = config.tick.saturating_sub(started.elapsed());
+        let took = started.elapsed();
+        if leading && took.as_millis() as u64 > lease_ms / 2 {
+            // Past the lease the leadership lapses (workers keep their
+            // assignments for a while, new decisions wait).
+            warn!(
+                ?took,
+                lease_ms, "a controller tick took over half its lease"
+            );
+        }
+        let rest = config.tick.saturating_sub(took);
         tokio::select! {
             _ = tokio::time::sleep(rest) => {}
             _ = stop.changed() => {}

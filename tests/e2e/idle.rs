@@ -43,16 +43,18 @@ fn field(info: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in INFO"))
 }
 
+/// Calls by command in an `INFO commandstats`.
+fn calls(info: &str) -> std::collections::HashMap<String, f64> {
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+            Some((name.to_string(), rest.split(',').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
 /// The commands counted between two `INFO commandstats`, most first.
 fn by_kind(before: &str, after: &str) -> String {
-    let calls = |info: &str| -> std::collections::HashMap<String, f64> {
-        info.lines()
-            .filter_map(|l| {
-                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
-                Some((name.to_string(), rest.split(',').next()?.parse().ok()?))
-            })
-            .collect()
-    };
     let (b, a) = (calls(before), calls(after));
     let mut d: Vec<(String, f64)> = a
         .into_iter()
@@ -124,8 +126,8 @@ const SETTLE: Duration = Duration::from_secs(120);
 /// Waits until the controller publishes, twice in a row a second apart and
 /// from ticks that began after the wait did, that no function is live:
 /// everything went idle. Returns how long that took. Panics past [`SETTLE`].
-async fn settle(p: &Platform) -> Duration {
-    let client = redis::Client::open(p.redis_url.as_str()).unwrap();
+async fn settle(redis_url: &str) -> Duration {
+    let client = redis::Client::open(redis_url).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let started = Instant::now();
     let since = eddy_protocol::now_ms();
@@ -158,7 +160,7 @@ async fn settle(p: &Platform) -> Duration {
 
 /// Lets everything go idle (see [`settle`]), then measures `window`.
 async fn measure_idle(p: &Platform, tenants: usize, keys: &[String], window: Duration) -> Idle {
-    let took = settle(p).await;
+    let took = settle(&p.redis_url).await;
     eprintln!("{tenants} tenants went idle in {took:?}");
     let pid = p._process.pid();
     let started = Instant::now();
@@ -331,4 +333,76 @@ async fn due_index_marks_survive_visits_and_dead_visitors() {
         .await
         .unwrap();
     assert_eq!(score("a"), Some(later));
+}
+
+/// A controller that stalls past its lease (stopped here, as a loaded
+/// machine once stalled `eddy up`'s and a worker then read all 2,000 streams
+/// of the test above) leaves idle workers idle: they keep the last
+/// assignment for a grace instead of reading, and reclaiming over, every
+/// stream of every tenant. Back, the controller leads again and an idle
+/// tenant's call runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_controller_leaves_idle_workers_idle() {
+    use eddy_tests::*;
+    let redis = RedisServer::start();
+    let q = queue(&redis).await;
+    let cache = tempfile::tempdir().unwrap();
+    let controller = EddyProcess::controller(&redis.url(), &[]);
+    let _w = EddyProcess::worker(&redis.url(), cache.path(), "w1", &[]);
+    let config = eddy_protocol::FunctionConfig {
+        idle_timeout_ms: IDLE_TIMEOUT_MS,
+        ..Default::default()
+    };
+    let tenants: Vec<_> = (0..20).map(|i| tenant(&format!("t{i}"))).collect();
+    let finished = |t: eddy_protocol::TenantId, id: String| {
+        let q = q.clone();
+        async move {
+            let rec = wait_until(Duration::from_secs(30), "the call to finish", || async {
+                q.invocation(&t, &id)
+                    .await
+                    .unwrap()
+                    .filter(|r| r.status.is_final())
+            })
+            .await;
+            assert_eq!(rec.status, eddy_protocol::InvocationStatus::Succeeded);
+        }
+    };
+    for t in &tenants {
+        deploy(&q, t, "echo", "echo", config.clone()).await;
+        let id = invoke(&q, t, "echo", r#"{"hello":1}"#).await;
+        finished(t.clone(), id).await;
+    }
+    settle(&redis.url()).await;
+
+    let before = redis.cli(&["INFO", "commandstats"]);
+    let stop = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(controller.pid().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    };
+    stop("STOP");
+    // The lease is 3 s; the worker looks for a leader every second.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let lapsed = q.leader().await.unwrap();
+    let after = redis.cli(&["INFO", "commandstats"]);
+    stop("CONT");
+    assert_eq!(lapsed, None, "the stopped controller's lease ran out");
+    let (b, a) = (calls(&before), calls(&after));
+    let n = |c: &str| a.get(c).copied().unwrap_or(0.0) - b.get(c).copied().unwrap_or(0.0);
+    assert_eq!(
+        (n("xreadgroup"), n("xpending"), n("xclaim")),
+        (0.0, 0.0, 0.0),
+        "no leader for 5 s: the worker read streams ({})",
+        by_kind(&before, &after)
+    );
+    wait_until(Duration::from_secs(10), "a leader again", || async {
+        q.leader().await.unwrap()
+    })
+    .await;
+    let id = invoke(&q, &tenants[3], "echo", r#"{"again":1}"#).await;
+    finished(tenants[3].clone(), id).await;
 }

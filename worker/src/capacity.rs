@@ -7,6 +7,11 @@
 //!   read at once, provisionally, until the controller has had time to decide
 //!   (so the first invocation of an idle tenant costs milliseconds);
 //! - without a controller, every stream of every tenant (discovery).
+//!
+//! A worker that had a controller keeps its last assignment for
+//! [`LEADERLESS_GRACE`] once none leads: a failover, or a leader that
+//! stalled past its lease, must not make every worker read (and reclaim
+//! over) every stream of every tenant at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,6 +22,12 @@ use tokio::sync::Semaphore;
 
 /// How long a wake-up keeps a stream in the read set without an assignment.
 pub(crate) const PROVISIONAL: Duration = Duration::from_secs(3);
+
+/// How long a worker keeps the last assignment while no controller leads:
+/// several times the lease (3 s at the default tick), so that a standby
+/// taking over or a restarted controller goes unnoticed; after it, the
+/// worker reads what discovery finds, as one that never had a controller.
+pub(crate) const LEADERLESS_GRACE: Duration = Duration::from_secs(30);
 
 /// Deliveries a stream may hold here (running plus waiting for its permits):
 /// a little prefetch hides the round trip to Redis between two invocations,
@@ -39,6 +50,8 @@ struct Slot {
 pub(crate) struct Capacity {
     /// Assigned by the controller; `None` when no controller leads.
     assigned: Option<BTreeMap<String, u32>>,
+    /// When a leader's assignment was last read.
+    led_at: Option<Instant>,
     /// Discovered streams (used when no controller leads).
     discovered: Vec<String>,
     /// Woken streams and until when.
@@ -47,8 +60,22 @@ pub(crate) struct Capacity {
 }
 
 impl Capacity {
-    pub(crate) fn set_assigned(&mut self, a: Option<BTreeMap<String, u32>>) {
-        self.assigned = a;
+    /// The leading controller's assignment, read at `now`.
+    pub(crate) fn set_assigned(&mut self, a: BTreeMap<String, u32>, now: Instant) {
+        self.assigned = Some(a);
+        self.led_at = Some(now);
+    }
+
+    /// No controller leads at `now`: the last assignment stands until
+    /// [`LEADERLESS_GRACE`] after it was read, then discovery takes over.
+    pub(crate) fn leaderless(&mut self, now: Instant) {
+        if self
+            .led_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= LEADERLESS_GRACE)
+        {
+            self.assigned = None;
+            self.led_at = None;
+        }
     }
 
     pub(crate) fn set_discovered(&mut self, d: Vec<String>) {
@@ -177,7 +204,8 @@ mod tests {
             BTreeMap::from([("a".into(), 4), ("b".into(), 4)])
         );
         // A controller leads: only what it assigned, with its shares.
-        c.set_assigned(Some(BTreeMap::from([("b".into(), 2), ("z".into(), 0)])));
+        let t0 = Instant::now();
+        c.set_assigned(BTreeMap::from([("b".into(), 2), ("z".into(), 0)]), t0);
         assert_eq!(c.wanted(4), BTreeMap::from([("b".into(), 2)]));
         // A wake-up adds a stream provisionally.
         c.wake("cold".into());
@@ -188,10 +216,36 @@ mod tests {
         let (readable, most, full) = c.readable(4);
         assert_eq!((readable.len(), most, full), (2, 12, false));
         // Unwanted streams expire after the grace and are reported.
-        c.set_assigned(Some(BTreeMap::new()));
+        c.set_assigned(BTreeMap::new(), t0);
         c.woken.clear();
         c.wanted(4);
         assert_eq!(c.expire(Duration::ZERO).len(), 3, "a, b and cold");
         assert!(c.streams().is_empty());
+    }
+
+    #[test]
+    fn a_lapsed_leader_keeps_its_assignment_for_the_grace() {
+        let mut c = Capacity::default();
+        c.set_discovered((0..2_000).map(|i| format!("s{i}")).collect());
+        let t0 = Instant::now();
+        c.set_assigned(BTreeMap::new(), t0);
+        // Within the grace the (empty) assignment stands: nothing is read,
+        // not every discovered stream.
+        c.leaderless(t0 + LEADERLESS_GRACE - Duration::from_millis(1));
+        assert!(c.controlled());
+        assert!(c.wanted(4).is_empty());
+        // A leader again: the grace starts over from its assignment.
+        let t1 = t0 + Duration::from_secs(20);
+        c.set_assigned(BTreeMap::from([("s7".into(), 1)]), t1);
+        c.leaderless(t0 + LEADERLESS_GRACE);
+        assert_eq!(c.wanted(4), BTreeMap::from([("s7".into(), 1)]));
+        // Past it, the worker reads what discovery finds.
+        c.leaderless(t1 + LEADERLESS_GRACE);
+        assert!(!c.controlled());
+        assert_eq!(c.wanted(4).len(), 2_000);
+        // A worker that never had a controller falls back at once.
+        let mut fresh = Capacity::default();
+        fresh.leaderless(t0);
+        assert!(!fresh.controlled());
     }
 }

@@ -7,10 +7,10 @@ impl Worker {
     pub(super) async fn refresh_assignment(&self) {
         match self.queue.leader().await {
             Ok(Some(_)) => match self.queue.assignment(&self.consumer).await {
-                Ok(a) => self.slots.capacity().set_assigned(Some(a)),
+                Ok(a) => self.slots.capacity().set_assigned(a, Instant::now()),
                 Err(error) => debug!(%error, "reading the assignment"),
             },
-            Ok(None) => self.slots.capacity().set_assigned(None),
+            Ok(None) => self.slots.capacity().leaderless(Instant::now()),
             Err(error) => debug!(%error, "reading the leader"),
         }
     }
