@@ -115,8 +115,9 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
     match runtime.load(&bytes) {
         Ok(p) => {
             println!(
-                "ok: {} is an eddy:processor@0.1.0 component (sha256 {}, loaded in {:?}{})",
+                "ok: {} is an {} component (sha256 {}, loaded in {:?}{})",
                 args.module.display(),
+                p.world(),
                 p.sha256(),
                 p.load_time(),
                 if p.from_cache() { ", from cache" } else { "" }
@@ -184,6 +185,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         content_type: args.content_type,
         payload,
         config: args.config,
+        tenant: "local".into(),
+        version: 0,
         traceparent: None,
         variables: Some(std::sync::Arc::new(eddy_runtime::FixedVariables(variables))),
     };

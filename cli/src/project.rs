@@ -518,7 +518,7 @@ fn build_js(dir: &Path, eddy: &Path, main: &Path, out: &Path) -> Result<()> {
         &eddy.join("entry.js"),
         &format!(
             "// Written by `eddy build`: binds the SDK to the component's imports.\n\
-             import * as host from 'eddy:processor/host@0.1.0';\n\
+             import * as host from 'eddy:processor/host@0.2.0';\n\
              import {{ bind }} from '@eddy/sdk';\n\
              bind(host);\n\
              export {{ handle }} from {main};\n"
@@ -624,6 +624,8 @@ pub fn test(args: TestArgs) -> Result<ExitCode> {
             content_type: "application/json".into(),
             payload: payload.clone().into_bytes(),
             config: config.values.clone().into_iter().collect(),
+            tenant: "local".into(),
+            version: 0,
             traceparent: None,
             variables: None,
         };

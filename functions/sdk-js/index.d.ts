@@ -17,6 +17,16 @@ export declare class Invocation {
   readonly payload: Uint8Array;
   /** The function's configuration values (set at deploy time). */
   readonly config: Record<string, string>;
+  /** The tenant that owns the function. */
+  readonly tenant: string;
+  /** The version of the function that runs (0 outside a deployment). */
+  readonly version: number;
+  /** When this attempt's time runs out, in ms since the Unix epoch. */
+  readonly deadlineMs: number;
+  /** The W3C trace context of the invocation's span, when it is traced. */
+  readonly traceparent: string | null;
+  /** Milliseconds until the deadline (the host stops the instance then). */
+  timeLeftMs(): number;
   /** The payload as UTF-8 text; a `bad-input` error if it is not. */
   text(): string;
   /** The payload parsed as JSON; a `bad-input` error if it is not. */
@@ -79,5 +89,5 @@ export interface RunResult {
 export declare function run(
   handle: Handle,
   data?: Data,
-  options?: { function?: string; config?: Record<string, string>; attempt?: number },
+  options?: { function?: string; config?: Record<string, string>; attempt?: number; timeoutMs?: number },
 ): Promise<RunResult>;

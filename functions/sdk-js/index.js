@@ -70,6 +70,16 @@ export class Invocation {
     this.contentType = raw.contentType;
     this.payload = raw.payload;
     this.config = Object.fromEntries(raw.config ?? []);
+    this.tenant = raw.tenant ?? 'local';
+    this.version = raw.version ?? 0;
+    // A u64 in the WIT (a BigInt here); milliseconds fit a Number.
+    this.deadlineMs = Number(raw.deadlineMs ?? 0);
+    this.traceparent = raw.traceparent ?? null;
+  }
+
+  /** Milliseconds until the deadline (the host stops the instance then). */
+  timeLeftMs() {
+    return Math.max(0, this.deadlineMs - Date.now());
   }
 
   /** The payload as UTF-8 text (`bad-input` error if it is not). */
@@ -165,11 +175,12 @@ export function bind(imports) {
 }
 
 /** Runs `handle` (made by `handler`) once in this process, as Eddy would, and returns what it did. */
-export async function run(handle, data = null, { function: name = 'local', config = {}, attempt = 1 } = {}) {
+export async function run(handle, data = null, { function: name = 'local', config = {}, attempt = 1, timeoutMs = 30000 } = {}) {
   const [payload, contentType] = encode(data);
   const raw = {
     id: 'local', runId: 'local', function: name, attempt, depth: 0, contentType, payload,
-    config: Object.entries(config),
+    config: Object.entries(config), tenant: 'local', version: 0,
+    deadlineMs: BigInt(Date.now() + timeoutMs),
   };
   local = { emits: [], logs: [] };
   try {

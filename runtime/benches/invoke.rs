@@ -28,6 +28,8 @@ fn input(function: &str, payload: &[u8]) -> Input {
         content_type: "application/json".into(),
         payload: payload.to_vec(),
         config: Vec::new(),
+        tenant: "t".into(),
+        version: 1,
         traceparent: None,
         variables: None,
     }

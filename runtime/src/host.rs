@@ -5,7 +5,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::bindings::eddy::processor::{host, types};
+use crate::bindings::v1::eddy::processor as v1;
+use crate::bindings::v2::eddy::processor::{host, types};
 use crate::capture::{Capture, LogLevel};
 use crate::error::LimitKind;
 use crate::limits::{ComponentLimits, Limits};
@@ -274,5 +275,33 @@ impl host::Host for HostState {
         }
         let detail = crate::capture::over_limit_message(self.capture.limit());
         Err(self.refuse(LimitKind::Logs, detail))
+    }
+}
+
+impl v1::types::Host for HostState {}
+
+/// The 0.1.0 imports are the 0.2.0 ones.
+impl v1::host::Host for HostState {
+    fn emit(
+        &mut self,
+        function: String,
+        payload: Vec<u8>,
+        options: v1::types::EmitOptions,
+    ) -> wasmtime::Result<()> {
+        let options = types::EmitOptions {
+            content_type: options.content_type,
+        };
+        host::Host::emit(self, function, payload, options)
+    }
+
+    fn log(&mut self, level: v1::types::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            v1::types::Level::Trace => types::Level::Trace,
+            v1::types::Level::Debug => types::Level::Debug,
+            v1::types::Level::Info => types::Level::Info,
+            v1::types::Level::Warn => types::Level::Warn,
+            v1::types::Level::Error => types::Level::Error,
+        };
+        host::Host::log(self, level, message)
     }
 }

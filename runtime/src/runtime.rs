@@ -13,7 +13,7 @@ use wasmtime::{
 };
 use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::bindings::{self, ProcessorPre};
+use crate::bindings::{v1, v2};
 use crate::cache::ArtifactCache;
 use crate::capture::{Capture, LogLine, LogSource};
 use crate::error::{InvokeError, LimitKind, LoadError};
@@ -80,6 +80,10 @@ pub struct Input {
     pub content_type: String,
     pub payload: Vec<u8>,
     pub config: Vec<(String, String)>,
+    /// The tenant that owns the function.
+    pub tenant: String,
+    /// The function's version that runs (0 outside a deployment).
+    pub version: u32,
     /// The invocation's trace context; its outbound requests carry children
     /// of it.
     pub traceparent: Option<String>,
@@ -157,7 +161,7 @@ impl Report {
 /// A loaded function version: compiled, linked, ready to instantiate.
 pub struct Processor {
     sha256: String,
-    pre: ProcessorPre<HostState>,
+    pre: Pre,
     load_time: Duration,
     from_cache: bool,
 }
@@ -172,7 +176,21 @@ impl std::fmt::Debug for Processor {
     }
 }
 
+/// A linked component of one of the worlds Eddy runs.
+enum Pre {
+    V2(v2::ProcessorPre<HostState>),
+    V1(v1::ProcessorPre<HostState>),
+}
+
 impl Processor {
+    /// The world the component implements, e.g. `eddy:processor@0.2.0`.
+    pub fn world(&self) -> &'static str {
+        match self.pre {
+            Pre::V2(_) => "eddy:processor@0.2.0",
+            Pre::V1(_) => "eddy:processor@0.1.0",
+        }
+    }
+
     /// sha256 of the module bytes, lower-case hex.
     pub fn sha256(&self) -> &str {
         &self.sha256
@@ -266,8 +284,10 @@ impl Runtime {
             .map_err(|e| LoadError::Host(format!("linking WASI: {e}")))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| LoadError::Host(format!("linking wasi:http: {e}")))?;
-        bindings::Processor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+        v2::Processor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| LoadError::Host(format!("linking the eddy host: {e}")))?;
+        v1::Processor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| LoadError::Host(format!("linking the eddy 0.1.0 host: {e}")))?;
         crate::variables::add_to_linker(&mut linker)
             .map_err(|e| LoadError::Host(format!("linking wasi:config: {e}")))?;
 
@@ -392,14 +412,18 @@ impl Runtime {
     ) -> Result<Arc<Processor>, LoadError> {
         let pre = self.linker.instantiate_pre(component).map_err(|e| {
             LoadError::InvalidModule(format!(
-                "the component does not fit the eddy:processor@0.1.0 world: {e:#}"
+                "the component does not fit the eddy:processor@0.2.0 world: {e:#}"
             ))
         })?;
-        let pre = ProcessorPre::new(pre).map_err(|e| {
-            LoadError::InvalidModule(format!(
-                "the component does not export `handle` of the eddy:processor@0.1.0 world: {e:#}"
-            ))
-        })?;
+        let pre = match v2::ProcessorPre::new(pre.clone()) {
+            Ok(p) => Pre::V2(p),
+            Err(e2) => Pre::V1(v1::ProcessorPre::new(pre).map_err(|_| {
+                LoadError::InvalidModule(format!(
+                    "the component does not export `handle` of the eddy:processor@0.2.0 \
+                     world (nor of 0.1.0): {e2:#}"
+                ))
+            })?),
+        };
         Ok(Arc::new(Processor {
             sha256,
             pre,
@@ -467,7 +491,12 @@ impl Runtime {
         let running = self.ticker.enter();
         let epoch_start = self.ticker.now();
         let start = Instant::now();
-        let invocation = bindings::eddy::processor::types::Invocation {
+        let deadline_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_add(limits.timeout)
+            .as_millis() as u64;
+        let invocation = v2::eddy::processor::types::Invocation {
             id: input.id,
             run_id: input.run_id,
             function: input.function,
@@ -476,13 +505,46 @@ impl Runtime {
             content_type: input.content_type,
             payload: input.payload,
             config: input.config,
+            tenant: input.tenant,
+            version: input.version,
+            deadline_ms,
+            traceparent: input.traceparent,
         };
 
         let mut timings = Timings::default();
         let outcome = tokio::time::timeout(limits.timeout + async_grace(limits.timeout), async {
-            let instance = processor.pre.instantiate_async(&mut store).await?;
-            timings.instantiate = start.elapsed();
-            instance.call_handle(&mut store, &invocation).await
+            match &processor.pre {
+                Pre::V2(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    timings.instantiate = start.elapsed();
+                    instance.call_handle(&mut store, &invocation).await
+                }
+                Pre::V1(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    timings.instantiate = start.elapsed();
+                    let invocation = v1::eddy::processor::types::Invocation {
+                        id: invocation.id,
+                        run_id: invocation.run_id,
+                        function: invocation.function,
+                        attempt: invocation.attempt,
+                        depth: invocation.depth,
+                        content_type: invocation.content_type,
+                        payload: invocation.payload,
+                        config: invocation.config,
+                    };
+                    let result = instance.call_handle(&mut store, &invocation).await?;
+                    Ok(result
+                        .map(|o| v2::eddy::processor::types::Output {
+                            content_type: o.content_type,
+                            payload: o.payload,
+                        })
+                        .map_err(|e| v2::eddy::processor::types::Error {
+                            code: e.code,
+                            message: e.message,
+                            retryable: e.retryable,
+                        }))
+                }
+            }
         })
         .await;
         let total = start.elapsed();

@@ -22,7 +22,7 @@ const WASI_PACKAGES: [&str; 7] = [
 ];
 
 /// What a processor may import, for the message of a refusal.
-pub const PROVIDED: &str = "eddy:processor/host@0.1.0, wasi:config/store@0.2.0-rc.1 and WASI 0.2 \
+pub const PROVIDED: &str = "eddy:processor/host@0.2.0 (or 0.1.0), wasi:config/store@0.2.0-rc.1 and WASI 0.2 \
      (cli, clocks, filesystem, io, random, sockets, http types and outgoing-handler)";
 
 fn provided(name: &str) -> bool {
@@ -30,7 +30,8 @@ fn provided(name: &str) -> bool {
         return false;
     };
     if let Some(interface) = package.strip_prefix("eddy:processor/") {
-        return matches!(interface, "host" | "types") && version.starts_with("0.1.");
+        return matches!(interface, "host" | "types")
+            && (version.starts_with("0.1.") || version.starts_with("0.2."));
     }
     if package == "wasi:config/store" {
         return version == "0.2.0-rc.1";
@@ -99,7 +100,7 @@ pub fn check_imports(bytes: &[u8]) -> Result<(), LoadError> {
     if complete && !handle {
         return Err(bad(
             "the component does not export `handle`: a processor implements the \
-             eddy:processor@0.1.0 world (`eddy wit` prints it)"
+             eddy:processor@0.2.0 world (`eddy wit` prints it)"
                 .into(),
         ));
     }
@@ -115,6 +116,8 @@ mod tests {
         for ok in [
             "eddy:processor/host@0.1.0",
             "eddy:processor/types@0.1.0",
+            "eddy:processor/host@0.2.0",
+            "eddy:processor/types@0.2.0",
             "wasi:io/streams@0.2.6",
             "wasi:http/outgoing-handler@0.2.0",
             "wasi:config/store@0.2.0-rc.1",
@@ -123,7 +126,8 @@ mod tests {
             assert!(provided(ok), "{ok}");
         }
         for no in [
-            "eddy:processor/host@0.2.0",
+            "eddy:processor/host@0.3.0",
+            "eddy:processor/host@1.0.0",
             "wasi:keyvalue/store@0.2.0-draft",
             "wasi:io/streams@0.3.0",
             "wasi:config/store@0.2.0-draft",

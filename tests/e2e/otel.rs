@@ -416,3 +416,81 @@ async fn an_outbound_request_is_a_client_span_whose_traceparent_the_server_gets(
     assert_eq!(span.attrs["eddy.bytes_in"], "11");
     assert!(span.start <= span.end);
 }
+
+/// An `eddy:processor@0.2.0` guest gets its tenant, the version that runs,
+/// its deadline and the trace context of its invocation's span; a component
+/// built for 0.1.0, deployed beside it, still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_sees_its_tenant_version_deadline_and_trace_and_0_1_0_still_runs() {
+    let t = Traced::start(&[], &["w1"]).await;
+    let (spans, base, http, key) = (&t.spans, &t.base, &t.http, &t.key);
+    let deploy = |name: &'static str, guest: &'static str| async move {
+        let r = http
+            .put(format!("{base}/functions/{name}?timeout_ms=4000"))
+            .bearer_auth(key)
+            .body(wasm(guest))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+    };
+    deploy("meta", "echo").await;
+    deploy("meta", "fx-meta").await;
+    deploy("old", "fx-world-0-1").await;
+
+    let trace_id = "5b8aa5a2d2c872e8321cf37308d69df2";
+    let before = eddy_protocol::now_ms();
+    let r = http
+        .post(format!("{base}/invoke/meta"))
+        .bearer_auth(key)
+        .header("traceparent", format!("00-{trace_id}-051581bf3cb55c13-01"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let out: Value = r.json().await.unwrap();
+    let after = eddy_protocol::now_ms();
+    assert_eq!(
+        (&out["tenant"], &out["version"], &out["function"]),
+        (&json!("traced"), &json!(2), &json!("meta")),
+        "{out}"
+    );
+    let deadline = out["deadline_ms"].as_u64().unwrap();
+    assert!(
+        (before + 4_000..=after + 4_000).contains(&deadline),
+        "{before} {deadline} {after}"
+    );
+    let tp = out["traceparent"].as_str().unwrap().to_string();
+    let parts: Vec<&str> = tp.split('-').collect();
+    assert_eq!((parts.len(), parts[1]), (4, trace_id), "{tp}");
+    // It names the invocation's span.
+    wait_for(Duration::from_secs(15), "the invocation's span", || {
+        spans
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|g| g.span_id == parts[2] && g.trace_id == trace_id)
+    });
+    let named = spans
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|g| g.span_id == parts[2])
+        .map(|g| g.name.clone());
+    assert_eq!(named.as_deref(), Some("invoke meta"));
+
+    let r = http
+        .post(format!("{base}/invoke/old"))
+        .bearer_auth(key)
+        .body("[1]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(
+        out,
+        json!({"world": "0.1.0", "function": "old", "attempt": 1, "bytes": 3})
+    );
+}

@@ -102,6 +102,8 @@ pub(crate) async fn run(
         content_type: env.content_type.clone(),
         payload: delivery.payload.clone(),
         config: loaded.config.clone(),
+        tenant: env.tenant.to_string(),
+        version: loaded.spec.version,
         traceparent: traceparent.map(str::to_string),
         variables: Some(variables),
     };

@@ -72,3 +72,13 @@ test('config arrives as an object', async () => {
   const r = await run(handler((inv) => inv.config), null, { config: { GREETING: 'hi' } });
   assert.deepEqual(r.json(), { GREETING: 'hi' });
 });
+
+test('the invocation says its tenant, version, deadline and trace context', async () => {
+  const r = await run(handler((inv) => ({
+    tenant: inv.tenant, version: inv.version, left: inv.timeLeftMs(),
+    deadline: typeof inv.deadlineMs, traceparent: inv.traceparent,
+  })), null, { timeoutMs: 5000 });
+  const out = r.json();
+  assert.deepEqual([out.tenant, out.version, out.deadline, out.traceparent], ['local', 0, 'number', null]);
+  assert.ok(out.left > 4000 && out.left <= 5000, `${out.left}`);
+});

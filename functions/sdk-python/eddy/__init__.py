@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json as _json
 import sys as _sys
+import time as _time
 import traceback as _traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -58,6 +59,18 @@ class Invocation:
     content_type: str
     payload: bytes
     config: Dict[str, str] = field(default_factory=dict)
+    #: The tenant that owns the function.
+    tenant: str = "local"
+    #: The version of the function that runs (0 outside a deployment).
+    version: int = 0
+    #: When this attempt's time runs out, in ms since the Unix epoch.
+    deadline_ms: int = 0
+    #: The W3C trace context of the invocation's span, when it is traced.
+    traceparent: Optional[str] = None
+
+    def time_left(self) -> float:
+        """Seconds until the deadline (the host stops the instance then)."""
+        return max(0.0, self.deadline_ms / 1000 - _time.time())
 
     def json(self) -> Any:
         """The payload parsed as JSON (`bad-input` error if it is not)."""
@@ -224,6 +237,10 @@ if _wit_world is not None:
                 content_type=invocation.content_type,
                 payload=bytes(invocation.payload),
                 config=dict(invocation.config),
+                tenant=invocation.tenant,
+                version=invocation.version,
+                deadline_ms=invocation.deadline_ms,
+                traceparent=invocation.traceparent,
             )
             if _handler is None:
                 raise _Err(_types.Error("no-handler", "no function is decorated with @eddy.handler", False))
@@ -234,12 +251,14 @@ if _wit_world is not None:
 
 
 def run(fn: Callable[[Invocation], Any], data: Any = None, *, function: str = "local",
-        config: Optional[Dict[str, str]] = None, attempt: int = 1) -> Result:
+        config: Optional[Dict[str, str]] = None, attempt: int = 1,
+        timeout_ms: int = 30_000) -> Result:
     """Runs `fn` once in this process, as Eddy would, and returns what it did."""
     global _local
     payload, content_type = _encode(data)
     inv = Invocation(id="local", run_id="local", function=function, attempt=attempt,
-                     depth=0, content_type=content_type, payload=payload, config=dict(config or {}))
+                     depth=0, content_type=content_type, payload=payload, config=dict(config or {}),
+                     deadline_ms=int(_time.time() * 1000) + timeout_ms)
     _local = Result(None, None, [], [])
     try:
         _local.output, _local.error = _call(fn, inv)

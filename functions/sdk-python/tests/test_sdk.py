@@ -64,6 +64,14 @@ class Sdk(unittest.TestCase):
         r = eddy.run(lambda inv: inv.config, config={"GREETING": "hi"})
         self.assertEqual(json.loads(r.output.payload), {"GREETING": "hi"})
 
+    def test_the_invocation_says_its_tenant_version_deadline_and_trace(self):
+        r = eddy.run(lambda inv: {"tenant": inv.tenant, "version": inv.version,
+                                  "left": inv.time_left(), "traceparent": inv.traceparent},
+                     timeout_ms=5000)
+        out = json.loads(r.output.payload)
+        self.assertEqual((out["tenant"], out["version"], out["traceparent"]), ("local", 0, None))
+        self.assertTrue(4.0 < out["left"] <= 5.0, out["left"])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,7 +1,7 @@
 //! Write [Eddy](https://example.invalid/eddy) processors in plain Rust.
 //!
 //! An Eddy processor is a WebAssembly component (`wasm32-wasip2`) that
-//! implements the `eddy:processor@0.1.0` world (`wit/processor.wit` in the
+//! implements the `eddy:processor@0.2.0` world (`wit/processor.wit` in the
 //! Eddy repository): Eddy calls its `handle` export once per invocation, in a
 //! fresh instance, and the processor may call back into the host to
 //! [`emit`] follow-up invocations and to [`log`].
@@ -150,6 +150,16 @@ impl Invocation {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Time left until [`Invocation::deadline_ms`], when the host stops the
+    /// instance; zero once it has passed. Check it before work that cannot
+    /// finish in time (and return [`Error::retryable`] instead).
+    pub fn time_left(&self) -> std::time::Duration {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        std::time::Duration::from_millis(self.deadline_ms).saturating_sub(now)
     }
 
     /// The configuration value `key`, or `default` when it is not set.
@@ -380,7 +390,27 @@ mod tests {
                 ("b".into(), "2".into()),
                 ("a".into(), "3".into()),
             ],
+            tenant: "acme".into(),
+            version: 3,
+            deadline_ms: 0,
+            traceparent: None,
         }
+    }
+
+    #[test]
+    fn time_left_counts_down_to_the_deadline() {
+        let mut inv = invocation(mime::JSON, b"{}");
+        assert_eq!(inv.time_left(), std::time::Duration::ZERO, "long past");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        inv.deadline_ms = now + 5_000;
+        let left = inv.time_left();
+        assert!(
+            left > std::time::Duration::from_secs(4) && left <= std::time::Duration::from_secs(5),
+            "{left:?}"
+        );
     }
 
     #[derive(Debug, serde::Deserialize, PartialEq)]

@@ -9,3 +9,4 @@ mod modules;
 mod outbound;
 mod support;
 mod variables;
+mod worlds;

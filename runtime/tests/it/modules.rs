@@ -35,7 +35,7 @@ fn malformed_modules_are_refused_with_what_is_wrong() {
     assert_eq!(
         other,
         "invalid module: the component does not export `handle`: a processor implements the \
-         eddy:processor@0.1.0 world (`eddy wit` prints it)"
+         eddy:processor@0.2.0 world (`eddy wit` prints it)"
     );
     let truncated = wasm("echo")[..200].to_vec();
     let msg = refuse(&truncated);

@@ -44,6 +44,8 @@ pub fn input(function: &str, payload: &str) -> Input {
         content_type: "application/json".into(),
         payload: payload.as_bytes().to_vec(),
         config: Vec::new(),
+        tenant: "t".into(),
+        version: 1,
         traceparent: None,
         variables: None,
     }

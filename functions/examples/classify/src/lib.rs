@@ -216,6 +216,10 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            tenant: "acme".into(),
+            version: 1,
+            deadline_ms: 0,
+            traceparent: None,
         }
     }
 
