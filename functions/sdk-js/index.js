@@ -180,7 +180,7 @@ export async function run(handle, data = null, { function: name = 'local', confi
   const raw = {
     id: 'local', runId: 'local', function: name, attempt, depth: 0, contentType, payload,
     config: Object.entries(config), tenant: 'local', version: 0,
-    deadlineMs: BigInt(Date.now() + timeoutMs),
+    deadlineMs: BigInt(Math.floor(Date.now() + timeoutMs)),
   };
   local = { emits: [], logs: [] };
   try {

@@ -412,15 +412,15 @@ impl Runtime {
     ) -> Result<Arc<Processor>, LoadError> {
         let pre = self.linker.instantiate_pre(component).map_err(|e| {
             LoadError::InvalidModule(format!(
-                "the component does not fit the eddy:processor@0.2.0 world: {e:#}"
+                "the component does not fit the eddy:processor world: {e:#}"
             ))
         })?;
         let pre = match v2::ProcessorPre::new(pre.clone()) {
             Ok(p) => Pre::V2(p),
-            Err(e2) => Pre::V1(v1::ProcessorPre::new(pre).map_err(|_| {
+            Err(e2) => Pre::V1(v1::ProcessorPre::new(pre).map_err(|e1| {
                 LoadError::InvalidModule(format!(
                     "the component does not export `handle` of the eddy:processor@0.2.0 \
-                     world (nor of 0.1.0): {e2:#}"
+                     world ({e2:#}) nor of 0.1.0 ({e1:#})"
                 ))
             })?),
         };

@@ -86,6 +86,14 @@ impl Capacity {
         &self.discovered
     }
 
+    /// Whether the controller's assignment has `stream` with a share: the
+    /// reader reads it without a wake-up.
+    pub(crate) fn assigned(&self, stream: &str) -> bool {
+        self.assigned
+            .as_ref()
+            .is_some_and(|a| a.get(stream).is_some_and(|c| *c > 0))
+    }
+
     pub(crate) fn controlled(&self) -> bool {
         self.assigned.is_some()
     }

@@ -215,6 +215,7 @@ impl Worker {
         let permits = {
             let mut cap = self.slots.capacity();
             let here = cap.permits(&stream).is_some();
+            let assigned = cap.assigned(&stream);
             match (urgent, here, cap.controlled()) {
                 // Urgent, read here: read it now (and hold a read on the
                 // stream from now on), unless the held read has it: another
@@ -228,8 +229,10 @@ impl Worker {
                 // (or to none yet: then the plain wake-up that comes with a
                 // cold stream's first invocation is the one to act on).
                 (true, false, true) => return,
-                // Assigned already: the reader has it.
-                (false, true, true) => return,
+                // Assigned already: the reader has it. A stream that is
+                // here only for a while (woken, or no longer assigned: with
+                // no leader nobody assigns it) is woken again.
+                (false, true, true) if assigned => return,
                 _ => {
                     cap.wake(stream.clone());
                     cap.wanted(self.default_concurrency());
