@@ -160,7 +160,12 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("guests");
     for entry in extra.split(',').filter(|e| !e.is_empty()) {
         let (name, path) = entry.split_once('=').expect("name=path");
-        let bytes = std::fs::read(path).unwrap();
+        // A `.wat` (the hostile fixtures' shapes) is compiled from its text.
+        let bytes = if path.ends_with(".wat") {
+            wat::parse_file(path).unwrap()
+        } else {
+            std::fs::read(path).unwrap()
+        };
         let started = std::time::Instant::now();
         runtime.compile(&bytes).unwrap();
         let compile = started.elapsed();
