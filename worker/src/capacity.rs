@@ -48,9 +48,10 @@ struct Slot {
 
 #[derive(Debug, Default)]
 pub(crate) struct Capacity {
-    /// Assigned by the controller; `None` when no controller leads.
+    /// Assigned by the controller; `None` when no controller has led for
+    /// [`LEADERLESS_GRACE`] (or ever).
     assigned: Option<BTreeMap<String, u32>>,
-    /// When a leader's assignment was last read.
+    /// When a leader's assignment was last read (`Some` with `assigned`).
     led_at: Option<Instant>,
     /// Discovered streams (used when no controller leads).
     discovered: Vec<String>,
